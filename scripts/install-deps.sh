@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package that building and testing neep needs.
+# Safe to run again: apt skips what is already there.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    exec sudo -E "$0" "$@"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# bookworm-backports: meson >= 1.5 and a linux-libc-dev with drm/virtgpu_drm.h.
+backports=/etc/apt/sources.list.d/neep-bookworm-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    # Reuse the mirror and keyring of the machine's own bookworm entry.
+    main_entry=$(grep -rls -E '^Suites:.*\bbookworm\b' /etc/apt/sources.list.d/ | head -n 1)
+    uri=$(awk '/^URIs:/ {print $2; exit}' "$main_entry")
+    keyring=$(awk '/^Signed-By:/ {print $2; exit}' "$main_entry")
+    if [ -z "$uri" ]; then
+        echo "install-deps: cannot find the bookworm apt entry to copy" >&2
+        exit 1
+    fi
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+        "$uri" "${keyring:-/usr/share/keyrings/debian-archive-keyring.gpg}" >"$backports"
+fi
+
+apt-get update -qq
+
+apt-get install -y -qq --no-install-recommends \
+    build-essential pkg-config ninja-build clang libclang-rt-14-dev llvm \
+    clang-format libpixman-1-dev python3 >/dev/null
+apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+    meson linux-libc-dev >/dev/null
+
+echo "install-deps: done (meson $(meson --version))"

@@ -1,0 +1,167 @@
+/*
+ * The renderer's private structures, shared by the files of src/renderer/ and by the context
+ * types in src/contexts/ (through context_type.h).
+ */
+#ifndef NEEP_RENDERER_INTERNAL_H
+#define NEEP_RENDERER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <neep/renderer.h>
+
+#include "util/id_table.h"
+#include "util/log.h"
+
+struct neep_context;
+struct neep_context_type;
+
+/* Budget charged per resource or context for bookkeeping beyond its payload. */
+#define NEEP_OBJECT_OVERHEAD_BYTES 512u
+
+enum neep_resource_kind {
+    NEEP_RESOURCE_2D,   /* host pixel storage, transfers to and from guest backing */
+    NEEP_RESOURCE_BLOB, /* guest memory, or host memory handed out by a context */
+};
+
+/* Host memory behind a resource: an fd (memfd or imported) and a mapping of it. */
+struct neep_host_storage {
+    int fd;               /* -1 when there is none */
+    uint32_t handle_type; /* NEEP_HANDLE_MEM_* for export */
+    uint8_t *mapping;     /* mmap of the fd, or NULL */
+    uint64_t mapping_bytes;
+};
+
+struct neep_resource {
+    uint32_t id;
+    enum neep_resource_kind kind;
+
+    /* 2D: pixels = storage.mapping + offset, rows stride_bytes apart. */
+    uint32_t format;
+    uint32_t width_px;
+    uint32_t height_px;
+    uint32_t stride_bytes;
+    uint64_t size_bytes;
+    uint8_t *pixels;
+    struct neep_host_storage storage;
+
+    /* Guest memory, copied iovec array. */
+    struct iovec *backing;
+    size_t backing_count;
+    uint64_t backing_bytes;
+
+    /* Blob parameters. */
+    uint32_t blob_mem;
+    uint32_t blob_flags;
+    uint64_t blob_id;
+    uint32_t map_info;
+    void *host_map; /* neep_resource_map's mapping, separate from storage.mapping */
+    uint64_t host_map_bytes;
+
+    uint64_t charged_bytes;         /* storage and bookkeeping */
+    uint64_t backing_charged_bytes; /* the copied iovec array */
+};
+
+/* One pending fence on a timeline. */
+struct neep_fence_entry {
+    struct neep_fence fence; /* as the caller gave it, delivered back unchanged */
+};
+
+/*
+ * A fence timeline: the global one, or one per (context, ring). Pending fences sit in a ring
+ * buffer in creation order; the first `completed_count` of them are done and await dispatch.
+ * All fields below `renderer` are guarded by renderer->fence_lock.
+ */
+struct neep_timeline {
+    struct neep_renderer *renderer;
+    uint32_t ctx_id;
+    uint32_t ring_idx;
+    bool is_global;
+
+    struct neep_fence_entry *entries;
+    uint32_t capacity;
+    uint32_t head;
+    uint32_t count;
+    uint32_t completed_count;
+    bool on_ready_list;
+    struct neep_timeline *ready_next;
+};
+
+struct neep_capset {
+    const struct neep_context_type *type;
+    uint32_t capset_id;
+    uint32_t max_version;
+    uint32_t size_bytes;
+    uint8_t *data;
+};
+
+struct neep_renderer {
+    struct neep_logger logger;
+    uint64_t capset_mask;
+
+    _Atomic uint64_t memory_used_bytes;
+    uint64_t memory_budget_bytes;
+
+    struct id_table resources;
+    struct id_table contexts;
+
+    struct neep_capset capsets[NEEP_CAPSET_ID_MAX];
+    uint32_t capset_count;
+
+    struct neep_channel *channels; /* owned copies, paths strdup'd */
+    size_t channel_count;
+
+    /* Fences: see fence.c. */
+    pthread_mutex_t fence_lock;
+    pthread_mutex_t dispatch_lock;
+    int fence_event_fd;
+    struct neep_timeline global_timeline;
+    struct neep_timeline *ready_head;
+    struct neep_timeline *ready_tail;
+};
+
+#define renderer_log(renderer, level, ...) neep_log_guest(&(renderer)->logger, level, __VA_ARGS__)
+#define renderer_error(renderer, ...)      renderer_log(renderer, NEEP_LOG_ERROR, __VA_ARGS__)
+
+/* renderer.c */
+int neep_renderer_create_with_types(const struct neep_renderer_config *config,
+                                    const struct neep_context_type *const *types, size_t type_count,
+                                    struct neep_renderer **out);
+int neep_budget_charge(struct neep_renderer *renderer, uint64_t bytes);
+void neep_budget_release(struct neep_renderer *renderer, uint64_t bytes);
+
+/* resource.c */
+struct neep_resource *neep_resource_lookup(const struct neep_renderer *renderer, uint32_t id);
+int neep_resource_insert(struct neep_renderer *renderer, struct neep_resource *resource);
+void neep_resource_free(struct neep_renderer *renderer, struct neep_resource *resource);
+void neep_resources_destroy_all(struct neep_renderer *renderer);
+int neep_resource_create_2d_storage(struct neep_renderer *renderer, uint32_t id, uint32_t format,
+                                    uint32_t width_px, uint32_t height_px,
+                                    struct neep_resource **out);
+void neep_host_storage_release(struct neep_host_storage *storage);
+
+/* formats.c */
+bool neep_format_is_valid(uint32_t format);
+uint32_t neep_format_from_drm_fourcc(uint32_t fourcc); /* 0 if unknown */
+#define NEEP_BYTES_PER_PIXEL 4u
+
+/* context.c */
+struct neep_context *neep_context_lookup(const struct neep_renderer *renderer, uint32_t ctx_id);
+void neep_contexts_destroy_all(struct neep_renderer *renderer);
+void neep_contexts_detach_resource_everywhere(struct neep_renderer *renderer,
+                                              struct neep_resource *resource);
+
+/* fence.c */
+int neep_fences_init(struct neep_renderer *renderer);
+void neep_fences_finish(struct neep_renderer *renderer);
+void neep_timeline_init(struct neep_timeline *timeline, struct neep_renderer *renderer,
+                        uint32_t ctx_id, uint32_t ring_idx, bool is_global);
+/* Drops pending fences and unlinks the timeline; it can then be freed. */
+void neep_timeline_finish(struct neep_timeline *timeline);
+/* Queues a fence; with `complete_now` it is done at once. */
+int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *fence,
+                       bool complete_now);
+
+#endif

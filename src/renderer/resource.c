@@ -1,0 +1,543 @@
+/* The resource table: creation, backing, blobs, export and mapping. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "contexts/context_type.h"
+#include "renderer_internal.h"
+#include "util/checked.h"
+#include "util/iov.h"
+
+struct neep_resource *neep_resource_lookup(const struct neep_renderer *renderer, uint32_t id)
+{
+    return id_table_get(&renderer->resources, id);
+}
+
+/* Looks a resource up and logs the miss; `what` names the operation for the log line. */
+static struct neep_resource *find_resource(struct neep_renderer *renderer, uint32_t id,
+                                           const char *what)
+{
+    struct neep_resource *resource = neep_resource_lookup(renderer, id);
+    if (!resource) {
+        renderer_error(renderer, "%s: no resource %u", what, id);
+    }
+    return resource;
+}
+
+int neep_resource_insert(struct neep_renderer *renderer, struct neep_resource *resource)
+{
+    int ret = id_table_insert(&renderer->resources, resource->id, resource);
+    if (ret == -EEXIST) {
+        renderer_error(renderer, "resource id %u is already in use", resource->id);
+    }
+    return ret;
+}
+
+void neep_host_storage_release(struct neep_host_storage *storage)
+{
+    if (storage->mapping) {
+        munmap(storage->mapping, storage->mapping_bytes);
+        storage->mapping = NULL;
+    }
+    if (storage->fd >= 0) {
+        close(storage->fd);
+        storage->fd = -1;
+    }
+}
+
+static void drop_backing(struct neep_renderer *renderer, struct neep_resource *resource)
+{
+    free(resource->backing);
+    resource->backing = NULL;
+    resource->backing_count = 0;
+    resource->backing_bytes = 0;
+    neep_budget_release(renderer, resource->backing_charged_bytes);
+    resource->backing_charged_bytes = 0;
+}
+
+void neep_resource_free(struct neep_renderer *renderer, struct neep_resource *resource)
+{
+    if (!resource) {
+        return;
+    }
+    if (resource->host_map) {
+        munmap(resource->host_map, resource->host_map_bytes);
+    }
+    neep_host_storage_release(&resource->storage);
+    drop_backing(renderer, resource);
+    neep_budget_release(renderer, resource->charged_bytes);
+    free(resource);
+}
+
+void neep_resources_destroy_all(struct neep_renderer *renderer)
+{
+    struct id_table *table = &renderer->resources;
+    for (size_t i = 0; i < table->capacity; i++) {
+        if (table->keys[i]) {
+            neep_resource_free(renderer, table->values[i]);
+        }
+    }
+    id_table_finish(table);
+    id_table_init(table);
+}
+
+static struct neep_resource *resource_alloc(struct neep_renderer *renderer, uint32_t id,
+                                            enum neep_resource_kind kind)
+{
+    if (neep_budget_charge(renderer, NEEP_OBJECT_OVERHEAD_BYTES) < 0) {
+        return NULL;
+    }
+    struct neep_resource *resource = calloc(1, sizeof(*resource));
+    if (!resource) {
+        neep_budget_release(renderer, NEEP_OBJECT_OVERHEAD_BYTES);
+        return NULL;
+    }
+    resource->id = id;
+    resource->kind = kind;
+    resource->storage.fd = -1;
+    resource->charged_bytes = NEEP_OBJECT_OVERHEAD_BYTES;
+    return resource;
+}
+
+/* A sealed memfd of `size_bytes`, mapped read-write. Zero-filled by the kernel. */
+static int create_memfd_storage(struct neep_renderer *renderer, uint64_t size_bytes,
+                                struct neep_host_storage *storage)
+{
+    int fd = memfd_create("neep-resource", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR, "memfd_create failed: %s",
+                      strerror(errno));
+        return -ENOMEM;
+    }
+    if (ftruncate(fd, (off_t)size_bytes) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR, "sizing a %llu-byte memfd failed: %s",
+                      (unsigned long long)size_bytes, strerror(errno));
+        close(fd);
+        return -ENOMEM;
+    }
+    void *mapping = mmap(NULL, size_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mapping == MAP_FAILED) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR, "mapping a %llu-byte memfd failed: %s",
+                      (unsigned long long)size_bytes, strerror(errno));
+        close(fd);
+        return -ENOMEM;
+    }
+    storage->fd = fd;
+    storage->handle_type = NEEP_HANDLE_MEM_SHM;
+    storage->mapping = mapping;
+    storage->mapping_bytes = size_bytes;
+    return 0;
+}
+
+static int check_dimensions(struct neep_renderer *renderer, uint32_t width_px, uint32_t height_px)
+{
+    if (width_px == 0 || height_px == 0) {
+        renderer_error(renderer, "resource size %ux%u is empty", width_px, height_px);
+        return -EINVAL;
+    }
+    if (width_px > NEEP_MAX_DIMENSION_PX || height_px > NEEP_MAX_DIMENSION_PX) {
+        renderer_error(renderer, "resource size %ux%u is over the limit of %u", width_px, height_px,
+                       NEEP_MAX_DIMENSION_PX);
+        return -E2BIG;
+    }
+    return 0;
+}
+
+int neep_resource_create_2d_storage(struct neep_renderer *renderer, uint32_t id, uint32_t format,
+                                    uint32_t width_px, uint32_t height_px,
+                                    struct neep_resource **out)
+{
+    if (id == 0) {
+        renderer_error(renderer, "resource id 0 is reserved");
+        return -EINVAL;
+    }
+    if (neep_resource_lookup(renderer, id)) {
+        renderer_error(renderer, "resource id %u is already in use", id);
+        return -EEXIST;
+    }
+    if (!neep_format_is_valid(format)) {
+        renderer_error(renderer, "resource %u: unknown format %u", id, format);
+        return -EINVAL;
+    }
+    int ret = check_dimensions(renderer, width_px, height_px);
+    if (ret < 0) {
+        return ret;
+    }
+    /* Both dimensions are at most 2^14, so these products cannot overflow. */
+    uint32_t stride_bytes = width_px * NEEP_BYTES_PER_PIXEL;
+    uint64_t size_bytes = (uint64_t)stride_bytes * height_px;
+
+    struct neep_resource *resource = resource_alloc(renderer, id, NEEP_RESOURCE_2D);
+    if (!resource) {
+        return -ENOMEM;
+    }
+    ret = neep_budget_charge(renderer, size_bytes);
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+        return ret;
+    }
+    resource->charged_bytes += size_bytes;
+    ret = create_memfd_storage(renderer, size_bytes, &resource->storage);
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+        return ret;
+    }
+    resource->format = format;
+    resource->width_px = width_px;
+    resource->height_px = height_px;
+    resource->stride_bytes = stride_bytes;
+    resource->size_bytes = size_bytes;
+    resource->pixels = resource->storage.mapping;
+    *out = resource;
+    return 0;
+}
+
+int neep_resource_create_3d(struct neep_renderer *renderer, uint32_t resource_id,
+                            const struct neep_resource_create_3d *create)
+{
+    if (!create) {
+        return -EINVAL;
+    }
+    if (create->target != NEEP_TARGET_TEXTURE_2D || create->depth > 1 || create->array_size > 1 ||
+        create->last_level != 0 || create->nr_samples > 1) {
+        renderer_error(renderer,
+                       "resource %u: target %u depth %u layers %u levels %u samples %u needs a "
+                       "3D context type; only single-level 2D textures are built in",
+                       resource_id, create->target, create->depth, create->array_size,
+                       create->last_level + 1, create->nr_samples);
+        return -EOPNOTSUPP;
+    }
+    struct neep_resource *resource;
+    int ret = neep_resource_create_2d_storage(renderer, resource_id, create->format, create->width,
+                                              create->height, &resource);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = neep_resource_insert(renderer, resource);
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+    }
+    return ret;
+}
+
+/* Copies a guest iovec list after checking its shape, charging the copy to the budget. */
+static int take_backing(struct neep_renderer *renderer, struct neep_resource *resource,
+                        const struct iovec *backing, size_t backing_count)
+{
+    if (backing_count == 0) {
+        renderer_error(renderer, "resource %u: backing with no entries", resource->id);
+        return -EINVAL;
+    }
+    if (!backing) {
+        return -EINVAL;
+    }
+    if (backing_count > NEEP_MAX_BACKING_ENTRIES) {
+        renderer_error(renderer, "resource %u: %zu backing entries, limit %u", resource->id,
+                       backing_count, NEEP_MAX_BACKING_ENTRIES);
+        return -E2BIG;
+    }
+    uint64_t total_bytes;
+    if (!iov_total_bytes(backing, backing_count, &total_bytes)) {
+        renderer_error(renderer, "resource %u: backing length overflows", resource->id);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < backing_count; i++) {
+        if (backing[i].iov_len > 0 && !backing[i].iov_base) {
+            renderer_error(renderer, "resource %u: backing entry %zu has no address", resource->id,
+                           i);
+            return -EINVAL;
+        }
+    }
+    uint64_t array_bytes = (uint64_t)backing_count * sizeof(*backing);
+    int ret = neep_budget_charge(renderer, array_bytes);
+    if (ret < 0) {
+        return ret;
+    }
+    struct iovec *copy = malloc(array_bytes);
+    if (!copy) {
+        neep_budget_release(renderer, array_bytes);
+        return -ENOMEM;
+    }
+    memcpy(copy, backing, array_bytes);
+    resource->backing = copy;
+    resource->backing_count = backing_count;
+    resource->backing_bytes = total_bytes;
+    resource->backing_charged_bytes = array_bytes;
+    return 0;
+}
+
+int neep_resource_attach_backing(struct neep_renderer *renderer, uint32_t resource_id,
+                                 const struct iovec *backing, size_t backing_count)
+{
+    struct neep_resource *resource = find_resource(renderer, resource_id, "attach_backing");
+    if (!resource) {
+        return -ENOENT;
+    }
+    if (resource->backing) {
+        renderer_error(renderer, "attach_backing: resource %u already has backing", resource_id);
+        return -EEXIST;
+    }
+    if (resource->kind == NEEP_RESOURCE_BLOB && resource->blob_mem == NEEP_BLOB_MEM_HOST3D) {
+        renderer_error(renderer, "attach_backing: resource %u is a host-only blob", resource_id);
+        return -EOPNOTSUPP;
+    }
+    return take_backing(renderer, resource, backing, backing_count);
+}
+
+int neep_resource_detach_backing(struct neep_renderer *renderer, uint32_t resource_id)
+{
+    struct neep_resource *resource = find_resource(renderer, resource_id, "detach_backing");
+    if (!resource) {
+        return -ENOENT;
+    }
+    drop_backing(renderer, resource);
+    return 0;
+}
+
+int neep_resource_unref(struct neep_renderer *renderer, uint32_t resource_id)
+{
+    struct neep_resource *resource = find_resource(renderer, resource_id, "unref");
+    if (!resource) {
+        return -ENOENT;
+    }
+    neep_contexts_detach_resource_everywhere(renderer, resource);
+    id_table_remove(&renderer->resources, resource_id);
+    neep_resource_free(renderer, resource);
+    return 0;
+}
+
+int neep_resource_get_info(const struct neep_renderer *renderer, uint32_t resource_id,
+                           struct neep_resource_info *info)
+{
+    const struct neep_resource *resource = neep_resource_lookup(renderer, resource_id);
+    if (!resource || !info) {
+        return -ENOENT;
+    }
+    memset(info, 0, sizeof(*info));
+    info->format = resource->format;
+    info->width = resource->width_px;
+    info->height = resource->height_px;
+    info->stride_bytes = resource->stride_bytes;
+    info->size_bytes = resource->size_bytes;
+    info->is_blob = resource->kind == NEEP_RESOURCE_BLOB;
+    info->blob_mem = resource->blob_mem;
+    info->blob_flags = resource->blob_flags;
+    info->has_backing = resource->backing != NULL;
+    return 0;
+}
+
+/* ---- blobs ------------------------------------------------------------------------------ */
+
+#define KNOWN_BLOB_FLAGS                                                                           \
+    (NEEP_BLOB_FLAG_USE_MAPPABLE | NEEP_BLOB_FLAG_USE_SHAREABLE | NEEP_BLOB_FLAG_USE_CROSS_DEVICE)
+
+static int create_host_blob(struct neep_renderer *renderer, uint32_t ctx_id,
+                            struct neep_resource *resource, const struct neep_blob_create *create)
+{
+    if (ctx_id == 0) {
+        renderer_error(renderer, "blob %u: host blobs need a context", resource->id);
+        return -EINVAL;
+    }
+    struct neep_context *ctx = neep_context_lookup(renderer, ctx_id);
+    if (!ctx) {
+        renderer_error(renderer, "blob %u: no context %u", resource->id, ctx_id);
+        return -ESRCH;
+    }
+    if (!ctx->ops->create_blob) {
+        renderer_error(renderer, "blob %u: context %u cannot create host blobs", resource->id,
+                       ctx_id);
+        return -EOPNOTSUPP;
+    }
+    int ret = neep_budget_charge(renderer, create->size_bytes);
+    if (ret < 0) {
+        return ret;
+    }
+    resource->charged_bytes += create->size_bytes;
+
+    struct neep_blob_storage blob = {.fd = -1};
+    ret = ctx->ops->create_blob(ctx, resource->id, create, &blob);
+    if (ret < 0) {
+        return ret;
+    }
+    resource->storage.fd = blob.fd;
+    resource->storage.handle_type = blob.handle_type;
+    if (blob.size_bytes < create->size_bytes) {
+        renderer_error(renderer, "blob %u: context gave %llu bytes, %llu asked", resource->id,
+                       (unsigned long long)blob.size_bytes, (unsigned long long)create->size_bytes);
+        return -EIO;
+    }
+    resource->map_info = blob.map_info;
+    return 0;
+}
+
+int neep_resource_create_blob(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t resource_id,
+                              const struct neep_blob_create *create, const struct iovec *backing,
+                              size_t backing_count)
+{
+    if (!create) {
+        return -EINVAL;
+    }
+    if (resource_id == 0) {
+        renderer_error(renderer, "create_blob: resource id 0 is reserved");
+        return -EINVAL;
+    }
+    if (neep_resource_lookup(renderer, resource_id)) {
+        renderer_error(renderer, "create_blob: resource id %u is already in use", resource_id);
+        return -EEXIST;
+    }
+    if (create->blob_mem < NEEP_BLOB_MEM_GUEST || create->blob_mem > NEEP_BLOB_MEM_HOST3D_GUEST) {
+        renderer_error(renderer, "create_blob %u: unknown blob_mem %u", resource_id,
+                       create->blob_mem);
+        return -EINVAL;
+    }
+    if (create->blob_flags & ~KNOWN_BLOB_FLAGS) {
+        renderer_error(renderer, "create_blob %u: unknown flags 0x%x", resource_id,
+                       create->blob_flags);
+        return -EINVAL;
+    }
+    if (create->size_bytes == 0) {
+        renderer_error(renderer, "create_blob %u: size is zero", resource_id);
+        return -EINVAL;
+    }
+    if (create->blob_mem == NEEP_BLOB_MEM_HOST3D && backing_count > 0) {
+        renderer_error(renderer, "create_blob %u: host-only blob given guest memory", resource_id);
+        return -EINVAL;
+    }
+
+    struct neep_resource *resource = resource_alloc(renderer, resource_id, NEEP_RESOURCE_BLOB);
+    if (!resource) {
+        return -ENOMEM;
+    }
+    resource->blob_mem = create->blob_mem;
+    resource->blob_flags = create->blob_flags;
+    resource->blob_id = create->blob_id;
+    resource->size_bytes = create->size_bytes;
+
+    int ret = 0;
+    if (backing_count > 0) {
+        ret = take_backing(renderer, resource, backing, backing_count);
+        if (ret == 0 && resource->backing_bytes < create->size_bytes) {
+            renderer_error(renderer, "create_blob %u: %llu bytes of backing for a %llu-byte blob",
+                           resource_id, (unsigned long long)resource->backing_bytes,
+                           (unsigned long long)create->size_bytes);
+            ret = -EINVAL;
+        }
+    }
+    if (ret == 0 && create->blob_mem != NEEP_BLOB_MEM_GUEST) {
+        ret = create_host_blob(renderer, ctx_id, resource, create);
+    }
+    if (ret == 0) {
+        ret = neep_resource_insert(renderer, resource);
+    }
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+    }
+    return ret;
+}
+
+int neep_resource_export(struct neep_renderer *renderer, uint32_t resource_id, int *fd,
+                         uint32_t *handle_type)
+{
+    struct neep_resource *resource = find_resource(renderer, resource_id, "export");
+    if (!resource) {
+        return -ENOENT;
+    }
+    if (resource->storage.fd < 0) {
+        renderer_error(renderer, "export: resource %u has no host memory to share", resource_id);
+        return -EOPNOTSUPP;
+    }
+    const uint32_t share_flags = NEEP_BLOB_FLAG_USE_SHAREABLE | NEEP_BLOB_FLAG_USE_CROSS_DEVICE;
+    if (resource->kind == NEEP_RESOURCE_BLOB && !(resource->blob_flags & share_flags)) {
+        renderer_error(renderer, "export: blob %u was not created shareable", resource_id);
+        return -EOPNOTSUPP;
+    }
+    int copy = fcntl(resource->storage.fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR, "export: dup failed: %s", strerror(errno));
+        return -EIO;
+    }
+    *fd = copy;
+    *handle_type = resource->storage.handle_type;
+    return 0;
+}
+
+static int find_mappable(struct neep_renderer *renderer, uint32_t resource_id, const char *what,
+                         struct neep_resource **out)
+{
+    struct neep_resource *resource = find_resource(renderer, resource_id, what);
+    if (!resource) {
+        return -ENOENT;
+    }
+    if (resource->kind != NEEP_RESOURCE_BLOB || resource->storage.fd < 0 ||
+        !(resource->blob_flags & NEEP_BLOB_FLAG_USE_MAPPABLE)) {
+        renderer_error(renderer, "%s: resource %u is not a mappable host blob", what, resource_id);
+        return -EOPNOTSUPP;
+    }
+    *out = resource;
+    return 0;
+}
+
+int neep_resource_map(struct neep_renderer *renderer, uint32_t resource_id, void **ptr,
+                      uint64_t *size_bytes)
+{
+    struct neep_resource *resource;
+    int ret = find_mappable(renderer, resource_id, "map", &resource);
+    if (ret < 0) {
+        return ret;
+    }
+    if (resource->host_map) {
+        renderer_error(renderer, "map: resource %u is already mapped", resource_id);
+        return -EEXIST;
+    }
+    int prot = 0;
+    uint32_t access = resource->map_info & 0xf0u;
+    prot |= (access & 0x10u) ? PROT_READ : 0;
+    prot |= (access & 0x20u) ? PROT_WRITE : 0;
+    if (prot == 0) {
+        prot = PROT_READ | PROT_WRITE;
+    }
+    void *mapping = mmap(NULL, resource->size_bytes, prot, MAP_SHARED, resource->storage.fd, 0);
+    if (mapping == MAP_FAILED) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR, "map: resource %u: %s", resource_id,
+                      strerror(errno));
+        return -EIO;
+    }
+    resource->host_map = mapping;
+    resource->host_map_bytes = resource->size_bytes;
+    *ptr = mapping;
+    *size_bytes = resource->size_bytes;
+    return 0;
+}
+
+int neep_resource_unmap(struct neep_renderer *renderer, uint32_t resource_id)
+{
+    struct neep_resource *resource;
+    int ret = find_mappable(renderer, resource_id, "unmap", &resource);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!resource->host_map) {
+        renderer_error(renderer, "unmap: resource %u is not mapped", resource_id);
+        return -EINVAL;
+    }
+    munmap(resource->host_map, resource->host_map_bytes);
+    resource->host_map = NULL;
+    resource->host_map_bytes = 0;
+    return 0;
+}
+
+int neep_resource_map_info(const struct neep_renderer *renderer, uint32_t resource_id,
+                           uint32_t *map_info)
+{
+    struct neep_resource *resource;
+    int ret = find_mappable((struct neep_renderer *)renderer, resource_id, "map_info", &resource);
+    if (ret < 0) {
+        return ret;
+    }
+    *map_info = resource->map_info;
+    return 0;
+}

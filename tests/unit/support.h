@@ -1,0 +1,34 @@
+/* Helpers shared by the unit tests: a renderer with a capturing logger, split buffers. */
+#ifndef NEEP_TEST_SUPPORT_H
+#define NEEP_TEST_SUPPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <neep/renderer.h>
+
+struct log_capture {
+    int error_count;
+    char last_error[512];
+};
+
+/* A 2D-only renderer whose log lines land in `capture` (may be NULL). */
+struct neep_renderer *support_renderer(struct log_capture *capture, uint64_t budget_bytes);
+
+void support_log(void *user_data, enum neep_log_level level, const char *message);
+
+/* Creates a 2D resource of the given size (B8G8R8A8); checks success. */
+void support_create_2d(struct neep_renderer *renderer, uint32_t id, uint32_t width,
+                       uint32_t height);
+
+/* Fills `buf` with a position-dependent pattern that differs per seed. */
+void support_fill_pattern(uint8_t *buf, size_t size, uint32_t seed);
+
+/*
+ * Splits `buf` into iovecs of varying, odd lengths (so rows straddle entries). Returns the
+ * count; `iov` must hold `max` entries.
+ */
+size_t support_split(uint8_t *buf, size_t size, struct iovec *iov, size_t max);
+
+#endif
