@@ -181,6 +181,16 @@ void neep_timeline_signal(struct neep_timeline *timeline, uint64_t fence_id)
     }
 }
 
+/* Removes the most recently pushed fence, which no one has signalled yet. */
+static void drop_newest(struct neep_timeline *timeline)
+{
+    pthread_mutex_lock(&timeline->renderer->fence_lock);
+    if (timeline->count > timeline->completed_count) {
+        timeline->count--;
+    }
+    pthread_mutex_unlock(&timeline->renderer->fence_lock);
+}
+
 static int context_timeline(struct neep_context *ctx, uint32_t ring_idx, struct neep_timeline **out)
 {
     if (!ctx->rings[ring_idx]) {
@@ -234,8 +244,8 @@ int neep_fence_create(struct neep_renderer *renderer, const struct neep_fence *f
     }
     ret = ctx->ops->create_fence(ctx, timeline, fence->fence_id);
     if (ret < 0) {
-        /* The context refused it; complete it so the guest is not left waiting forever. */
-        neep_timeline_signal(timeline, fence->fence_id);
+        /* The context refused it, so nothing will ever signal it: take it back. */
+        drop_newest(timeline);
     }
     return ret;
 }

@@ -184,6 +184,10 @@ static int restore_record(struct neep_renderer *renderer, FILE *file,
     case SNAPSHOT_KIND_2D:
         return restore_2d(renderer, file, record);
     case SNAPSHOT_KIND_GUEST_BLOB: {
+        if (record->format != 0 || record->width_px != 0 || record->height_px != 0) {
+            renderer_error(renderer, "restore: blob %u carries a 2D shape", record->resource_id);
+            return -EINVAL;
+        }
         struct neep_blob_create create = {.blob_mem = NEEP_BLOB_MEM_GUEST,
                                           .blob_flags = record->blob_flags,
                                           .size_bytes = record->size_bytes};

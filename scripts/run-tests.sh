@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Sets up and runs every test of neep: the suite with gcc, the suite again with clang under
+# ASan+UBSan, each fuzz target for a bounded time, and the formatting check. Ends with one
+# line "N passed, N failed" over all of them. Exit status 0 only if nothing failed.
+#
+#   NEEP_FUZZ_SECONDS   seconds per fuzz target (default 30)
+#   NEEP_SKIP_INSTALL=1 skip installing Debian packages (they are already there)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+fuzz_seconds=${NEEP_FUZZ_SECONDS:-30}
+
+if [ "${NEEP_SKIP_INSTALL:-0}" != 1 ]; then
+    ./scripts/install-deps.sh
+fi
+
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+# One line per check: "<passed> <failed> <label>".
+record() { echo "$1 $2 $3" >>"$results"; }
+
+# Configures (or reconfigures) a build directory and runs its meson tests.
+run_suite() {
+    local label=$1 dir=$2
+    shift 2
+    if [ -d "$dir/meson-private" ]; then
+        meson setup --reconfigure "$dir" "$@" >/dev/null
+    else
+        meson setup "$dir" "$@" >/dev/null
+    fi
+    ninja -C "$dir" >/dev/null
+    local status=0
+    meson test -C "$dir" --print-errorlogs --num-processes 2 || status=$?
+    python3 scripts/summarize-meson-tests.py "$label" "$dir/meson-logs/testlog.json" >>"$results"
+    return 0
+}
+
+echo "== gcc build"
+CC=gcc run_suite gcc build/gcc --buildtype=debugoptimized
+
+echo "== clang build with ASan+UBSan (and the fuzz targets)"
+CC=clang run_suite asan-ubsan build/sanitize --buildtype=debug \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dfuzzing=true \
+    -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
+
+echo "== fuzzing, ${fuzz_seconds}s per target"
+corpus_root=$(mktemp -d)
+python3 scripts/make-fuzz-seeds.py "$corpus_root"
+for target in build/sanitize/fuzz/fuzz_*; do
+    [ -f "$target" ] && [ -x "$target" ] || continue
+    name=$(basename "$target" | sed 's/^fuzz_//')
+    mkdir -p "$corpus_root/$name"
+    log="build/sanitize/fuzz-$name.log"
+    if "$target" -max_total_time="$fuzz_seconds" -max_len=4096 -rss_limit_mb=2048 \
+        -print_final_stats=1 "$corpus_root/$name" >"$log" 2>&1; then
+        runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+        echo "fuzz $name: ok, $runs inputs"
+        record 1 0 "fuzz-$name"
+    else
+        echo "fuzz $name: FAILED (log: $log)"
+        tail -n 40 "$log"
+        record 0 1 "fuzz-$name"
+    fi
+done
+rm -rf "$corpus_root"
+
+echo "== clang-format"
+unformatted=$(git -C "$top" ls-files '*.c' '*.h' | xargs clang-format --dry-run 2>&1 | grep -c 'warning:' || true)
+if [ "$unformatted" = 0 ]; then
+    echo "clang-format: clean"
+    record 1 0 clang-format
+else
+    git -C "$top" ls-files '*.c' '*.h' | xargs clang-format --dry-run 2>&1 | head -n 20
+    record 0 1 clang-format
+fi
+
+echo "== summary"
+awk '{ printf "  %-14s %d passed, %d failed\n", $3, $1, $2; p += $1; f += $2 }
+     END { printf "%d passed, %d failed\n", p, f; exit (f > 0 || p == 0) }' "$results"
