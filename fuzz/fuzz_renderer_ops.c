@@ -95,8 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct neep_renderer_config config = {.memory_budget_bytes = 64u << 20,
-                                          .log_fn = quiet_log};
+    struct neep_renderer_config config = {.memory_budget_bytes = 64u << 20, .log_fn = quiet_log};
     struct neep_renderer *renderer;
     if (neep_renderer_create(&config, &renderer) < 0) {
         abort();

@@ -15,9 +15,9 @@
 
 #include <rutabaga_gfx/rutabaga_gfx_ffi.h>
 
-#define WIDTH 640
-#define HEIGHT 480
-#define PAGE 4096
+#define WIDTH       640
+#define HEIGHT      480
+#define PAGE        4096
 #define RESOURCE_ID 7
 
 static int fences_seen;
@@ -64,8 +64,16 @@ int main(void)
 
     /* RESOURCE_CREATE_2D */
     struct rutabaga_create_3d create = {
-        .target = 2, .format = 1, .bind = 1 << 1, .width = WIDTH, .height = HEIGHT,
-        .depth = 1, .array_size = 1, .last_level = 0, .nr_samples = 0, .flags = 1,
+        .target = 2,
+        .format = 1,
+        .bind = 1 << 1,
+        .width = WIDTH,
+        .height = HEIGHT,
+        .depth = 1,
+        .array_size = 1,
+        .last_level = 0,
+        .nr_samples = 0,
+        .flags = 1,
     };
     EXPECT(rutabaga_resource_create_3d(rutabaga, RESOURCE_ID, &create));
 

@@ -48,8 +48,8 @@ static struct rutabaga *make(struct callbacks *cb, const char *features)
 
 static void create_2d(struct rutabaga *rutabaga, uint32_t id, uint32_t w, uint32_t h)
 {
-    struct rutabaga_create_3d create = {.target = 2, .format = 1, .bind = 2, .width = w,
-                                        .height = h, .depth = 1, .array_size = 1};
+    struct rutabaga_create_3d create = {
+        .target = 2, .format = 1, .bind = 2, .width = w, .height = h, .depth = 1, .array_size = 1};
     CHECK_EQ(rutabaga_resource_create_3d(rutabaga, id, &create), 0);
 }
 
@@ -101,8 +101,8 @@ TEST(errors_are_distinct_and_explained)
     struct rutabaga *rutabaga = make(&cb, NULL);
     create_2d(rutabaga, 1, 16, 16);
 
-    struct rutabaga_create_3d create = {.target = 2, .format = 1, .width = 16, .height = 16,
-                                        .depth = 1, .array_size = 1};
+    struct rutabaga_create_3d create = {
+        .target = 2, .format = 1, .width = 16, .height = 16, .depth = 1, .array_size = 1};
     CHECK_EQ(rutabaga_resource_create_3d(rutabaga, 1, &create), -EEXIST);
     CHECK(strstr(cb.last_debug, "already in use") != NULL);
     CHECK_EQ(rutabaga_resource_unref(rutabaga, 2), -ENOENT);
@@ -121,8 +121,7 @@ TEST(errors_are_distinct_and_explained)
     struct iovec iov = {buf, sizeof(buf)};
     CHECK_EQ(rutabaga_resource_transfer_read(rutabaga, 0, 1, &outside, &iov), -EINVAL);
     CHECK(strstr(cb.last_debug, "leaves resource 1") != NULL);
-    struct rutabaga_transfer wrapping = {.y = 2, .w = 1, .h = 1, .d = 1,
-                                         .offset = UINT64_MAX - 8};
+    struct rutabaga_transfer wrapping = {.y = 2, .w = 1, .h = 1, .d = 1, .offset = UINT64_MAX - 8};
     CHECK_EQ(rutabaga_resource_transfer_read(rutabaga, 0, 1, &wrapping, &iov), -EINVAL);
     CHECK_EQ(rutabaga_resource_transfer_write(rutabaga, 0, 1, NULL), -EINVAL);
     CHECK_EQ(rutabaga_resource_attach_backing(rutabaga, 1, NULL), -EINVAL);
@@ -139,8 +138,8 @@ TEST(errors_are_distinct_and_explained)
     command.fence_ids = &in_fence;
     CHECK_EQ(rutabaga_submit_command(rutabaga, &command), -EOPNOTSUPP);
 
-    struct rutabaga_fence ring_fence = {.flags = RUTABAGA_FLAG_FENCE | RUTABAGA_FLAG_INFO_RING_IDX,
-                                        .fence_id = 1, .ctx_id = 9};
+    struct rutabaga_fence ring_fence = {
+        .flags = RUTABAGA_FLAG_FENCE | RUTABAGA_FLAG_INFO_RING_IDX, .fence_id = 1, .ctx_id = 9};
     CHECK_EQ(rutabaga_create_fence(rutabaga, &ring_fence), -ESRCH);
     CHECK(cb.debug_count >= 14);
     CHECK_EQ(cb.fence_count, 0);
@@ -152,8 +151,8 @@ TEST(budget_from_renderer_features)
     struct callbacks cb = {0};
     struct rutabaga *rutabaga = make(&cb, "memory_budget_mib=1");
     create_2d(rutabaga, 1, 256, 256); /* 256 KiB */
-    struct rutabaga_create_3d big = {.target = 2, .format = 1, .width = 1024, .height = 1024,
-                                     .depth = 1, .array_size = 1};
+    struct rutabaga_create_3d big = {
+        .target = 2, .format = 1, .width = 1024, .height = 1024, .depth = 1, .array_size = 1};
     CHECK_EQ(rutabaga_resource_create_3d(rutabaga, 2, &big), -ENOMEM);
     CHECK(strstr(cb.last_debug, "budget") != NULL);
     CHECK_EQ(rutabaga_finish(&rutabaga), 0);
@@ -164,8 +163,8 @@ TEST(fences_arrive_in_order_with_their_fields)
     struct callbacks cb = {0};
     struct rutabaga *rutabaga = make(&cb, NULL);
     for (uint64_t n = 1; n <= 5; n++) {
-        struct rutabaga_fence fence = {.flags = RUTABAGA_FLAG_FENCE, .fence_id = n * 10,
-                                       .ctx_id = 3, .ring_idx = 0};
+        struct rutabaga_fence fence = {
+            .flags = RUTABAGA_FLAG_FENCE, .fence_id = n * 10, .ctx_id = 3, .ring_idx = 0};
         CHECK_EQ(rutabaga_create_fence(rutabaga, &fence), 0);
     }
     CHECK_EQ(cb.fence_count, 5);
@@ -190,8 +189,8 @@ TEST(transfer_write_uses_rutabaga_offset_convention)
     struct iovec backing = {guest, sizeof(guest)};
     struct rutabaga_iovecs vecs = {&backing, 1};
     CHECK_EQ(rutabaga_resource_attach_backing(rutabaga, 1, &vecs), 0);
-    struct rutabaga_transfer t = {.x = 2, .y = 3, .w = 4, .h = 2, .d = 1, .stride = 40,
-                                  .offset = 64};
+    struct rutabaga_transfer t = {
+        .x = 2, .y = 3, .w = 4, .h = 2, .d = 1, .stride = 40, .offset = 64};
     CHECK_EQ(rutabaga_resource_transfer_write(rutabaga, 0, 1, &t), 0);
     uint8_t out[8 * 8 * 4];
     struct iovec out_iov = {out, sizeof(out)};
@@ -256,8 +255,7 @@ TEST(import_takes_the_handle_in_every_case)
     int fd = memfd_create("import", MFD_CLOEXEC);
     CHECK_EQ(ftruncate(fd, 4 * 4 * 4), 0);
     CHECK_EQ(pwrite(fd, "\x11\x22\x33\x44", 4, 0), 4);
-    struct rutabaga_handle handle = {.os_handle = fd,
-                                     .handle_type = RUTABAGA_HANDLE_TYPE_MEM_SHM};
+    struct rutabaga_handle handle = {.os_handle = fd, .handle_type = RUTABAGA_HANDLE_TYPE_MEM_SHM};
     struct rutabaga_import_data data = {.flags = RUTABAGA_IMPORT_FLAG_3D_INFO};
     data.info_3d.width = 4;
     data.info_3d.height = 4;
@@ -285,8 +283,7 @@ TEST(import_takes_the_handle_in_every_case)
     struct rutabaga_create_blob blob = {.blob_mem = RUTABAGA_BLOB_MEM_GUEST, .size = 4096};
     struct rutabaga_handle blob_handle = {.os_handle = memfd_create("b", MFD_CLOEXEC),
                                           .handle_type = RUTABAGA_HANDLE_TYPE_MEM_SHM};
-    CHECK_EQ(rutabaga_resource_create_blob(rutabaga, 0, 7, &blob, NULL, &blob_handle),
-             -EOPNOTSUPP);
+    CHECK_EQ(rutabaga_resource_create_blob(rutabaga, 0, 7, &blob, NULL, &blob_handle), -EOPNOTSUPP);
     CHECK_EQ(rutabaga_finish(&rutabaga), 0);
 }
 

@@ -17,7 +17,7 @@
 #include "support.h"
 
 #define PROBE_CAPSET_ID NEEP_CAPSET_DRM
-#define PROBE_QUEUE 4096
+#define PROBE_QUEUE     4096
 static const uint8_t probe_capset_bytes[12] = {'p', 'r', 'o', 'b', 'e', 0, 1, 2, 3, 4, 5, 6};
 
 struct probe_job {
@@ -159,8 +159,8 @@ static const struct neep_context_ops probe_ops = {
     .create_blob = probe_create_blob,
 };
 
-static int probe_probe(struct neep_renderer *renderer, uint32_t *max_version,
-                       uint32_t *size_bytes, uint8_t **data)
+static int probe_probe(struct neep_renderer *renderer, uint32_t *max_version, uint32_t *size_bytes,
+                       uint8_t **data)
 {
     *max_version = 2;
     *size_bytes = sizeof(probe_capset_bytes);
@@ -341,8 +341,8 @@ TEST(global_fences_complete_at_once_and_echo_the_caller)
 {
     struct neep_renderer *renderer = support_renderer(NULL, 0);
     CHECK(!fence_fd_readable(renderer, 0));
-    struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE, .fence_id = 42, .ctx_id = 7,
-                               .ring_idx = 0};
+    struct neep_fence fence = {
+        .flags = NEEP_FENCE_FLAG_FENCE, .fence_id = 42, .ctx_id = 7, .ring_idx = 0};
     CHECK_EQ(neep_fence_create(renderer, &fence), 0);
     CHECK(fence_fd_readable(renderer, 0));
     static struct fence_log log;
@@ -361,7 +361,9 @@ TEST(bad_fences_are_rejected)
     struct neep_renderer *renderer = probe_renderer(NULL);
     CHECK_EQ(neep_context_create(renderer, 1, PROBE_CAPSET_ID, NULL, 0), 0);
     struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
-                               .fence_id = 1, .ctx_id = 1, .ring_idx = NEEP_MAX_RINGS};
+                               .fence_id = 1,
+                               .ctx_id = 1,
+                               .ring_idx = NEEP_MAX_RINGS};
     CHECK_EQ(neep_fence_create(renderer, &fence), -EINVAL);
     fence.ring_idx = 0;
     fence.ctx_id = 2;
@@ -383,7 +385,8 @@ TEST(ring_fences_complete_from_a_worker_in_order_per_timeline)
     /* Interleave three timelines; each numbers its fences from 1. */
     for (uint64_t n = 1; n <= 300; n++) {
         struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
-                                   .fence_id = n, .ctx_id = 1 + (uint32_t)(n % 2),
+                                   .fence_id = n,
+                                   .ctx_id = 1 + (uint32_t)(n % 2),
                                    .ring_idx = (n % 3 == 0) ? 63 : 0};
         CHECK_EQ(neep_fence_create(renderer, &fence), 0);
         if (n % 50 == 0) {
@@ -409,7 +412,9 @@ TEST(signalling_a_later_fence_completes_the_earlier_ones)
     CHECK_EQ(neep_context_submit(renderer, 1, "HOLD", 4), 0);
     for (uint64_t n = 10; n < 15; n++) {
         struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
-                                   .fence_id = n, .ctx_id = 1, .ring_idx = 2};
+                                   .fence_id = n,
+                                   .ctx_id = 1,
+                                   .ring_idx = 2};
         CHECK_EQ(neep_fence_create(renderer, &fence), 0);
     }
     CHECK(!fence_fd_readable(renderer, 0));
@@ -430,8 +435,8 @@ TEST(a_refused_fence_is_reported_and_never_delivered)
 {
     struct neep_renderer *renderer = probe_renderer(NULL);
     CHECK_EQ(neep_context_create(renderer, 1, PROBE_CAPSET_ID, NULL, 0), 0);
-    struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
-                               .fence_id = 1, .ctx_id = 1};
+    struct neep_fence fence = {
+        .flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX, .fence_id = 1, .ctx_id = 1};
     CHECK_EQ(neep_context_submit(renderer, 1, "REFUSE", 6), 0);
     CHECK_EQ(neep_fence_create(renderer, &fence), -EBUSY);
     CHECK_EQ(neep_context_submit(renderer, 1, "ACCEPT", 6), 0);
@@ -490,7 +495,9 @@ TEST(dispatch_runs_on_another_thread)
     CHECK_EQ(pthread_create(&thread, NULL, dispatch_thread, &d), 0);
     for (uint64_t n = 1; n <= 2000; n++) {
         struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
-                                   .fence_id = n, .ctx_id = 1, .ring_idx = (uint32_t)(n % 4)};
+                                   .fence_id = n,
+                                   .ctx_id = 1,
+                                   .ring_idx = (uint32_t)(n % 4)};
         CHECK_EQ(neep_fence_create(renderer, &fence), 0);
     }
     pthread_join(thread, NULL);
@@ -509,8 +516,8 @@ TEST(host_blobs_map_share_and_unmap)
     struct neep_renderer *renderer = probe_renderer(NULL);
     CHECK_EQ(neep_context_create(renderer, 1, PROBE_CAPSET_ID, NULL, 0), 0);
     struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
-                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE |
-                                                  NEEP_BLOB_FLAG_USE_SHAREABLE,
+                                    .blob_flags =
+                                        NEEP_BLOB_FLAG_USE_MAPPABLE | NEEP_BLOB_FLAG_USE_SHAREABLE,
                                     .blob_id = 1,
                                     .size_bytes = 65536};
     CHECK_EQ(neep_resource_create_blob(renderer, 1, 20, &blob, NULL, 0), 0);

@@ -167,14 +167,14 @@ TEST(restore_rejects_every_truncation)
 }
 
 /* Field offsets in the file: header is 16 bytes, each record header 32 bytes. */
-#define HEADER_COUNT 12
+#define HEADER_COUNT  12
 #define RECORD(field) (16 + (field))
-#define FIELD_ID 0
-#define FIELD_KIND 4
-#define FIELD_FORMAT 8
-#define FIELD_WIDTH 12
-#define FIELD_HEIGHT 16
-#define FIELD_SIZE 24
+#define FIELD_ID      0
+#define FIELD_KIND    4
+#define FIELD_FORMAT  8
+#define FIELD_WIDTH   12
+#define FIELD_HEIGHT  16
+#define FIELD_SIZE    24
 
 static void put_u32(uint8_t *bytes, size_t offset, uint32_t value)
 {
@@ -197,17 +197,17 @@ TEST(restore_rejects_hostile_fields)
         size_t offset;
         uint32_t value;
     } edits[] = {
-        {0, 0x50414e53},                       /* magic */
-        {8, 2},                                /* version */
-        {HEADER_COUNT, 0xffffffffu},           /* resource count over the limit */
-        {HEADER_COUNT, 2},                     /* more resources than the file holds */
-        {RECORD(FIELD_KIND), 9},               /* unknown kind */
-        {RECORD(FIELD_FORMAT), 0},             /* unknown format */
-        {RECORD(FIELD_WIDTH), 0},              /* empty */
-        {RECORD(FIELD_WIDTH), 0x10000000},     /* over the dimension limit */
-        {RECORD(FIELD_HEIGHT), 16384},         /* pixels run past the end */
-        {RECORD(FIELD_SIZE), 12345},           /* size disagrees with the shape */
-        {RECORD(FIELD_ID), 0},                 /* reserved id */
+        {0, 0x50414e53},                   /* magic */
+        {8, 2},                            /* version */
+        {HEADER_COUNT, 0xffffffffu},       /* resource count over the limit */
+        {HEADER_COUNT, 2},                 /* more resources than the file holds */
+        {RECORD(FIELD_KIND), 9},           /* unknown kind */
+        {RECORD(FIELD_FORMAT), 0},         /* unknown format */
+        {RECORD(FIELD_WIDTH), 0},          /* empty */
+        {RECORD(FIELD_WIDTH), 0x10000000}, /* over the dimension limit */
+        {RECORD(FIELD_HEIGHT), 16384},     /* pixels run past the end */
+        {RECORD(FIELD_SIZE), 12345},       /* size disagrees with the shape */
+        {RECORD(FIELD_ID), 0},             /* reserved id */
     };
     struct neep_renderer *renderer = support_renderer(NULL, 0);
     for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
