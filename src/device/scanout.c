@@ -1,0 +1,295 @@
+/*
+ * Scanouts and the cursor: which resource each display shows, and pushing exactly the
+ * damaged rectangle to the display. Resources already in the display's pixel layout go out
+ * straight from their storage; other formats are converted through pixman first.
+ */
+#include <errno.h>
+#include <pixman.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device_internal.h"
+
+static pixman_format_code_t pixman_format_for(uint32_t format)
+{
+    switch (format) {
+    case NEEP_FORMAT_B8G8R8A8_UNORM:
+        return PIXMAN_a8r8g8b8;
+    case NEEP_FORMAT_B8G8R8X8_UNORM:
+        return PIXMAN_x8r8g8b8;
+    case NEEP_FORMAT_A8R8G8B8_UNORM:
+        return PIXMAN_b8g8r8a8;
+    case NEEP_FORMAT_X8R8G8B8_UNORM:
+        return PIXMAN_b8g8r8x8;
+    case NEEP_FORMAT_R8G8B8A8_UNORM:
+        return PIXMAN_a8b8g8r8;
+    case NEEP_FORMAT_X8B8G8R8_UNORM:
+        return PIXMAN_r8g8b8x8;
+    case NEEP_FORMAT_A8B8G8R8_UNORM:
+        return PIXMAN_r8g8b8a8;
+    case NEEP_FORMAT_R8G8B8X8_UNORM:
+        return PIXMAN_x8b8g8r8;
+    }
+    return 0;
+}
+
+static bool display_native(uint32_t format)
+{
+    return format == NEEP_FORMAT_B8G8R8A8_UNORM || format == NEEP_FORMAT_B8G8R8X8_UNORM;
+}
+
+/* Converts a rectangle of the resource into device->staging as tightly packed x8r8g8b8. */
+static int convert_rect(struct neep_device *device, const struct neep_resource *resource,
+                        uint32_t x, uint32_t y, uint32_t width, uint32_t height)
+{
+    size_t needed = (size_t)width * height * 4;
+    if (needed > device->staging_bytes) {
+        uint8_t *staging = realloc(device->staging, needed);
+        if (!staging) {
+            return -ENOMEM;
+        }
+        device->staging = staging;
+        device->staging_bytes = needed;
+    }
+    pixman_image_t *src = pixman_image_create_bits(
+        pixman_format_for(resource->format), (int)resource->width_px, (int)resource->height_px,
+        (uint32_t *)resource->pixels, (int)resource->stride_bytes);
+    pixman_image_t *dst = pixman_image_create_bits(PIXMAN_x8r8g8b8, (int)width, (int)height,
+                                                   (uint32_t *)device->staging, (int)width * 4);
+    if (!src || !dst) {
+        if (src) {
+            pixman_image_unref(src);
+        }
+        if (dst) {
+            pixman_image_unref(dst);
+        }
+        return -ENOMEM;
+    }
+    pixman_image_composite(PIXMAN_OP_SRC, src, NULL, dst, (int16_t)x, (int16_t)y, 0, 0, 0, 0,
+                           (uint16_t)width, (uint16_t)height);
+    pixman_image_unref(src);
+    pixman_image_unref(dst);
+    return 0;
+}
+
+/* Sends rectangle (x, y, width, height) of the resource to the scanout at (dst_x, dst_y). */
+static int push_rect(struct neep_device *device, uint32_t scanout_id,
+                     const struct neep_resource *resource, uint32_t x, uint32_t y, uint32_t width,
+                     uint32_t height, uint32_t dst_x, uint32_t dst_y)
+{
+    const uint8_t *pixels;
+    uint32_t stride;
+    if (display_native(resource->format)) {
+        pixels = resource->pixels + (size_t)y * resource->stride_bytes + (size_t)x * 4;
+        stride = resource->stride_bytes;
+    } else {
+        int ret = convert_rect(device, resource, x, y, width, height);
+        if (ret < 0) {
+            return ret;
+        }
+        pixels = device->staging;
+        stride = width * 4;
+    }
+    device->display->update(device->display_user_data, scanout_id, dst_x, dst_y, width, height,
+                            pixels, stride);
+    device->stats.flushed_bytes += (uint64_t)width * height * 4;
+    return 0;
+}
+
+static int find_2d_resource(struct neep_device *device, uint32_t resource_id, const char *what,
+                            struct neep_resource **out)
+{
+    struct neep_resource *resource = neep_resource_lookup(device->renderer, resource_id);
+    if (!resource) {
+        device_error(device, "%s: no resource %u", what, resource_id);
+        return -ENOENT;
+    }
+    if (resource->kind != NEEP_RESOURCE_2D) {
+        device_error(device, "%s: resource %u has no host pixels to show", what, resource_id);
+        return -EINVAL;
+    }
+    *out = resource;
+    return 0;
+}
+
+/* True if the rectangle is non-empty and lies inside width x height. */
+static bool rect_inside(const struct virtio_gpu_rect *rect, uint32_t width, uint32_t height)
+{
+    return rect->width > 0 && rect->height > 0 && (uint64_t)rect->x + rect->width <= width &&
+           (uint64_t)rect->y + rect->height <= height;
+}
+
+int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resource_id,
+                 const struct virtio_gpu_rect *rect)
+{
+    if (scanout_id >= device->scanout_count) {
+        device_error(device, "SET_SCANOUT: no scanout %u (there are %u)", scanout_id,
+                     device->scanout_count);
+        return -ENXIO;
+    }
+    struct device_scanout *scanout = &device->scanouts[scanout_id];
+    if (resource_id == 0) {
+        if (scanout->resource_id != 0 && device->display->scanout) {
+            device->display->scanout(device->display_user_data, scanout_id, 0, 0);
+        }
+        scanout->resource_id = 0;
+        return 0;
+    }
+    struct neep_resource *resource;
+    int ret = find_2d_resource(device, resource_id, "SET_SCANOUT", &resource);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!rect_inside(rect, resource->width_px, resource->height_px)) {
+        device_error(device, "SET_SCANOUT: %ux%u at (%u,%u) is empty or leaves resource %u (%ux%u)",
+                     rect->width, rect->height, rect->x, rect->y, resource_id, resource->width_px,
+                     resource->height_px);
+        return -EINVAL;
+    }
+    bool resized = scanout->resource_id == 0 || scanout->rect.width != rect->width ||
+                   scanout->rect.height != rect->height;
+    scanout->resource_id = resource_id;
+    scanout->rect = *rect;
+    if (resized && device->display->scanout) {
+        device->display->scanout(device->display_user_data, scanout_id, rect->width, rect->height);
+    }
+    /* Show what the resource holds now; later flushes send only the damage. */
+    return push_rect(device, scanout_id, resource, rect->x, rect->y, rect->width, rect->height, 0,
+                     0);
+}
+
+int scanout_flush_resource(struct neep_device *device, uint32_t resource_id,
+                           const struct virtio_gpu_rect *rect)
+{
+    struct neep_resource *resource;
+    int ret = find_2d_resource(device, resource_id, "RESOURCE_FLUSH", &resource);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!rect_inside(rect, resource->width_px, resource->height_px)) {
+        if (rect->width == 0 || rect->height == 0) {
+            return 0; /* nothing damaged */
+        }
+        device_error(device, "RESOURCE_FLUSH: %ux%u at (%u,%u) leaves resource %u (%ux%u)",
+                     rect->width, rect->height, rect->x, rect->y, resource_id, resource->width_px,
+                     resource->height_px);
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < device->scanout_count && ret == 0; i++) {
+        const struct device_scanout *scanout = &device->scanouts[i];
+        if (scanout->resource_id != resource_id) {
+            continue;
+        }
+        /* Only the part of the damage this scanout shows. */
+        uint32_t left = rect->x > scanout->rect.x ? rect->x : scanout->rect.x;
+        uint32_t top = rect->y > scanout->rect.y ? rect->y : scanout->rect.y;
+        uint64_t right = (uint64_t)rect->x + rect->width;
+        uint64_t scanout_right = (uint64_t)scanout->rect.x + scanout->rect.width;
+        uint64_t bottom = (uint64_t)rect->y + rect->height;
+        uint64_t scanout_bottom = (uint64_t)scanout->rect.y + scanout->rect.height;
+        right = right < scanout_right ? right : scanout_right;
+        bottom = bottom < scanout_bottom ? bottom : scanout_bottom;
+        if (right <= left || bottom <= top) {
+            continue;
+        }
+        ret = push_rect(device, i, resource, left, top, (uint32_t)(right - left),
+                        (uint32_t)(bottom - top), left - scanout->rect.x, top - scanout->rect.y);
+    }
+    return ret;
+}
+
+void scanout_forget_resource(struct neep_device *device, uint32_t resource_id)
+{
+    /* The display keeps the last image it was sent; the scanout just stops following. */
+    for (uint32_t i = 0; i < device->scanout_count; i++) {
+        if (device->scanouts[i].resource_id == resource_id) {
+            device->scanouts[i].resource_id = 0;
+        }
+    }
+}
+
+int cursor_update(struct neep_device *device, const struct virtio_gpu_update_cursor *cursor)
+{
+    uint32_t scanout_id = cursor->pos.scanout_id;
+    if (scanout_id >= device->scanout_count) {
+        device_error(device, "UPDATE_CURSOR: no scanout %u", scanout_id);
+        return -ENXIO;
+    }
+    device->scanouts[scanout_id].cursor_x = cursor->pos.x;
+    device->scanouts[scanout_id].cursor_y = cursor->pos.y;
+    if (cursor->resource_id == 0) {
+        if (device->display->cursor_move) {
+            device->display->cursor_move(device->display_user_data, scanout_id, cursor->pos.x,
+                                         cursor->pos.y, false);
+        }
+        return 0;
+    }
+    struct neep_resource *resource;
+    int ret = find_2d_resource(device, cursor->resource_id, "UPDATE_CURSOR", &resource);
+    if (ret < 0) {
+        return ret;
+    }
+    if (cursor->hot_x >= CURSOR_SIZE_PX || cursor->hot_y >= CURSOR_SIZE_PX) {
+        device_error(device, "UPDATE_CURSOR: hot spot (%u,%u) outside the 64x64 cursor",
+                     cursor->hot_x, cursor->hot_y);
+        return -EINVAL;
+    }
+    /* The cursor is the top-left 64x64 of the resource, transparent where it is smaller. */
+    uint32_t image[CURSOR_SIZE_PX * CURSOR_SIZE_PX];
+    memset(image, 0, sizeof(image));
+    uint32_t width = resource->width_px < CURSOR_SIZE_PX ? resource->width_px : CURSOR_SIZE_PX;
+    uint32_t height = resource->height_px < CURSOR_SIZE_PX ? resource->height_px : CURSOR_SIZE_PX;
+    pixman_image_t *src = pixman_image_create_bits(
+        pixman_format_for(resource->format), (int)resource->width_px, (int)resource->height_px,
+        (uint32_t *)resource->pixels, (int)resource->stride_bytes);
+    pixman_image_t *dst = pixman_image_create_bits(PIXMAN_a8r8g8b8, CURSOR_SIZE_PX, CURSOR_SIZE_PX,
+                                                   image, CURSOR_SIZE_PX * 4);
+    if (src && dst) {
+        pixman_image_composite(PIXMAN_OP_SRC, src, NULL, dst, 0, 0, 0, 0, 0, 0, (uint16_t)width,
+                               (uint16_t)height);
+    }
+    if (src) {
+        pixman_image_unref(src);
+    }
+    if (dst) {
+        pixman_image_unref(dst);
+    }
+    if (device->display->cursor_update) {
+        device->display->cursor_update(device->display_user_data, scanout_id, cursor->pos.x,
+                                       cursor->pos.y, cursor->hot_x, cursor->hot_y, image);
+    }
+    return 0;
+}
+
+void cursor_move(struct neep_device *device, const struct virtio_gpu_update_cursor *cursor)
+{
+    uint32_t scanout_id = cursor->pos.scanout_id;
+    if (scanout_id >= device->scanout_count) {
+        device_error(device, "MOVE_CURSOR: no scanout %u", scanout_id);
+        return;
+    }
+    device->scanouts[scanout_id].cursor_x = cursor->pos.x;
+    device->scanouts[scanout_id].cursor_y = cursor->pos.y;
+    if (device->display->cursor_move) {
+        device->display->cursor_move(device->display_user_data, scanout_id, cursor->pos.x,
+                                     cursor->pos.y, true);
+    }
+}
+
+void neep_device_refresh_display(struct neep_device *device)
+{
+    for (uint32_t i = 0; i < device->scanout_count; i++) {
+        struct device_scanout *scanout = &device->scanouts[i];
+        struct neep_resource *resource =
+            neep_resource_lookup(device->renderer, scanout->resource_id);
+        if (scanout->resource_id == 0 || !resource) {
+            continue;
+        }
+        if (device->display->scanout) {
+            device->display->scanout(device->display_user_data, i, scanout->rect.width,
+                                     scanout->rect.height);
+        }
+        push_rect(device, i, resource, scanout->rect.x, scanout->rect.y, scanout->rect.width,
+                  scanout->rect.height, 0, 0);
+    }
+}

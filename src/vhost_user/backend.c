@@ -1,0 +1,707 @@
+/*
+ * vhost-user back-end: message handling, queue processing and the device behind them.
+ *
+ * Each message is read whole (header, bounded payload, ancillary fds), checked against a
+ * table of exact payload sizes and fd counts, and handled; fds a message does not consume are
+ * closed. A front-end that breaks the protocol is disconnected; the guest's resources are
+ * released with the backend.
+ */
+#include "backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "display.h"
+#include "memory.h"
+#include "protocol.h"
+#include "renderer/renderer_internal.h"
+#include "virtqueue.h"
+#include <linux/virtio_gpu.h>
+
+#define QUEUE_COUNT 2
+
+struct vu_backend {
+    int socket_fd;
+    bool alive;
+    const struct vu_watch_ops *watch;
+    void *watch_user_data;
+    struct neep_logger *logger;
+
+    uint64_t features;
+    uint64_t acked_features;
+    uint64_t protocol_features;
+    uint64_t acked_protocol_features;
+
+    struct vu_memory_table memory;
+    struct vu_virtqueue queues[QUEUE_COUNT];
+    struct vu_chain *chain; /* scratch for one descriptor chain */
+    bool notify_pending[QUEUE_COUNT];
+
+    struct neep_device *device;
+    struct vu_display display;
+
+    /* The control ring as it was when stopped: a restart elsewhere means a new driver. */
+    bool control_was_stopped;
+    uint64_t stopped_desc_addr;
+    uint16_t stopped_avail_idx;
+};
+
+#define backend_error(backend, ...) neep_log_guest((backend)->logger, NEEP_LOG_ERROR, __VA_ARGS__)
+
+static void *translate(void *user_data, uint64_t gpa, uint64_t length, uint64_t *contiguous)
+{
+    struct vu_backend *backend = user_data;
+    return vu_memory_gpa(&backend->memory, gpa, length, contiguous);
+}
+
+/* ---- queue processing ------------------------------------------------------------------- */
+
+static void *pack_cookie(uint32_t queue, uint16_t head)
+{
+    return (void *)(uintptr_t)((queue << 16) | head);
+}
+
+static void on_complete(void *user_data, void *cookie, uint32_t response_bytes)
+{
+    struct vu_backend *backend = user_data;
+    uintptr_t packed = (uintptr_t)cookie;
+    uint32_t queue = (uint32_t)(packed >> 16);
+    if (queue >= QUEUE_COUNT) {
+        return;
+    }
+    vu_virtqueue_push(&backend->queues[queue], (uint16_t)(packed & 0xffff), response_bytes);
+    backend->notify_pending[queue] = true;
+}
+
+static void flush_notifications(struct vu_backend *backend)
+{
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        if (backend->notify_pending[i]) {
+            backend->notify_pending[i] = false;
+            vu_virtqueue_notify(&backend->queues[i]);
+        }
+    }
+}
+
+static void process_queue(struct vu_backend *backend, uint32_t index)
+{
+    struct vu_virtqueue *vq = &backend->queues[index];
+    if (!vq->started || !vq->enabled || vq->broken) {
+        return;
+    }
+    do {
+        for (;;) {
+            const char *reason = NULL;
+            int got = vu_virtqueue_pop(vq, &backend->memory, backend->chain, &reason);
+            if (got < 0) {
+                backend_error(backend, "queue %u is broken: %s; it stays stopped", index, reason);
+                break;
+            }
+            if (got == 0) {
+                break;
+            }
+            struct neep_device_command command = {
+                .out = backend->chain->out,
+                .out_count = backend->chain->out_count,
+                .in = backend->chain->in,
+                .in_count = backend->chain->in_count,
+                .cookie = pack_cookie(index, backend->chain->head),
+            };
+            neep_device_process(backend->device,
+                                index == 0 ? NEEP_QUEUE_CONTROL : NEEP_QUEUE_CURSOR, &command,
+                                on_complete, backend);
+        }
+        flush_notifications(backend);
+    } while (vu_virtqueue_rearm(vq));
+}
+
+static void on_kick(void *arg)
+{
+    struct vu_virtqueue *vq = arg;
+    struct vu_backend *backend = vq->owner;
+    uint64_t count;
+    ssize_t ignored = read(vq->kick_fd, &count, sizeof(count));
+    (void)ignored;
+    process_queue(backend, vq->index);
+}
+
+static void on_fences(void *arg)
+{
+    struct vu_backend *backend = arg;
+    neep_device_dispatch(backend->device);
+    flush_notifications(backend);
+}
+
+/* ---- queue lifecycle -------------------------------------------------------------------- */
+
+static void stop_queue(struct vu_backend *backend, struct vu_virtqueue *vq)
+{
+    if (vq->kick_fd >= 0) {
+        backend->watch->remove(backend->watch_user_data, vq->kick_fd);
+    }
+    vu_virtqueue_stop(vq);
+}
+
+static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int kick_fd)
+{
+    const char *reason = NULL;
+    if (vu_virtqueue_map(vq, &backend->memory, &reason) < 0) {
+        backend_error(backend, "queue %u cannot start: %s", vq->index, reason);
+        close(kick_fd);
+        return -EINVAL;
+    }
+    if (vq->index == 0 && backend->control_was_stopped) {
+        /* Same ring, same place: a pause. Anything else: the guest reset the device. */
+        bool resumed = vq->addr.desc_user_addr == backend->stopped_desc_addr &&
+                       vq->last_avail_idx == backend->stopped_avail_idx && vq->last_avail_idx != 0;
+        if (!resumed) {
+            neep_log_host(backend->logger, NEEP_LOG_INFO,
+                          "guest restarted the device: releasing its resources");
+            neep_device_reset(backend->device);
+            vu_memory_release_retired(&backend->memory);
+        }
+        backend->control_was_stopped = false;
+    }
+    vq->event_idx = backend->acked_features & (1ull << VU_F_RING_EVENT_IDX);
+    vq->kick_fd = kick_fd;
+    vq->started = true;
+    vq->broken = false;
+    vq->signalled_used_valid = false;
+    if (!(backend->acked_features & (1ull << VU_F_PROTOCOL_FEATURES))) {
+        vq->enabled = true; /* without protocol features rings start enabled */
+    }
+    int ret = backend->watch->add(backend->watch_user_data, kick_fd, on_kick, vq);
+    if (ret < 0) {
+        vu_virtqueue_stop(vq);
+        return ret;
+    }
+    process_queue(backend, vq->index);
+    return 0;
+}
+
+/* ---- messages --------------------------------------------------------------------------- */
+
+struct message {
+    struct vu_header header;
+    union vu_payload payload;
+    int fds[VU_MAX_FDS];
+    int fd_count;
+    /* Reply, if the handler produced one. */
+    bool has_reply;
+    uint32_t reply_size;
+    union vu_payload reply;
+};
+
+static struct vu_virtqueue *queue_for(struct vu_backend *backend, uint32_t index)
+{
+    index &= VU_VRING_INDEX_MASK;
+    if (index >= QUEUE_COUNT) {
+        backend_error(backend, "the front-end named queue %u; there are %d", index, QUEUE_COUNT);
+        return NULL;
+    }
+    return &backend->queues[index];
+}
+
+static void reply_u64(struct message *msg, uint64_t value)
+{
+    msg->has_reply = true;
+    msg->reply_size = sizeof(uint64_t);
+    msg->reply.u64 = value;
+}
+
+static int take_fd(struct message *msg)
+{
+    if (msg->fd_count < 1) {
+        return -1;
+    }
+    int fd = msg->fds[0];
+    msg->fds[0] = -1;
+    return fd;
+}
+
+static int handle_get_features(struct vu_backend *backend, struct message *msg)
+{
+    reply_u64(msg, backend->features);
+    return 0;
+}
+
+static int handle_set_features(struct vu_backend *backend, struct message *msg)
+{
+    if (msg->payload.u64 & ~backend->features) {
+        neep_log_host(backend->logger, NEEP_LOG_WARN,
+                      "front-end acked features 0x%llx that were not offered; ignoring them",
+                      (unsigned long long)(msg->payload.u64 & ~backend->features));
+    }
+    backend->acked_features = msg->payload.u64 & backend->features;
+    /* Bits 0 to 23 are the device's own; the rest belong to the transport. */
+    neep_device_set_acked_features(backend->device, backend->acked_features & 0xffffffull);
+    return 0;
+}
+
+static int handle_get_protocol_features(struct vu_backend *backend, struct message *msg)
+{
+    reply_u64(msg, backend->protocol_features);
+    return 0;
+}
+
+static int handle_set_protocol_features(struct vu_backend *backend, struct message *msg)
+{
+    backend->acked_protocol_features = msg->payload.u64 & backend->protocol_features;
+    return 0;
+}
+
+static int handle_nothing(struct vu_backend *backend, struct message *msg)
+{
+    return 0;
+}
+
+static int handle_reset(struct vu_backend *backend, struct message *msg)
+{
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        stop_queue(backend, &backend->queues[i]);
+        backend->queues[i].enabled = false;
+        backend->queues[i].last_avail_idx = 0;
+        backend->queues[i].used_idx = 0;
+    }
+    neep_device_reset(backend->device);
+    vu_memory_release_retired(&backend->memory);
+    backend->control_was_stopped = false;
+    return 0;
+}
+
+static int handle_set_mem_table(struct vu_backend *backend, struct message *msg)
+{
+    const char *reason = NULL;
+    int ret =
+        vu_memory_set(&backend->memory, &msg->payload.memory, msg->fds, msg->fd_count, &reason);
+    msg->fd_count = 0; /* vu_memory_set took them */
+    if (ret < 0) {
+        backend_error(backend, "SET_MEM_TABLE refused: %s", reason);
+        return ret;
+    }
+    /* Running rings move with the memory. */
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        struct vu_virtqueue *vq = &backend->queues[i];
+        if (vq->started && vu_virtqueue_map(vq, &backend->memory, &reason) < 0) {
+            backend_error(backend, "queue %u lost its ring: %s", i, reason);
+            stop_queue(backend, vq);
+        }
+    }
+    return 0;
+}
+
+static int handle_set_vring_num(struct vu_backend *backend, struct message *msg)
+{
+    struct vu_virtqueue *vq = queue_for(backend, msg->payload.state.index);
+    uint32_t num = msg->payload.state.num;
+    if (!vq || num == 0 || num > VU_MAX_QUEUE_SIZE || (num & (num - 1))) {
+        backend_error(backend, "bad queue size %u", num);
+        return -EINVAL;
+    }
+    vq->size = num;
+    return 0;
+}
+
+static int handle_set_vring_addr(struct vu_backend *backend, struct message *msg)
+{
+    struct vu_virtqueue *vq = queue_for(backend, msg->payload.addr.index);
+    if (!vq) {
+        return -EINVAL;
+    }
+    vq->addr = msg->payload.addr;
+    vq->addr_set = true;
+    return 0;
+}
+
+static int handle_set_vring_base(struct vu_backend *backend, struct message *msg)
+{
+    struct vu_virtqueue *vq = queue_for(backend, msg->payload.state.index);
+    if (!vq || msg->payload.state.num > 0xffff) {
+        return -EINVAL;
+    }
+    vq->last_avail_idx = (uint16_t)msg->payload.state.num;
+    vq->used_idx = (uint16_t)msg->payload.state.num;
+    return 0;
+}
+
+static int handle_get_vring_base(struct vu_backend *backend, struct message *msg)
+{
+    struct vu_virtqueue *vq = queue_for(backend, msg->payload.state.index);
+    if (!vq) {
+        return -EINVAL;
+    }
+    if (vq->index == 0) {
+        backend->control_was_stopped = true;
+        backend->stopped_desc_addr = vq->addr.desc_user_addr;
+        backend->stopped_avail_idx = vq->last_avail_idx;
+    }
+    stop_queue(backend, vq);
+    vq->enabled = false;
+    msg->has_reply = true;
+    msg->reply_size = sizeof(struct vhost_vring_state);
+    msg->reply.state.index = vq->index;
+    msg->reply.state.num = vq->last_avail_idx;
+    return 0;
+}
+
+static int handle_set_vring_kick(struct vu_backend *backend, struct message *msg)
+{
+    struct vu_virtqueue *vq = queue_for(backend, (uint32_t)msg->payload.u64);
+    if (!vq) {
+        return -EINVAL;
+    }
+    if ((msg->payload.u64 & VU_VRING_NOFD_MASK) || msg->fd_count != 1) {
+        backend_error(backend, "queue %u: polling without a kick fd is not supported", vq->index);
+        return -EINVAL;
+    }
+    stop_queue(backend, vq);
+    return start_queue(backend, vq, take_fd(msg));
+}
+
+static int handle_set_vring_call(struct vu_backend *backend, struct message *msg)
+{
+    struct vu_virtqueue *vq = queue_for(backend, (uint32_t)msg->payload.u64);
+    if (!vq) {
+        return -EINVAL;
+    }
+    if (vq->call_fd >= 0) {
+        close(vq->call_fd);
+    }
+    vq->call_fd = (msg->payload.u64 & VU_VRING_NOFD_MASK) ? -1 : take_fd(msg);
+    return 0;
+}
+
+static int handle_set_vring_enable(struct vu_backend *backend, struct message *msg)
+{
+    struct vu_virtqueue *vq = queue_for(backend, msg->payload.state.index);
+    if (!vq || msg->payload.state.num > 1) {
+        return -EINVAL;
+    }
+    vq->enabled = msg->payload.state.num == 1;
+    if (vq->enabled) {
+        process_queue(backend, vq->index);
+    }
+    return 0;
+}
+
+static int handle_get_config(struct vu_backend *backend, struct message *msg)
+{
+    const struct vu_config *request = &msg->payload.config;
+    struct virtio_gpu_config config = {
+        .num_scanouts = neep_device_scanout_count(backend->device),
+        .num_capsets = neep_device_capset_count(backend->device),
+    };
+    if (request->size > sizeof(config) || request->offset > sizeof(config) - request->size) {
+        backend_error(backend, "GET_CONFIG of %u bytes at %u is outside the %zu-byte config",
+                      request->size, request->offset, sizeof(config));
+        return -EINVAL;
+    }
+    msg->has_reply = true;
+    msg->reply_size = 12 + request->size;
+    msg->reply.config.offset = request->offset;
+    msg->reply.config.size = request->size;
+    msg->reply.config.flags = 0;
+    memcpy(msg->reply.config.region, (uint8_t *)&config + request->offset, request->size);
+    return 0;
+}
+
+static int handle_set_config(struct vu_backend *backend, struct message *msg)
+{
+    /* The front-end owns events_read/events_clear; nothing here is writable. */
+    return 0;
+}
+
+static int handle_gpu_set_socket(struct vu_backend *backend, struct message *msg)
+{
+    int fd = take_fd(msg);
+    if (fd < 0) {
+        backend_error(backend, "GPU_SET_SOCKET came without a socket");
+        return -EINVAL;
+    }
+    vu_display_set_socket(&backend->display, fd);
+    neep_device_refresh_display(backend->device);
+    return 0;
+}
+
+struct message_info {
+    const char *name;
+    int (*handler)(struct vu_backend *backend, struct message *msg);
+    uint32_t min_size;
+    uint32_t max_size;
+    int max_fds;
+    bool replies; /* sends its own reply; others answer REPLY_ACK when asked */
+};
+
+#define STATE_SIZE      sizeof(struct vhost_vring_state)
+#define MEMORY_MIN_SIZE 8u
+static const struct message_info messages[VU_REQUEST_LIMIT] = {
+    [VU_GET_FEATURES] = {"GET_FEATURES", handle_get_features, 0, 0, 0, true},
+    [VU_SET_FEATURES] = {"SET_FEATURES", handle_set_features, 8, 8, 0, false},
+    [VU_SET_OWNER] = {"SET_OWNER", handle_nothing, 0, 0, 0, false},
+    [VU_RESET_OWNER] = {"RESET_OWNER", handle_reset, 0, 0, 0, false},
+    [VU_SET_MEM_TABLE] = {"SET_MEM_TABLE", handle_set_mem_table, MEMORY_MIN_SIZE,
+                          sizeof(struct vu_memory), VU_MAX_MEM_REGIONS, false},
+    [VU_SET_VRING_NUM] = {"SET_VRING_NUM", handle_set_vring_num, STATE_SIZE, STATE_SIZE, 0, false},
+    [VU_SET_VRING_ADDR] = {"SET_VRING_ADDR", handle_set_vring_addr, sizeof(struct vhost_vring_addr),
+                           sizeof(struct vhost_vring_addr), 0, false},
+    [VU_SET_VRING_BASE] = {"SET_VRING_BASE", handle_set_vring_base, STATE_SIZE, STATE_SIZE, 0,
+                           false},
+    [VU_GET_VRING_BASE] = {"GET_VRING_BASE", handle_get_vring_base, STATE_SIZE, STATE_SIZE, 0,
+                           true},
+    [VU_SET_VRING_KICK] = {"SET_VRING_KICK", handle_set_vring_kick, 8, 8, 1, false},
+    [VU_SET_VRING_CALL] = {"SET_VRING_CALL", handle_set_vring_call, 8, 8, 1, false},
+    [VU_SET_VRING_ERR] = {"SET_VRING_ERR", handle_nothing, 8, 8, 1, false},
+    [VU_GET_PROTOCOL_FEATURES] = {"GET_PROTOCOL_FEATURES", handle_get_protocol_features, 0, 0, 0,
+                                  true},
+    [VU_SET_PROTOCOL_FEATURES] = {"SET_PROTOCOL_FEATURES", handle_set_protocol_features, 8, 8, 0,
+                                  false},
+    [VU_SET_VRING_ENABLE] = {"SET_VRING_ENABLE", handle_set_vring_enable, STATE_SIZE, STATE_SIZE, 0,
+                             false},
+    [VU_GET_CONFIG] = {"GET_CONFIG", handle_get_config, 12, sizeof(struct vu_config), 0, true},
+    [VU_SET_CONFIG] = {"SET_CONFIG", handle_set_config, 12, sizeof(struct vu_config), 0, false},
+    [VU_GPU_SET_SOCKET] = {"GPU_SET_SOCKET", handle_gpu_set_socket, 0, 0, 1, false},
+    [VU_RESET_DEVICE] = {"RESET_DEVICE", handle_reset, 0, 0, 0, false},
+};
+
+/* Reads exactly `size` bytes; false on EOF or error. */
+static bool read_exact(int fd, void *buf, size_t size)
+{
+    uint8_t *dst = buf;
+    while (size > 0) {
+        ssize_t got = recv(fd, dst, size, 0);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return false;
+        }
+        dst += got;
+        size -= (size_t)got;
+    }
+    return true;
+}
+
+/* Reads one message; the fds arrive with its first byte. Returns false on hang-up. */
+static bool receive(struct vu_backend *backend, struct message *msg)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(VU_MAX_FDS * sizeof(int))];
+    } control;
+    struct iovec iov = {&msg->header, sizeof(msg->header)};
+    struct msghdr hdr = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &control,
+                         .msg_controllen = sizeof(control)};
+    ssize_t got;
+    do {
+        got = recvmsg(backend->socket_fd, &hdr, MSG_CMSG_CLOEXEC);
+    } while (got < 0 && errno == EINTR);
+    msg->fd_count = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&hdr); c; c = CMSG_NXTHDR(&hdr, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < n; i++) {
+                int fd;
+                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                if (msg->fd_count < VU_MAX_FDS) {
+                    msg->fds[msg->fd_count++] = fd;
+                } else {
+                    close(fd);
+                }
+            }
+        }
+    }
+    if (got <= 0) {
+        return false;
+    }
+    if ((size_t)got < sizeof(msg->header) &&
+        !read_exact(backend->socket_fd, (uint8_t *)&msg->header + got,
+                    sizeof(msg->header) - (size_t)got)) {
+        return false;
+    }
+    if (msg->header.size > sizeof(msg->payload)) {
+        backend_error(backend, "message %u carries %u bytes, more than any message may",
+                      msg->header.request, msg->header.size);
+        return false;
+    }
+    memset(&msg->payload, 0, sizeof(msg->payload));
+    return read_exact(backend->socket_fd, &msg->payload, msg->header.size);
+}
+
+static bool send_reply(struct vu_backend *backend, const struct message *msg)
+{
+    struct vu_header header = {
+        .request = msg->header.request,
+        .flags = VU_FLAG_VERSION | VU_FLAG_REPLY,
+        .size = msg->reply_size,
+    };
+    struct iovec iov[2] = {{&header, sizeof(header)}, {(void *)&msg->reply, msg->reply_size}};
+    struct msghdr hdr = {.msg_iov = iov, .msg_iovlen = msg->reply_size ? 2 : 1};
+    size_t total = sizeof(header) + msg->reply_size;
+    ssize_t sent;
+    do {
+        sent = sendmsg(backend->socket_fd, &hdr, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    return sent == (ssize_t)total;
+}
+
+static void close_fds(struct message *msg)
+{
+    for (int i = 0; i < msg->fd_count; i++) {
+        if (msg->fds[i] >= 0) {
+            close(msg->fds[i]);
+        }
+    }
+    msg->fd_count = 0;
+}
+
+static void disconnect(struct vu_backend *backend)
+{
+    if (backend->alive) {
+        backend->alive = false;
+        backend->watch->remove(backend->watch_user_data, backend->socket_fd);
+    }
+}
+
+static void on_socket(void *arg)
+{
+    struct vu_backend *backend = arg;
+    struct message msg;
+    if (!receive(backend, &msg)) {
+        close_fds(&msg);
+        neep_log_host(backend->logger, NEEP_LOG_INFO, "front-end disconnected");
+        disconnect(backend);
+        return;
+    }
+    uint32_t request = msg.header.request;
+    const struct message_info *info = request < VU_REQUEST_LIMIT ? &messages[request] : NULL;
+    int ret;
+    msg.has_reply = false;
+    if ((msg.header.flags & VU_FLAG_VERSION_MASK) != VU_FLAG_VERSION) {
+        backend_error(backend, "message %u has protocol version %u", request,
+                      msg.header.flags & VU_FLAG_VERSION_MASK);
+        ret = -EPROTO;
+    } else if (!info || !info->handler) {
+        backend_error(backend, "message %u is not supported", request);
+        ret = -EOPNOTSUPP;
+    } else if (msg.header.size < info->min_size || msg.header.size > info->max_size ||
+               msg.fd_count > info->max_fds) {
+        backend_error(backend, "%s: %u bytes and %d fds are not what it carries", info->name,
+                      msg.header.size, msg.fd_count);
+        ret = -EPROTO;
+    } else {
+        ret = info->handler(backend, &msg);
+    }
+    close_fds(&msg);
+
+    bool reply_ack = (backend->acked_protocol_features & (1ull << VU_PROTOCOL_F_REPLY_ACK)) &&
+                     (msg.header.flags & VU_FLAG_NEED_REPLY);
+    if (!msg.has_reply && reply_ack && !(info && info->replies)) {
+        reply_u64(&msg, ret < 0 ? 1 : 0);
+    }
+    if (msg.has_reply && !send_reply(backend, &msg)) {
+        disconnect(backend);
+        return;
+    }
+    if (ret == -EPROTO || (ret < 0 && info && info->replies && !msg.has_reply)) {
+        /* The stream can no longer be trusted, or the front-end waits for an answer we lack. */
+        disconnect(backend);
+    }
+}
+
+/* ---- lifetime --------------------------------------------------------------------------- */
+
+int vu_backend_create(const struct vu_backend_config *config, int socket_fd,
+                      struct vu_backend **out)
+{
+    *out = NULL;
+    struct vu_backend *backend = calloc(1, sizeof(*backend));
+    struct vu_chain *chain = malloc(sizeof(*chain));
+    if (!backend || !chain) {
+        free(backend);
+        free(chain);
+        close(socket_fd);
+        return -ENOMEM;
+    }
+    backend->chain = chain;
+    backend->socket_fd = socket_fd;
+    backend->watch = config->watch;
+    backend->watch_user_data = config->watch_user_data;
+    vu_memory_init(&backend->memory);
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        vu_virtqueue_init(&backend->queues[i], i);
+        backend->queues[i].owner = backend;
+    }
+    vu_display_init(&backend->display);
+
+    struct neep_device_config device_config = config->device;
+    device_config.display = &vu_display_ops;
+    device_config.display_user_data = &backend->display;
+    device_config.translate = translate;
+    device_config.translate_user_data = backend;
+    int ret = neep_device_create(&device_config, &backend->device);
+    if (ret < 0) {
+        vu_backend_destroy(backend);
+        return ret;
+    }
+    backend->logger = &neep_device_renderer(backend->device)->logger;
+    backend->display.logger = backend->logger;
+    backend->features = neep_device_features(backend->device) | (1ull << VU_F_VERSION_1) |
+                        (1ull << VU_F_RING_INDIRECT_DESC) | (1ull << VU_F_RING_EVENT_IDX) |
+                        (1ull << VU_F_PROTOCOL_FEATURES);
+    backend->protocol_features = (1ull << VU_PROTOCOL_F_REPLY_ACK) |
+                                 (1ull << VU_PROTOCOL_F_CONFIG) |
+                                 (1ull << VU_PROTOCOL_F_RESET_DEVICE);
+
+    ret = backend->watch->add(backend->watch_user_data, socket_fd, on_socket, backend);
+    if (ret == 0) {
+        ret = backend->watch->add(backend->watch_user_data, neep_device_fence_fd(backend->device),
+                                  on_fences, backend);
+        if (ret < 0) {
+            backend->watch->remove(backend->watch_user_data, socket_fd);
+        }
+    }
+    if (ret < 0) {
+        vu_backend_destroy(backend);
+        return ret;
+    }
+    backend->alive = true;
+    *out = backend;
+    return 0;
+}
+
+void vu_backend_destroy(struct vu_backend *backend)
+{
+    if (!backend) {
+        return;
+    }
+    disconnect(backend);
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        stop_queue(backend, &backend->queues[i]);
+    }
+    if (backend->device) {
+        backend->watch->remove(backend->watch_user_data, neep_device_fence_fd(backend->device));
+        neep_device_destroy(backend->device);
+    }
+    vu_display_close(&backend->display);
+    vu_memory_finish(&backend->memory);
+    if (backend->socket_fd >= 0) {
+        close(backend->socket_fd);
+    }
+    free(backend->chain);
+    free(backend);
+}
+
+bool vu_backend_alive(const struct vu_backend *backend)
+{
+    return backend->alive;
+}
+
+struct neep_device *vu_backend_device(struct vu_backend *backend)
+{
+    return backend->device;
+}
