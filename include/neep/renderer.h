@@ -97,6 +97,8 @@ struct neep_renderer_config {
     /* Optional; without one, errors and warnings go to stderr. */
     neep_log_fn log_fn;
     void *log_user_data;
+    /* Most detailed level passed to log_fn; 0 means NEEP_LOG_INFO. */
+    enum neep_log_level log_level;
     /* Optional channels for the cross-domain context type; copied at create time. */
     const struct neep_channel *channels;
     size_t channel_count;

@@ -296,7 +296,9 @@ int main(int argc, char **argv)
     struct vu_backend_config config = {
         .device =
             {
-                .renderer = {.memory_budget_bytes = budget_mib << 20, .log_fn = log_line},
+                .renderer = {.memory_budget_bytes = budget_mib << 20,
+                             .log_fn = log_line,
+                             .log_level = daemon.log_level},
                 .scanout_count = scanout_count,
             },
         .watch = &watch_ops,

@@ -14,14 +14,18 @@ static int cmd_get_display_info(struct command_context *cc, const void *request)
     uint32_t count = 0;
     if (display->get_layout && display->get_layout(device->display_user_data, sizes, &count) &&
         count >= 1 && count <= NEEP_MAX_SCANOUTS) {
-        /* The display owns the layout (the VMM's window, say); adopt sane entries. */
-        for (uint32_t i = 0; i < count && i < device->scanout_count; i++) {
+        /* The display owns the layout (the VMM's outputs, say): it says which are on, and
+         * the sizes of those it knows; others keep the device's own size. */
+        if (count > device->scanout_count) {
+            device->scanout_count = count;
+        }
+        for (uint32_t i = 0; i < count; i++) {
+            device->scanouts[i].enabled = sizes[i].enabled;
             if (sizes[i].width_px > 0 && sizes[i].height_px > 0 &&
                 sizes[i].width_px <= NEEP_MAX_SCANOUT_DIMENSION_PX &&
                 sizes[i].height_px <= NEEP_MAX_SCANOUT_DIMENSION_PX) {
                 device->scanouts[i].width_px = sizes[i].width_px;
                 device->scanouts[i].height_px = sizes[i].height_px;
-                device->scanouts[i].enabled = sizes[i].enabled;
             }
         }
     }

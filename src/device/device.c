@@ -47,10 +47,13 @@ int neep_device_create(const struct neep_device_config *config, struct neep_devi
     device->translate = config->translate;
     device->translate_user_data = config->translate_user_data;
     device->scanout_count = config->scanout_count;
-    for (uint32_t i = 0; i < config->scanout_count; i++) {
-        device->scanouts[i].width_px = config->scanouts[i].width_px;
-        device->scanouts[i].height_px = config->scanouts[i].height_px;
-        device->scanouts[i].enabled = config->scanouts[i].enabled || i == 0;
+    /* Scanouts past the configured ones take the first one's size, should a display that
+     * owns the layout (see get_layout) bring more. */
+    for (uint32_t i = 0; i < NEEP_MAX_SCANOUTS; i++) {
+        const struct neep_scanout_size *size = &config->scanouts[i < config->scanout_count ? i : 0];
+        device->scanouts[i].width_px = size->width_px;
+        device->scanouts[i].height_px = size->height_px;
+        device->scanouts[i].enabled = i < config->scanout_count && (size->enabled || i == 0);
     }
     id_table_init(&device->uuids);
     device->features = NEEP_DEVICE_F_EDID | NEEP_DEVICE_F_RESOURCE_UUID;
@@ -398,6 +401,8 @@ void neep_device_process(struct neep_device *device, enum neep_queue queue,
                          info->variable_length ? " or more" : "");
             ret = -EINVAL;
         } else {
+            neep_log_host(device->logger, NEEP_LOG_DEBUG, "%s (%llu bytes, flags 0x%x)", info->name,
+                          (unsigned long long)cc.request_bytes, cc.hdr.flags);
             command_read(&cc, 0, request, info->request_bytes);
             /* Handlers set an OK response; a plain OK_NODATA unless they say otherwise. */
             command_respond(&cc, VIRTIO_GPU_RESP_OK_NODATA, sizeof(cc.hdr));

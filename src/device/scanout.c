@@ -33,6 +33,23 @@ static pixman_format_code_t pixman_format_for(uint32_t format)
     return 0;
 }
 
+/* Cursors keep the fourth byte as alpha even in X formats: QEMU's devices pass the bytes on
+ * as they are, and guests (Linux included) draw cursors in dumb buffers made as XRGB. */
+static pixman_format_code_t cursor_pixman_format_for(uint32_t format)
+{
+    switch (format) {
+    case NEEP_FORMAT_B8G8R8X8_UNORM:
+        return PIXMAN_a8r8g8b8;
+    case NEEP_FORMAT_X8R8G8B8_UNORM:
+        return PIXMAN_b8g8r8a8;
+    case NEEP_FORMAT_X8B8G8R8_UNORM:
+        return PIXMAN_r8g8b8a8;
+    case NEEP_FORMAT_R8G8B8X8_UNORM:
+        return PIXMAN_a8b8g8r8;
+    }
+    return pixman_format_for(format);
+}
+
 static bool display_native(uint32_t format)
 {
     return format == NEEP_FORMAT_B8G8R8A8_UNORM || format == NEEP_FORMAT_B8G8R8X8_UNORM;
@@ -240,8 +257,8 @@ int cursor_update(struct neep_device *device, const struct virtio_gpu_update_cur
     uint32_t width = resource->width_px < CURSOR_SIZE_PX ? resource->width_px : CURSOR_SIZE_PX;
     uint32_t height = resource->height_px < CURSOR_SIZE_PX ? resource->height_px : CURSOR_SIZE_PX;
     pixman_image_t *src = pixman_image_create_bits(
-        pixman_format_for(resource->format), (int)resource->width_px, (int)resource->height_px,
-        (uint32_t *)resource->pixels, (int)resource->stride_bytes);
+        cursor_pixman_format_for(resource->format), (int)resource->width_px,
+        (int)resource->height_px, (uint32_t *)resource->pixels, (int)resource->stride_bytes);
     pixman_image_t *dst = pixman_image_create_bits(PIXMAN_a8r8g8b8, CURSOR_SIZE_PX, CURSOR_SIZE_PX,
                                                    image, CURSOR_SIZE_PX * 4);
     if (src && dst) {

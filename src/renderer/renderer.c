@@ -137,7 +137,7 @@ int neep_renderer_create_with_types(const struct neep_renderer_config *config,
     if (!renderer) {
         return -ENOMEM;
     }
-    neep_logger_init(&renderer->logger, config->log_fn, config->log_user_data);
+    neep_logger_init(&renderer->logger, config->log_fn, config->log_user_data, config->log_level);
     renderer->capset_mask = config->capset_mask;
     renderer->memory_budget_bytes = config->memory_budget_bytes ? config->memory_budget_bytes
                                                                 : NEEP_DEFAULT_MEMORY_BUDGET_BYTES;

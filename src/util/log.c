@@ -28,11 +28,13 @@ static void stderr_log(void *user_data, enum neep_log_level level, const char *m
     }
 }
 
-void neep_logger_init(struct neep_logger *logger, neep_log_fn fn, void *user_data)
+void neep_logger_init(struct neep_logger *logger, neep_log_fn fn, void *user_data,
+                      enum neep_log_level level)
 {
     memset(logger, 0, sizeof(*logger));
     logger->fn = fn ? fn : stderr_log;
     logger->user_data = user_data;
+    logger->level = level ? level : NEEP_LOG_INFO;
     pthread_mutex_init(&logger->lock, NULL);
 }
 
@@ -70,6 +72,9 @@ static bool rate_limit_admit(struct neep_logger *logger, uint64_t *suppressed)
 void neep_log_at(struct neep_logger *logger, enum neep_log_level level, bool rate_limited,
                  const char *file, int line, const char *fmt, ...)
 {
+    if (level > logger->level) {
+        return;
+    }
     char message[512];
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;

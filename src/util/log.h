@@ -18,13 +18,15 @@
 struct neep_logger {
     neep_log_fn fn;
     void *user_data;
+    enum neep_log_level level; /* lines above it are dropped before formatting */
     pthread_mutex_t lock;
     uint64_t window_start_ns;
     uint32_t lines_in_window;
     uint64_t suppressed_count;
 };
 
-void neep_logger_init(struct neep_logger *logger, neep_log_fn fn, void *user_data);
+void neep_logger_init(struct neep_logger *logger, neep_log_fn fn, void *user_data,
+                      enum neep_log_level level);
 void neep_logger_finish(struct neep_logger *logger);
 
 void neep_log_at(struct neep_logger *logger, enum neep_log_level level, bool rate_limited,

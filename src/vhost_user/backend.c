@@ -159,7 +159,7 @@ static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int 
                        vq->last_avail_idx == backend->stopped_avail_idx && vq->last_avail_idx != 0;
         if (!resumed) {
             neep_log_host(backend->logger, NEEP_LOG_INFO,
-                          "guest restarted the device: releasing its resources");
+                          "guest restarted the device: releasing the guest's resources");
             neep_device_reset(backend->device);
             vu_memory_release_retired(&backend->memory);
         }
@@ -260,6 +260,8 @@ static int handle_nothing(struct vu_backend *backend, struct message *msg)
 
 static int handle_reset(struct vu_backend *backend, struct message *msg)
 {
+    neep_log_host(backend->logger, NEEP_LOG_INFO,
+                  "front-end reset the device: releasing the guest's resources");
     for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
         stop_queue(backend, &backend->queues[i]);
         backend->queues[i].enabled = false;

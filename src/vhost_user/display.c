@@ -37,8 +37,8 @@ static bool send_all(struct vu_display *display, struct iovec *iov, int count)
             if (errno == EINTR) {
                 continue;
             }
-            neep_log_host(display->logger, NEEP_LOG_WARN,
-                          "display channel failed (%s); output is dropped until a new one",
+            neep_log_host(display->logger, NEEP_LOG_INFO,
+                          "display channel closed (%s); output is dropped until a new one",
                           strerror(errno));
             vu_display_close(display);
             return false;
@@ -130,6 +130,15 @@ static void on_cursor_update(void *user_data, uint32_t scanout_id, uint32_t x, u
     struct vu_gpu_cursor_update cursor = {
         .pos = {scanout_id, x, y}, .hot_x = hot_x, .hot_y = hot_y};
     memcpy(cursor.data, pixels, sizeof(cursor.data));
+    uint32_t opaque = 0, sum = 0;
+    for (size_t i = 0; i < 64 * 64; i++) {
+        opaque += (pixels[i] >> 24) != 0;
+        sum += pixels[i];
+    }
+    struct vu_display *display = user_data;
+    neep_log_host(display->logger, NEEP_LOG_DEBUG,
+                  "cursor image on scanout %u at (%u,%u) hot (%u,%u): %u opaque pixels, sum 0x%08x",
+                  scanout_id, x, y, hot_x, hot_y, opaque, sum);
     send_message(user_data, VU_GPU_CURSOR_UPDATE, &cursor, sizeof(cursor));
 }
 
@@ -137,6 +146,9 @@ static void on_cursor_move(void *user_data, uint32_t scanout_id, uint32_t x, uin
                            bool visible)
 {
     struct vu_gpu_cursor_pos pos = {scanout_id, x, y};
+    struct vu_display *display = user_data;
+    neep_log_host(display->logger, NEEP_LOG_DEBUG, "cursor on scanout %u %s (%u,%u)", scanout_id,
+                  visible ? "moved to" : "hidden at", x, y);
     send_message(user_data, visible ? VU_GPU_CURSOR_POS : VU_GPU_CURSOR_POS_HIDE, &pos,
                  sizeof(pos));
 }
@@ -171,17 +183,15 @@ static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_M
     if (!read_all(display, &info, sizeof(info))) {
         return false;
     }
-    uint32_t count = 0;
+    /* The front-end answers for all its outputs but says nothing of how many there are (it
+     * owns num_scanouts in config space): report every slot, disabled ones sizeless. */
     for (uint32_t i = 0; i < NEEP_MAX_SCANOUTS; i++) {
         sizes[i].width_px = info.modes[i].width;
         sizes[i].height_px = info.modes[i].height;
         sizes[i].enabled = info.modes[i].enabled != 0;
-        if (info.modes[i].width > 0 && info.modes[i].height > 0) {
-            count = i + 1;
-        }
     }
-    *scanout_count = count;
-    return count > 0;
+    *scanout_count = NEEP_MAX_SCANOUTS;
+    return true;
 }
 
 const struct neep_display_ops vu_display_ops = {

@@ -39,7 +39,7 @@ run)
     # Runs /bin/$neep.program with its arguments from neep.args= (commas for spaces).
     program=$(sed -n 's/.*neep\.program=\([^ ]*\).*/\1/p' /proc/cmdline)
     args=$(sed -n 's/.*neep\.args=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' ')
-    /bin/$program $args >$serial 2>&1
+    /bin/$program $args <$serial >$serial 2>&1
     echo "NEEP: program-exit $?" >$serial
     ;;
 esac
