@@ -30,6 +30,9 @@ apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config ninja-build clang libclang-rt-14-dev llvm \
     clang-format libpixman-1-dev python3 >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports \
-    meson linux-libc-dev >/dev/null
+    meson linux-libc-dev qemu-system-x86 qemu-system-gui >/dev/null
+# The test guest: Debian's kernel and busybox in an initramfs.
+apt-get install -y -qq --no-install-recommends \
+    linux-image-amd64 busybox-static cpio kmod xz-utils zstd >/dev/null
 
 echo "install-deps: done (meson $(meson --version))"

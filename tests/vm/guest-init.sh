@@ -35,6 +35,21 @@ fbcon)
     sleep 1
     echo "NEEP: fbcon-written" >$serial
     ;;
+demo)
+    # What the README's demo shows: this guest's own account of its GPU.
+    {
+        printf '\033[2J\033[H\n'
+        echo "  neep-gpu demo: this text was drawn by a Linux guest on a virtio-gpu device"
+        echo "  served by neep-gpu over vhost-user, and captured from QEMU's display."
+        echo
+        echo "  guest kernel: $(uname -r)"
+        echo "  display:      $(cat /sys/class/drm/card0-Virtual-1/modes 2>/dev/null | head -n 1)"
+        echo
+        dmesg | grep -E '\[drm\] (features|number of)' | sed 's/^/  /'
+    } >/dev/tty1
+    sleep 1
+    echo "NEEP: demo-written" >$serial
+    ;;
 run)
     # Runs /bin/$neep.program with its arguments from neep.args= (commas for spaces).
     program=$(sed -n 's/.*neep\.program=\([^ ]*\).*/\1/p' /proc/cmdline)

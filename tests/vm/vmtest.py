@@ -387,6 +387,40 @@ def test_reboot(args, workdir):
         guest.stop()
 
 
+def write_png(image, path):
+    """Writes an Image as an 8-bit RGB PNG (no third-party modules needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    stride = image.width * 3
+    raw = b"".join(b"\x00" + image.pixels[y * stride:(y + 1) * stride]
+                   for y in range(image.height))
+    header = struct.pack(">IIBBBBB", image.width, image.height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+                chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def run_demo(args, png_path):
+    workdir = tempfile.mkdtemp(prefix="neep-demo-")
+    guest = Guest(workdir, args.backend, args.initrd, "neep.test=demo")
+    try:
+        guest.start()
+        guest.wait_for("NEEP: demo-written", timeout=BOOT_TIMEOUT)
+        time.sleep(0.5)
+        image = guest.screendump("demo.ppm")
+        write_png(image, png_path)
+    finally:
+        guest.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"The guest's display ({image.width}x{image.height}) is in {png_path}")
+    return 0
+
+
 TESTS = {
     "fbcon": test_fbcon,
     "kms_pattern": test_kms_pattern,
@@ -400,9 +434,12 @@ def main():
     parser.add_argument("--neep-gpu", required=True)
     parser.add_argument("--initrd", required=True)
     parser.add_argument("--keep", help="keep logs and screendumps in this directory")
+    parser.add_argument("--demo", metavar="PNG", help="boot the demo guest and save its display")
     parser.add_argument("tests", nargs="*")
     args = parser.parse_args()
     args.backend = [args.neep_gpu]
+    if args.demo:
+        return run_demo(args, args.demo)
     names = args.tests or list(TESTS)
     passed = failed = 0
     root = args.keep or tempfile.mkdtemp(prefix="neep-vm-")
