@@ -24,3 +24,29 @@ ops += bytes([1, 0, 0]) + struct.pack("<II", 0, 0) + struct.pack("<IIB", 0, 0, 0
 ops += bytes([7, 1]) + struct.pack("<I", 9) + bytes([0, 0, 8, 1, 1])
 with open(f"{out}/renderer_ops/create-attach-transfer", "wb") as f:
     f.write(ops)
+
+# Device commands: [length u16][split u8][queue u8][bytes], after one feature byte.
+def command(body, split=24, queue=0):
+    return struct.pack("<HBB", len(body), min(split, 255), queue) + body
+
+hdr = lambda kind: struct.pack("<IIQIB3x", kind, 0, 0, 0, 0)
+os.makedirs(f"{out}/device_commands", exist_ok=True)
+frame = b"\x00"
+frame += command(hdr(0x0100))  # GET_DISPLAY_INFO
+frame += command(hdr(0x0101) + struct.pack("<IIII", 1, 2, 32, 32))  # CREATE_2D
+frame += command(hdr(0x0106) + struct.pack("<II", 1, 1) + struct.pack("<QII", 0x10000, 4096, 0))
+frame += command(hdr(0x0105) + struct.pack("<IIIIQII", 0, 0, 32, 32, 0, 1, 0))  # TRANSFER
+frame += command(hdr(0x0103) + struct.pack("<IIIIII", 0, 0, 32, 32, 0, 1))  # SET_SCANOUT
+frame += command(hdr(0x0104) + struct.pack("<IIIIII", 4, 4, 8, 8, 1, 0))  # FLUSH
+frame += command(hdr(0x0300) + struct.pack("<IIIIIIII", 0, 5, 5, 0, 1, 0, 0, 0), queue=1)
+with open(f"{out}/device_commands/frame", "wb") as f:
+    f.write(frame)
+
+os.makedirs(f"{out}/virtqueue", exist_ok=True)
+# size 8 (index 3), desc at 0x100, avail at 0x200, used at 0x300; one two-part chain.
+ring = bytearray(4096)
+struct.pack_into("<QIHH", ring, 0x100, 0x1000, 24, 1, 1)
+struct.pack_into("<QIHH", ring, 0x110, 0x2000, 24, 2, 0)
+struct.pack_into("<HHH", ring, 0x200, 0, 1, 0)
+with open(f"{out}/virtqueue/one-chain", "wb") as f:
+    f.write(bytes([3, 1, 2, 3]) + bytes(ring))
