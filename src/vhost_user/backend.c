@@ -151,6 +151,7 @@ static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int 
     if (vu_virtqueue_map(vq, &backend->memory, &reason) < 0) {
         backend_error(backend, "queue %u cannot start: %s", vq->index, reason);
         close(kick_fd);
+        vq->started = false;
         return -EINVAL;
     }
     if (vq->index == 0 && backend->control_was_stopped) {
@@ -175,7 +176,9 @@ static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int 
     }
     int ret = backend->watch->add(backend->watch_user_data, kick_fd, on_kick, vq);
     if (ret < 0) {
-        vu_virtqueue_stop(vq);
+        close(kick_fd);
+        vq->kick_fd = -1;
+        vq->started = false;
         return ret;
     }
     process_queue(backend, vq->index);
@@ -359,7 +362,12 @@ static int handle_set_vring_kick(struct vu_backend *backend, struct message *msg
         backend_error(backend, "queue %u: polling without a kick fd is not supported", vq->index);
         return -EINVAL;
     }
-    stop_queue(backend, vq);
+    /* A new kick fd replaces the old one; the call fd (possibly sent first) stays. */
+    if (vq->kick_fd >= 0) {
+        backend->watch->remove(backend->watch_user_data, vq->kick_fd);
+        close(vq->kick_fd);
+        vq->kick_fd = -1;
+    }
     return start_queue(backend, vq, take_fd(msg));
 }
 
