@@ -60,6 +60,7 @@ class Guest:
         self.initrd = initrd
         self.cmdline = cmdline
         self.max_outputs = max_outputs
+        self.extra_device = ""
         self.lines = []
         self.lines_lock = threading.Condition()
         self.processes = []
@@ -83,6 +84,7 @@ class Guest:
         device = "vhost-user-gpu-pci,id=video0,chardev=gpu"
         if self.max_outputs > 1:
             device += f",max_outputs={self.max_outputs}"
+        device += self.extra_device
         qemu = [
             "qemu-system-x86_64", "-machine", "q35", "-vga", "none", "-m", "512M",
             "-object", "memory-backend-memfd,id=mem,size=512M,share=on",

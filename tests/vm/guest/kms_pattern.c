@@ -7,6 +7,8 @@
  * line by line from stdin (the serial console):
  *   damage  paint rectangle A without telling anyone, paint rectangle B and mark it dirty
  *   cursor  set a 64x64 cursor at (200,150) with hot spot (3,5), then move it to (300,250)
+ *   flip N  page-flip head 0 between two full-screen buffers N times, waiting for each flip
+ *           to complete, and report the time taken (for bench/guest_flip_bench.py)
  *   exit    leave
  * Replies are lines starting "NEEP:" on stdout.
  */
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_HEADS 4
@@ -194,6 +197,32 @@ static void cursor(struct head *head)
     printf("NEEP: cursor-done\n");
 }
 
+/* Flips between the pattern and a second buffer, each flip waited for like a compositor. */
+static void flip(struct head *head, int count)
+{
+    struct head second = *head;
+    uint32_t width = head->mode.hdisplay, height = head->mode.vdisplay;
+    create_dumb(width, height, &second.handle, &second.pitch, &second.size, &second.pixels);
+    memset(second.pixels, 0x40, second.size);
+    struct drm_mode_fb_cmd fb = {.width = width, .height = height, .pitch = second.pitch,
+                                 .bpp = 32, .depth = 24, .handle = second.handle};
+    ioctl_or_die(DRM_IOCTL_MODE_ADDFB, &fb, "ADDFB");
+    uint32_t fbs[2] = {fb.fb_id, head->fb_id};
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int i = 0; i < count; i++) {
+        struct drm_mode_crtc_page_flip request = {.crtc_id = head->crtc_id, .fb_id = fbs[i % 2],
+                                                  .flags = DRM_MODE_PAGE_FLIP_EVENT};
+        ioctl_or_die(DRM_IOCTL_MODE_PAGE_FLIP, &request, "PAGE_FLIP");
+        char event[256];
+        while (read(drm_fd, event, sizeof(event)) < 0 && errno == EINTR) {
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double ms = (end.tv_sec - start.tv_sec) * 1e3 + (end.tv_nsec - start.tv_nsec) / 1e6;
+    printf("NEEP: flips %d %ux%u in %.1f ms\n", count, width, height, ms);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -217,6 +246,8 @@ int main(void)
             damage(&heads[0]);
         } else if (strncmp(line, "cursor", 6) == 0) {
             cursor(&heads[0]);
+        } else if (strncmp(line, "flip ", 5) == 0) {
+            flip(&heads[0], atoi(line + 5));
         } else if (strncmp(line, "exit", 4) == 0) {
             break;
         }
