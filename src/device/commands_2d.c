@@ -6,16 +6,15 @@
 
 #include "device_internal.h"
 
-static int cmd_get_display_info(struct command_context *cc, const void *request)
+/* Takes the display's current layout, when it has one (the VMM's outputs, say): it says which
+ * scanouts are on, and the sizes of those it knows; others keep the device's own size. */
+static void refresh_layout(struct neep_device *device)
 {
-    struct neep_device *device = cc->device;
     const struct neep_display_ops *display = device->display;
     struct neep_scanout_size sizes[NEEP_MAX_SCANOUTS];
     uint32_t count = 0;
     if (display->get_layout && display->get_layout(device->display_user_data, sizes, &count) &&
         count >= 1 && count <= NEEP_MAX_SCANOUTS) {
-        /* The display owns the layout (the VMM's outputs, say): it says which are on, and
-         * the sizes of those it knows; others keep the device's own size. */
         if (count > device->scanout_count) {
             device->scanout_count = count;
         }
@@ -29,6 +28,12 @@ static int cmd_get_display_info(struct command_context *cc, const void *request)
             }
         }
     }
+}
+
+static int cmd_get_display_info(struct command_context *cc, const void *request)
+{
+    struct neep_device *device = cc->device;
+    refresh_layout(device);
     struct virtio_gpu_resp_display_info *resp =
         command_respond(cc, VIRTIO_GPU_RESP_OK_DISPLAY_INFO, sizeof(*resp));
     for (uint32_t i = 0; i < device->scanout_count; i++) {
@@ -36,6 +41,10 @@ static int cmd_get_display_info(struct command_context *cc, const void *request)
         resp->pmodes[i].r.width = scanout->width_px;
         resp->pmodes[i].r.height = scanout->height_px;
         resp->pmodes[i].enabled = scanout->enabled;
+        if (scanout->enabled) {
+            neep_log_host(device->logger, NEEP_LOG_DEBUG, "display %u: %ux%u", i, scanout->width_px,
+                          scanout->height_px);
+        }
     }
     return 0;
 }
@@ -44,6 +53,9 @@ static int cmd_get_edid(struct command_context *cc, const void *request)
 {
     const struct virtio_gpu_cmd_get_edid *cmd = request;
     struct neep_device *device = cc->device;
+    /* Linux asks for EDIDs before display info: the preferred mode must already be the
+     * display's size, or the driver rejects it against the display info that follows. */
+    refresh_layout(device);
     if (cmd->scanout >= device->scanout_count) {
         device_error(device, "GET_EDID: no scanout %u", cmd->scanout);
         return -ENXIO;

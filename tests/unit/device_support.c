@@ -69,7 +69,21 @@ static void on_cursor_move(void *user_data, uint32_t scanout_id, uint32_t x, uin
     d->cursor_visible = visible;
 }
 
+static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_MAX_SCANOUTS],
+                          uint32_t *count)
+{
+    struct test_display *d = user_data;
+    if (!d->has_layout) {
+        return false;
+    }
+    d->layout_requests++;
+    memcpy(sizes, d->layout, sizeof(d->layout));
+    *count = NEEP_MAX_SCANOUTS;
+    return true;
+}
+
 static const struct neep_display_ops display_ops = {
+    .get_layout = on_get_layout,
     .scanout = on_scanout,
     .update = on_update,
     .cursor_update = on_cursor_update,

@@ -32,6 +32,10 @@ struct test_display {
     uint32_t cursor_x, cursor_y, cursor_hot_x, cursor_hot_y;
     bool cursor_visible;
     uint32_t cursor_first_pixel, cursor_second_pixel;
+    /* When set, the display owns the layout (as QEMU's front-end does). */
+    bool has_layout;
+    struct neep_scanout_size layout[NEEP_MAX_SCANOUTS];
+    uint32_t layout_requests;
 };
 
 struct test_device {

@@ -57,6 +57,31 @@ TEST(display_info_and_edid_describe_each_scanout)
     test_device_finish(&t);
 }
 
+/* Linux asks for EDIDs before display info; both must follow the display's own layout. */
+TEST(edid_and_display_info_follow_the_display_layout)
+{
+    struct test_device t;
+    test_device_init(&t, 1);
+    t.display.has_layout = true;
+    t.display.layout[0] = (struct neep_scanout_size){1600, 900, true};
+    t.display.layout[1] = (struct neep_scanout_size){0, 0, false};
+    struct virtio_gpu_cmd_get_edid edid = {.hdr.type = VIRTIO_GPU_CMD_GET_EDID, .scanout = 0};
+    CHECK_EQ(test_device_send(&t, &edid, sizeof(edid)), VIRTIO_GPU_RESP_OK_EDID);
+    struct virtio_gpu_resp_edid *e = (void *)t.response;
+    CHECK_EQ(e->edid[56] | (e->edid[58] >> 4) << 8, 1600);
+    CHECK_EQ(e->edid[59] | (e->edid[61] >> 4) << 8, 900);
+    struct virtio_gpu_ctrl_hdr info = {.type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO};
+    CHECK_EQ(test_device_send(&t, &info, sizeof(info)), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
+    struct virtio_gpu_resp_display_info *resp = (void *)t.response;
+    CHECK_EQ(resp->pmodes[0].r.width, 1600);
+    CHECK_EQ(resp->pmodes[0].enabled, 1);
+    /* A disabled output the display knows no size for keeps the device's own. */
+    CHECK_EQ(resp->pmodes[1].enabled, 0);
+    CHECK_EQ(resp->pmodes[1].r.width, 1024);
+    CHECK_EQ(t.display.layout_requests, 2);
+    test_device_finish(&t);
+}
+
 TEST(framebuffer_flow_shows_exactly_the_damage)
 {
     struct test_device t;

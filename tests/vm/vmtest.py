@@ -320,8 +320,12 @@ def test_kms_pattern(args, workdir):
     changes appears; the cursor image and moves reach the front-end."""
     guest = Guest(workdir, args.backend + ["--log-level=debug"], args.initrd,
                   "neep.test=run neep.program=kms_pattern")
+    # A size other than neep-gpu's default: the front-end's layout must win.
+    guest.extra_device = ",xres=1600,yres=900"
     try:
         modes = run_kms(guest)
+        if modes[0] != (1600, 900):
+            raise AssertionError(f"the guest chose {modes[0]}, not the front-end's 1600x900")
         width, height = modes[0]
         settled_check(guest, "pattern.ppm", lambda image: check_pattern(image, 0, width, height))
 

@@ -204,15 +204,19 @@ static void flip(struct head *head, int count)
     uint32_t width = head->mode.hdisplay, height = head->mode.vdisplay;
     create_dumb(width, height, &second.handle, &second.pitch, &second.size, &second.pixels);
     memset(second.pixels, 0x40, second.size);
-    struct drm_mode_fb_cmd fb = {.width = width, .height = height, .pitch = second.pitch,
-                                 .bpp = 32, .depth = 24, .handle = second.handle};
+    struct drm_mode_fb_cmd fb = {.width = width,
+                                 .height = height,
+                                 .pitch = second.pitch,
+                                 .bpp = 32,
+                                 .depth = 24,
+                                 .handle = second.handle};
     ioctl_or_die(DRM_IOCTL_MODE_ADDFB, &fb, "ADDFB");
     uint32_t fbs[2] = {fb.fb_id, head->fb_id};
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (int i = 0; i < count; i++) {
-        struct drm_mode_crtc_page_flip request = {.crtc_id = head->crtc_id, .fb_id = fbs[i % 2],
-                                                  .flags = DRM_MODE_PAGE_FLIP_EVENT};
+        struct drm_mode_crtc_page_flip request = {
+            .crtc_id = head->crtc_id, .fb_id = fbs[i % 2], .flags = DRM_MODE_PAGE_FLIP_EVENT};
         ioctl_or_die(DRM_IOCTL_MODE_PAGE_FLIP, &request, "PAGE_FLIP");
         char event[256];
         while (read(drm_fd, event, sizeof(event)) < 0 && errno == EINTR) {
