@@ -19,6 +19,7 @@ def measure(backend, initrd, flips):
     guest = vmtest.Guest(workdir, backend, initrd, "neep.test=run neep.program=kms_pattern")
     guest.max_outputs = 1
     guest.extra_device = ",xres=1920,yres=1080"
+    guest.check_backend_exit = backend[0].endswith("neep-gpu")
     try:
         guest.start()
         guest.wait_for("NEEP: kms-ready", timeout=vmtest.BOOT_TIMEOUT)
