@@ -5,21 +5,6 @@
 
 #include "device_internal.h"
 
-/* Declared for the command table in commands_2d.c. */
-int cmd_get_capset_info(struct command_context *cc, const void *request);
-int cmd_get_capset(struct command_context *cc, const void *request);
-int cmd_ctx_create(struct command_context *cc, const void *request);
-int cmd_ctx_destroy(struct command_context *cc, const void *request);
-int cmd_ctx_attach_resource(struct command_context *cc, const void *request);
-int cmd_ctx_detach_resource(struct command_context *cc, const void *request);
-int cmd_resource_create_3d(struct command_context *cc, const void *request);
-int cmd_transfer_to_host_3d(struct command_context *cc, const void *request);
-int cmd_transfer_from_host_3d(struct command_context *cc, const void *request);
-int cmd_submit_3d(struct command_context *cc, const void *request);
-int cmd_resource_create_blob(struct command_context *cc, const void *request);
-int cmd_set_scanout_blob(struct command_context *cc, const void *request);
-int cmd_resource_map_blob(struct command_context *cc, const void *request);
-int cmd_resource_unmap_blob(struct command_context *cc, const void *request);
 
 int cmd_get_capset_info(struct command_context *cc, const void *request)
 {

@@ -112,6 +112,22 @@ struct command_info {
 };
 const struct command_info *command_lookup(uint32_t type);
 
+/* commands_3d.c: capsets, contexts, 3D resources, submission and blobs. */
+int cmd_get_capset_info(struct command_context *cc, const void *request);
+int cmd_get_capset(struct command_context *cc, const void *request);
+int cmd_ctx_create(struct command_context *cc, const void *request);
+int cmd_ctx_destroy(struct command_context *cc, const void *request);
+int cmd_ctx_attach_resource(struct command_context *cc, const void *request);
+int cmd_ctx_detach_resource(struct command_context *cc, const void *request);
+int cmd_resource_create_3d(struct command_context *cc, const void *request);
+int cmd_transfer_to_host_3d(struct command_context *cc, const void *request);
+int cmd_transfer_from_host_3d(struct command_context *cc, const void *request);
+int cmd_submit_3d(struct command_context *cc, const void *request);
+int cmd_resource_create_blob(struct command_context *cc, const void *request);
+int cmd_set_scanout_blob(struct command_context *cc, const void *request);
+int cmd_resource_map_blob(struct command_context *cc, const void *request);
+int cmd_resource_unmap_blob(struct command_context *cc, const void *request);
+
 /* scanout.c */
 int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resource_id,
                  const struct virtio_gpu_rect *rect);

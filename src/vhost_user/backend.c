@@ -280,6 +280,13 @@ static int handle_reset(struct vu_backend *backend, struct message *msg)
 static int handle_set_mem_table(struct vu_backend *backend, struct message *msg)
 {
     const char *reason = NULL;
+    uint64_t expected =
+        8 + (uint64_t)msg->payload.memory.nregions * sizeof(struct vu_memory_region);
+    if (msg->header.size != expected) {
+        backend_error(backend, "SET_MEM_TABLE of %u regions in %u bytes",
+                      msg->payload.memory.nregions, msg->header.size);
+        return -EPROTO;
+    }
     int ret =
         vu_memory_set(&backend->memory, &msg->payload.memory, msg->fds, msg->fd_count, &reason);
     msg->fd_count = 0; /* vu_memory_set took them */
