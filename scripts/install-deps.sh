@@ -10,17 +10,18 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 
 # bookworm-backports: meson >= 1.5 and a linux-libc-dev with drm/virtgpu_drm.h.
+# deb-src too: the QEMU build for the rutabaga tests takes QEMU's source from there.
 backports=/etc/apt/sources.list.d/neep-bookworm-backports.sources
-if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+if [ -f "$backports" ] || ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     # Reuse the mirror and keyring of the machine's own bookworm entry.
-    main_entry=$(grep -rls -E '^Suites:.*\bbookworm\b' /etc/apt/sources.list.d/ | head -n 1)
+    main_entry=$(grep -rls -E '^Suites:.*\bbookworm( |$)' --exclude=neep-bookworm-backports.sources /etc/apt/sources.list.d/ | head -n 1)
     uri=$(awk '/^URIs:/ {print $2; exit}' "$main_entry")
     keyring=$(awk '/^Signed-By:/ {print $2; exit}' "$main_entry")
     if [ -z "$uri" ]; then
         echo "install-deps: cannot find the bookworm apt entry to copy" >&2
         exit 1
     fi
-    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+    printf 'Types: deb deb-src\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
         "$uri" "${keyring:-/usr/share/keyrings/debian-archive-keyring.gpg}" >"$backports"
 fi
 
