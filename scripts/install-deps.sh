@@ -31,9 +31,12 @@ apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config ninja-build clang libclang-rt-14-dev llvm \
     clang-format libpixman-1-dev python3 >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports \
-    meson linux-libc-dev qemu-system-x86 qemu-system-gui >/dev/null
+    meson linux-libc-dev qemu-system-x86 qemu-system-gui python3-pycotap >/dev/null
 # The test guest: Debian's kernel and busybox in an initramfs.
 apt-get install -y -qq --no-install-recommends \
     linux-image-amd64 busybox-static cpio kmod xz-utils zstd >/dev/null
+# Building QEMU with --enable-rutabaga-gfx (scripts/build-qemu-rutabaga.sh).
+apt-get install -y -qq --no-install-recommends \
+    dpkg-dev xz-utils bzip2 python3-venv libglib2.0-dev zlib1g-dev flex bison >/dev/null
 
 echo "install-deps: done (meson $(meson --version))"

@@ -1,6 +1,13 @@
 /* The context types built into this library; meson defines NEEP_HAVE_* per feature. */
 #include "context_type.h"
 
+#if NEEP_HAVE_CROSS_DOMAIN
+extern const struct neep_context_type neep_cross_domain_type;
+#endif
+
 const struct neep_context_type *const neep_builtin_context_types[] = {
+#if NEEP_HAVE_CROSS_DOMAIN
+    &neep_cross_domain_type,
+#endif
     NULL,
 };

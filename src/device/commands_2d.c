@@ -190,7 +190,6 @@ static int cmd_move_cursor(struct command_context *cc, const void *request)
     return 0;
 }
 
-
 #define FIXED(type, fn, feature)                                                                   \
     {                                                                                              \
 #type, fn, sizeof(struct type), false, feature                                             \

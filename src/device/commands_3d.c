@@ -5,7 +5,6 @@
 
 #include "device_internal.h"
 
-
 int cmd_get_capset_info(struct command_context *cc, const void *request)
 {
     const struct virtio_gpu_get_capset_info *cmd = request;
