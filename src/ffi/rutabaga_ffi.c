@@ -6,10 +6,13 @@
 #include <rutabaga_gfx/rutabaga_gfx_ffi.h>
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <neep/renderer.h>
@@ -53,6 +56,10 @@ struct rutabaga {
     uint64_t user_data;
     rutabaga_fence_callback fence_cb;
     rutabaga_debug_callback debug_cb;
+    /* Context types complete fences on their own threads; this one delivers those. */
+    pthread_t fence_thread;
+    bool fence_thread_running;
+    int stop_fd;
 };
 
 static void forward_log(void *user_data, enum neep_log_level level, const char *message)
@@ -139,6 +146,57 @@ static int parse_features(struct rutabaga *rutabaga, const char *features,
     return 0;
 }
 
+static void deliver_fence(void *user_data, const struct neep_fence *fence);
+
+static void *fence_thread_main(void *arg)
+{
+    struct rutabaga *rutabaga = arg;
+    struct pollfd fds[2] = {
+        {.fd = neep_renderer_fence_fd(rutabaga->renderer), .events = POLLIN},
+        {.fd = rutabaga->stop_fd, .events = POLLIN},
+    };
+    for (;;) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR) {
+            break;
+        }
+        if (fds[1].revents) {
+            break;
+        }
+        if (fds[0].revents) {
+            neep_renderer_dispatch_fences(rutabaga->renderer, deliver_fence, rutabaga);
+        }
+    }
+    return NULL;
+}
+
+static int start_fence_thread(struct rutabaga *rutabaga)
+{
+    rutabaga->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (rutabaga->stop_fd < 0) {
+        return -errno;
+    }
+    if (pthread_create(&rutabaga->fence_thread, NULL, fence_thread_main, rutabaga) != 0) {
+        return -EAGAIN;
+    }
+    rutabaga->fence_thread_running = true;
+    return 0;
+}
+
+static void stop_fence_thread(struct rutabaga *rutabaga)
+{
+    if (rutabaga->fence_thread_running) {
+        uint64_t one = 1;
+        ssize_t ignored = write(rutabaga->stop_fd, &one, sizeof(one));
+        (void)ignored;
+        pthread_join(rutabaga->fence_thread, NULL);
+        rutabaga->fence_thread_running = false;
+    }
+    if (rutabaga->stop_fd >= 0) {
+        close(rutabaga->stop_fd);
+        rutabaga->stop_fd = -1;
+    }
+}
+
 RUTABAGA_EXPORT int32_t rutabaga_init(const struct rutabaga_builder *builder, struct rutabaga **ptr)
 {
     if (!builder || !ptr) {
@@ -152,6 +210,7 @@ RUTABAGA_EXPORT int32_t rutabaga_init(const struct rutabaga_builder *builder, st
     rutabaga->user_data = builder->user_data;
     rutabaga->fence_cb = builder->fence_cb;
     rutabaga->debug_cb = builder->debug_cb;
+    rutabaga->stop_fd = -1;
 
     int ret = 0;
     if (!builder->fence_cb) {
@@ -188,7 +247,17 @@ RUTABAGA_EXPORT int32_t rutabaga_init(const struct rutabaga_builder *builder, st
         ret = neep_renderer_create(&config, &rutabaga->renderer);
     }
     free(channels);
+    /* A 2D-only instance completes every fence inside create_fence: no thread needed. */
+    if (ret == 0 && builder->capset_mask != 0) {
+        ret = start_fence_thread(rutabaga);
+        if (ret < 0) {
+            neep_renderer_destroy(rutabaga->renderer);
+        }
+    }
     if (ret < 0) {
+        if (rutabaga->stop_fd >= 0) {
+            close(rutabaga->stop_fd);
+        }
         free(rutabaga);
         return ret;
     }
@@ -201,8 +270,12 @@ RUTABAGA_EXPORT int32_t rutabaga_finish(struct rutabaga **ptr)
     if (!ptr || !*ptr) {
         return reject(NULL, "finish: NULL instance");
     }
-    neep_renderer_destroy((*ptr)->renderer);
-    free(*ptr);
+    /* The fence thread first, while the fd it polls is still open; fences that complete
+     * during teardown are not delivered (QEMU no longer waits for any). */
+    struct rutabaga *rutabaga = *ptr;
+    stop_fence_thread(rutabaga);
+    neep_renderer_destroy(rutabaga->renderer);
+    free(rutabaga);
     *ptr = NULL;
     return 0;
 }
@@ -472,6 +545,7 @@ RUTABAGA_EXPORT int32_t rutabaga_submit_command(struct rutabaga *ptr, struct rut
     return neep_context_submit(ptr->renderer, cmd->ctx_id, cmd->cmd, cmd->cmd_size);
 }
 
+/* On the thread that created the fence, or on the fence thread. */
 static void deliver_fence(void *user_data, const struct neep_fence *fence)
 {
     struct rutabaga *rutabaga = user_data;

@@ -1,0 +1,524 @@
+/*
+ * The cross-domain context type through the renderer's API, with this test playing both the
+ * guest proxy (commands, rings, fences) and, on a real UNIX socket, the host compositor.
+ * Wayland's own bytes and a real compositor are exercised by the VM tests; here every
+ * command and failure path is driven one by one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "contexts/cross_domain_protocol.h"
+#include "harness.h"
+#include "support.h"
+
+#define CTX 1
+#define QUERY_RING_ID 101
+#define CHANNEL_RING_ID 102
+
+struct rig {
+    struct neep_renderer *renderer;
+    char dir[64];
+    char socket_path[96];
+    int listen_fd;
+    int compositor_fd; /* the test's end of the connection */
+    uint8_t *query_ring;
+    uint8_t *channel_ring;
+    uint64_t next_fence;
+    struct log_capture log;
+};
+
+static void make_ring(struct rig *rig, uint32_t ctx, uint32_t id, uint8_t **memory)
+{
+    *memory = aligned_alloc(4096, 4096);
+    memset(*memory, 0, 4096);
+    struct iovec iov = {*memory, 4096};
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_GUEST,
+                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                    .size_bytes = 4096};
+    CHECK_EQ(neep_resource_create_blob(rig->renderer, ctx, id, &blob, &iov, 1), 0);
+    CHECK_EQ(neep_context_attach_resource(rig->renderer, ctx, id), 0);
+}
+
+static void rig_init(struct rig *rig)
+{
+    memset(rig, 0, sizeof(*rig));
+    snprintf(rig->dir, sizeof(rig->dir), "/tmp/neep-cd-XXXXXX");
+    CHECK(mkdtemp(rig->dir));
+    snprintf(rig->socket_path, sizeof(rig->socket_path), "%s/wayland-0", rig->dir);
+    rig->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    strcpy(address.sun_path, rig->socket_path);
+    CHECK_EQ(bind(rig->listen_fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    CHECK_EQ(listen(rig->listen_fd, 4), 0);
+    rig->compositor_fd = -1;
+
+    struct neep_channel channel = {rig->socket_path, CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND};
+    struct neep_renderer_config config = {
+        .capset_mask = 1ull << NEEP_CAPSET_CROSS_DOMAIN,
+        .log_fn = support_log,
+        .log_user_data = &rig->log,
+        .channels = &channel,
+        .channel_count = 1,
+    };
+    CHECK_EQ(neep_renderer_create(&config, &rig->renderer), 0);
+    CHECK_EQ(neep_context_create(rig->renderer, CTX, NEEP_CAPSET_CROSS_DOMAIN, "test", 4), 0);
+    make_ring(rig, CTX, QUERY_RING_ID, &rig->query_ring);
+    make_ring(rig, CTX, CHANNEL_RING_ID, &rig->channel_ring);
+    rig->next_fence = 1;
+}
+
+static void rig_finish(struct rig *rig)
+{
+    neep_renderer_destroy(rig->renderer);
+    if (rig->compositor_fd >= 0) {
+        close(rig->compositor_fd);
+    }
+    close(rig->listen_fd);
+    unlink(rig->socket_path);
+    rmdir(rig->dir);
+    free(rig->query_ring);
+    free(rig->channel_ring);
+}
+
+static int submit(struct rig *rig, uint32_t ctx, const void *command, size_t size)
+{
+    return neep_context_submit(rig->renderer, ctx, command, size);
+}
+
+static struct cross_domain_header header(uint8_t cmd, size_t size)
+{
+    return (struct cross_domain_header){.cmd = cmd, .cmd_size = (uint16_t)size};
+}
+
+/* INIT with both rings and the Wayland channel; the compositor accepts. */
+static void init_channel(struct rig *rig)
+{
+    struct cross_domain_init init = {.hdr = header(CROSS_DOMAIN_CMD_INIT, 20),
+                                     .query_ring_id = QUERY_RING_ID,
+                                     .channel_ring_id = CHANNEL_RING_ID,
+                                     .channel_type = CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND};
+    CHECK_EQ(submit(rig, CTX, &init, 20), 0);
+    rig->compositor_fd = accept4(rig->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(rig->compositor_fd >= 0);
+}
+
+static int fence(struct rig *rig, uint32_t ctx, uint32_t ring, uint64_t *id)
+{
+    *id = rig->next_fence++;
+    struct neep_fence f = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
+                           .fence_id = *id, .ctx_id = ctx, .ring_idx = ring};
+    return neep_fence_create(rig->renderer, &f);
+}
+
+static uint64_t delivered_id;
+static void record(void *user_data, const struct neep_fence *f)
+{
+    delivered_id = f->fence_id;
+}
+
+/* Waits up to `ms` for fence `id` to be delivered. */
+static bool fence_done(struct rig *rig, uint64_t id, int ms)
+{
+    delivered_id = 0;
+    struct pollfd pfd = {.fd = neep_renderer_fence_fd(rig->renderer), .events = POLLIN};
+    for (int waited = 0; waited <= ms; waited += 10) {
+        neep_renderer_dispatch_fences(rig->renderer, record, NULL);
+        if (delivered_id == id) {
+            return true;
+        }
+        poll(&pfd, 1, 10);
+    }
+    return false;
+}
+
+/* POLL with its ring-1 fence; returns the fence id. */
+static uint64_t start_poll(struct rig *rig)
+{
+    struct cross_domain_poll request = {.hdr = header(CROSS_DOMAIN_CMD_POLL, 16)};
+    CHECK_EQ(submit(rig, CTX, &request, sizeof(request)), 0);
+    uint64_t id;
+    CHECK_EQ(fence(rig, CTX, CROSS_DOMAIN_CHANNEL_RING, &id), 0);
+    return id;
+}
+
+static int memfd_holding(const char *text)
+{
+    int fd = memfd_create("keymap", MFD_CLOEXEC);
+    CHECK_EQ(write(fd, text, strlen(text)), (long long)strlen(text));
+    return fd;
+}
+
+static void compositor_send(struct rig *rig, const void *data, size_t size, const int *fds,
+                            int fd_count)
+{
+    struct iovec iov = {(void *)data, size};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(32 * sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd_count) {
+        msg.msg_control = &control;
+        msg.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, fd_count * sizeof(int));
+    }
+    CHECK_EQ(sendmsg(rig->compositor_fd, &msg, 0), (long long)size);
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+TEST(capset_reports_the_wayland_channel)
+{
+    struct rig rig;
+    rig_init(&rig);
+    uint32_t id, version, size;
+    CHECK_EQ(neep_capset_info(rig.renderer, 0, &id, &version, &size), 0);
+    CHECK_EQ(id, NEEP_CAPSET_CROSS_DOMAIN);
+    CHECK_EQ(size, sizeof(struct cross_domain_capabilities));
+    struct cross_domain_capabilities caps;
+    CHECK_EQ(neep_capset_get(rig.renderer, 5, 0, &caps, sizeof(caps)), 0);
+    CHECK_EQ(caps.version, 1);
+    CHECK_EQ(caps.supported_channels, 1u << CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND);
+    rig_finish(&rig);
+}
+
+TEST(image_requirements_and_host_blobs)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    struct cross_domain_get_image_requirements request = {
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24), .width = 100, .height = 30,
+        .drm_format = 0x34325258 /* XR24 */, .flags = 0x11};
+    CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), 0);
+    uint64_t id;
+    CHECK_EQ(fence(&rig, CTX, CROSS_DOMAIN_QUERY_RING, &id), 0);
+    CHECK(fence_done(&rig, id, 1000));
+    struct cross_domain_image_requirements reqs;
+    memcpy(&reqs, rig.query_ring, sizeof(reqs));
+    CHECK_EQ(reqs.strides[0], 400);
+    CHECK_EQ(reqs.size, 12288); /* 12000 rounded up to pages */
+    CHECK(reqs.blob_id != 0);
+
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE |
+                                                  NEEP_BLOB_FLAG_USE_SHAREABLE,
+                                    .blob_id = reqs.blob_id, .size_bytes = reqs.size};
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 200, &blob, NULL, 0), 0);
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 201, &blob, NULL, 0), 0); /* template */
+    void *ptr;
+    uint64_t size;
+    CHECK_EQ(neep_resource_map(rig.renderer, 200, &ptr, &size), 0);
+    memcpy(ptr, "pixels", 6);
+    int fd;
+    uint32_t type;
+    CHECK_EQ(neep_resource_export(rig.renderer, 200, &fd, &type), 0);
+    char back[6];
+    CHECK_EQ(pread(fd, back, 6, 0), 6);
+    CHECK(memcmp(back, "pixels", 6) == 0);
+    close(fd);
+    blob.size_bytes = reqs.size - 1;
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 202, &blob, NULL, 0), -EINVAL);
+    blob.size_bytes = reqs.size;
+    blob.blob_id = 9999;
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 202, &blob, NULL, 0), -EINVAL);
+    rig_finish(&rig);
+}
+
+TEST(send_carries_bytes_and_blob_fds_to_the_compositor)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    /* A host blob to pass along, from image requirements. */
+    struct cross_domain_get_image_requirements request = {
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24), .width = 4096, .height = 1,
+        .drm_format = 0x20203852 /* R8 */};
+    CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), 0);
+    struct cross_domain_image_requirements reqs;
+    memcpy(&reqs, rig.query_ring, sizeof(reqs));
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                    .blob_id = reqs.blob_id, .size_bytes = reqs.size};
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 300, &blob, NULL, 0), 0);
+    CHECK_EQ(neep_context_attach_resource(rig.renderer, CTX, 300), 0);
+    void *ptr;
+    uint64_t size;
+    CHECK_EQ(neep_resource_map(rig.renderer, 300, &ptr, &size), 0);
+    memcpy(ptr, "shm!", 4);
+
+    uint8_t buffer[sizeof(struct cross_domain_send_receive) + 12];
+    struct cross_domain_send_receive *send = (void *)buffer;
+    memset(buffer, 0, sizeof(buffer));
+    send->hdr = header(CROSS_DOMAIN_CMD_SEND, sizeof(buffer));
+    send->num_identifiers = 1;
+    send->opaque_data_size = 12;
+    send->identifiers[0] = 300;
+    send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_VIRTGPU_BLOB;
+    memcpy(buffer + sizeof(*send), "wayland-msg!", 12);
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), 0);
+
+    char data[32];
+    int fd = -1;
+    struct iovec iov = {data, sizeof(data)};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                         .msg_controllen = sizeof(control)};
+    CHECK_EQ(recvmsg(rig.compositor_fd, &msg, 0), 12);
+    CHECK(memcmp(data, "wayland-msg!", 12) == 0);
+    memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+    char shm[4];
+    CHECK_EQ(pread(fd, shm, 4, 0), 4);
+    CHECK(memcmp(shm, "shm!", 4) == 0); /* the compositor sees the guest's pixels */
+    close(fd);
+    rig_finish(&rig);
+}
+
+TEST(receive_delivers_bytes_and_keymaps_through_poll)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    uint64_t poll_id = start_poll(&rig);
+    CHECK(!fence_done(&rig, poll_id, 50)); /* nothing from the compositor yet */
+    int keymap = memfd_holding("xkb_keymap { };");
+    compositor_send(&rig, "event-bytes", 11, &keymap, 1);
+    close(keymap);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_send_receive reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.hdr.cmd, CROSS_DOMAIN_CMD_RECEIVE);
+    CHECK_EQ(reply.opaque_data_size, 11);
+    CHECK(memcmp(rig.channel_ring + sizeof(reply), "event-bytes", 11) == 0);
+    CHECK_EQ(reply.num_identifiers, 1);
+    CHECK_EQ(reply.identifier_types[0], CROSS_DOMAIN_ID_TYPE_VIRTGPU_BLOB);
+    CHECK_EQ(reply.identifier_sizes[0], 15);
+    /* The guest makes a blob of it (page-aligned size) and reads the keymap. */
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                    .blob_id = reply.identifiers[0], .size_bytes = 4096};
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 400, &blob, NULL, 0), 0);
+    void *ptr;
+    uint64_t size;
+    CHECK_EQ(neep_resource_map(rig.renderer, 400, &ptr, &size), 0);
+    CHECK(memcmp(ptr, "xkb_keymap { };", 15) == 0);
+    /* Received items are consumed by one blob. */
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 401, &blob, NULL, 0), -EINVAL);
+    rig_finish(&rig);
+}
+
+TEST(write_pipes_feed_the_compositor)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    int ends[2];
+    CHECK_EQ(pipe2(ends, O_CLOEXEC), 0);
+    uint64_t poll_id = start_poll(&rig);
+    compositor_send(&rig, "x", 1, &ends[1], 1); /* wl_data_source.send's fd */
+    close(ends[1]);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_send_receive reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.identifier_types[0], CROSS_DOMAIN_ID_TYPE_WRITE_PIPE);
+    uint8_t buffer[sizeof(struct cross_domain_read_write) + 5];
+    struct cross_domain_read_write *write_cmd = (void *)buffer;
+    memset(buffer, 0, sizeof(buffer));
+    write_cmd->hdr = header(CROSS_DOMAIN_CMD_WRITE, sizeof(buffer));
+    write_cmd->identifier = reply.identifiers[0];
+    write_cmd->hang_up = 1;
+    write_cmd->opaque_data_size = 5;
+    memcpy(buffer + sizeof(*write_cmd), "paste", 5);
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), 0);
+    char got[8];
+    CHECK_EQ(read(ends[0], got, sizeof(got)), 5);
+    CHECK(memcmp(got, "paste", 5) == 0);
+    CHECK_EQ(read(ends[0], got, sizeof(got)), 0); /* hung up */
+    close(ends[0]);
+    /* The pipe is gone: writing again is an error. */
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
+    rig_finish(&rig);
+}
+
+TEST(read_pipes_return_data_then_hang_up)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    uint8_t buffer[sizeof(struct cross_domain_send_receive) + 1];
+    struct cross_domain_send_receive *send = (void *)buffer;
+    memset(buffer, 0, sizeof(buffer));
+    send->hdr = header(CROSS_DOMAIN_CMD_SEND, sizeof(buffer));
+    send->num_identifiers = 1;
+    send->opaque_data_size = 1;
+    send->identifiers[0] = CROSS_DOMAIN_PIPE_READ_START + 1;
+    send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_READ_PIPE;
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), 0);
+    char byte;
+    int write_end = -1;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                         .msg_controllen = sizeof(control)};
+    CHECK_EQ(recvmsg(rig.compositor_fd, &msg, 0), 1);
+    memcpy(&write_end, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+    CHECK_EQ(write(write_end, "clipboard", 9), 9);
+    close(write_end);
+
+    uint64_t poll_id = start_poll(&rig);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_read_write reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.hdr.cmd, CROSS_DOMAIN_CMD_READ);
+    CHECK_EQ(reply.identifier, CROSS_DOMAIN_PIPE_READ_START + 1);
+    CHECK_EQ(reply.opaque_data_size, 9);
+    CHECK(memcmp(rig.channel_ring + sizeof(reply), "clipboard", 9) == 0);
+    poll_id = start_poll(&rig);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.hang_up, 1);
+    /* The next read pipe must be the following id, not a repeat. */
+    send->identifiers[0] = CROSS_DOMAIN_PIPE_READ_START + 1;
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
+    rig_finish(&rig);
+}
+
+TEST(the_compositor_closing_ends_the_stream)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    uint64_t poll_id = start_poll(&rig);
+    close(rig.compositor_fd);
+    rig.compositor_fd = -1;
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_send_receive reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.hdr.cmd, CROSS_DOMAIN_CMD_RECEIVE);
+    CHECK_EQ(reply.num_identifiers, 0);
+    CHECK_EQ(reply.opaque_data_size, 0);
+    rig_finish(&rig);
+}
+
+TEST(too_many_fds_from_the_compositor_end_the_stream)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    int fds[30];
+    for (int i = 0; i < 30; i++) {
+        fds[i] = memfd_holding("x");
+    }
+    uint64_t poll_id = start_poll(&rig);
+    compositor_send(&rig, "y", 1, fds, 30);
+    for (int i = 0; i < 30; i++) {
+        close(fds[i]);
+    }
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_send_receive reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.opaque_data_size, 0); /* the end of the stream, not a truncated message */
+    rig_finish(&rig);
+}
+
+TEST(bad_commands_fail_only_their_context)
+{
+    struct rig rig;
+    rig_init(&rig);
+    /* A second, healthy context alongside. */
+    CHECK_EQ(neep_context_create(rig.renderer, 2, NEEP_CAPSET_CROSS_DOMAIN, NULL, 0), 0);
+    uint8_t *other_ring;
+    make_ring(&rig, 2, 110, &other_ring);
+
+    struct cross_domain_poll poll_cmd = {.hdr = header(CROSS_DOMAIN_CMD_POLL, 16)};
+    CHECK_EQ(submit(&rig, CTX, &poll_cmd, sizeof(poll_cmd)), -EINVAL); /* POLL before INIT */
+    uint64_t id;
+    CHECK_EQ(fence(&rig, CTX, CROSS_DOMAIN_CHANNEL_RING, &id), -EINVAL);
+
+    struct cross_domain_init init = {.hdr = header(CROSS_DOMAIN_CMD_INIT, 20),
+                                     .query_ring_id = QUERY_RING_ID,
+                                     .channel_ring_id = 999, /* not attached */
+                                     .channel_type = CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND};
+    CHECK_EQ(submit(&rig, CTX, &init, 20), -EINVAL);
+    init.channel_ring_id = 110; /* another context's ring */
+    CHECK_EQ(submit(&rig, CTX, &init, 20), -EINVAL);
+    init.channel_ring_id = CHANNEL_RING_ID;
+    init.channel_type = 0x11; /* X11: not configured */
+    CHECK_EQ(submit(&rig, CTX, &init, 20), -EINVAL);
+    init.channel_type = CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND;
+    init.hdr.cmd_size = 24;
+    CHECK_EQ(submit(&rig, CTX, &init, 24), -EINVAL); /* no such INIT size */
+
+    uint8_t junk[8] = {42, 0, 8, 0};
+    CHECK_EQ(submit(&rig, CTX, junk, 8), -EINVAL); /* unknown command */
+    struct cross_domain_header lying = header(CROSS_DOMAIN_CMD_INIT, 4000);
+    CHECK_EQ(submit(&rig, CTX, &lying, sizeof(lying)), -EINVAL); /* size past the buffer */
+    struct cross_domain_header tiny = header(CROSS_DOMAIN_CMD_INIT, 4);
+    CHECK_EQ(submit(&rig, CTX, &tiny, sizeof(tiny)), -EINVAL); /* size under a header */
+    CHECK_EQ(submit(&rig, CTX, junk, 3), -EINVAL);                 /* stray bytes */
+
+    init_channel(&rig);
+    init.hdr.cmd_size = 20;
+    CHECK_EQ(submit(&rig, CTX, &init, 20), -EINVAL); /* a second INIT */
+
+    uint8_t buffer[sizeof(struct cross_domain_send_receive) + 4];
+    struct cross_domain_send_receive *send = (void *)buffer;
+    memset(buffer, 0, sizeof(buffer));
+    send->hdr = header(CROSS_DOMAIN_CMD_SEND, sizeof(buffer));
+    send->num_identifiers = 29;
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL); /* too many ids */
+    send->num_identifiers = 0;
+    send->opaque_data_size = 5;
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL); /* data past the command */
+    send->opaque_data_size = 0;
+    send->num_identifiers = 1;
+    send->identifiers[0] = 12345;
+    send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_VIRTGPU_BLOB;
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL); /* unknown resource */
+    send->identifiers[0] = QUERY_RING_ID; /* a guest blob has no host fd */
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
+    send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_VIRTGPU_SYNC;
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
+    send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_READ_PIPE;
+    send->identifiers[0] = CROSS_DOMAIN_PIPE_READ_START + 7; /* out of step */
+    CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
+
+    struct cross_domain_get_image_requirements reqs = {
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24), .width = 16, .height = 16,
+        .drm_format = 0x12345678};
+    CHECK_EQ(submit(&rig, CTX, &reqs, sizeof(reqs)), -EINVAL); /* unknown format */
+    reqs.drm_format = 0x34325258;
+    reqs.width = 1u << 20;
+    CHECK_EQ(submit(&rig, CTX, &reqs, sizeof(reqs)), -EINVAL); /* huge */
+
+    uint64_t first = start_poll(&rig);
+    CHECK_EQ(fence(&rig, CTX, CROSS_DOMAIN_CHANNEL_RING, &id), -EBUSY); /* two POLLs */
+    /* The context still works: the compositor's message answers the first POLL. */
+    compositor_send(&rig, "ok", 2, NULL, 0);
+    CHECK(fence_done(&rig, first, 2000));
+    CHECK(rig.log.error_count >= 15);
+    /* And the other context is untouched. */
+    struct cross_domain_init other = {.hdr = header(CROSS_DOMAIN_CMD_INIT, 20),
+                                      .query_ring_id = 110};
+    CHECK_EQ(submit(&rig, 2, &other, 20), 0);
+    rig_finish(&rig);
+    free(other_ring);
+}
