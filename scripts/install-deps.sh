@@ -38,5 +38,7 @@ apt-get install -y -qq --no-install-recommends \
 # Building QEMU with --enable-rutabaga-gfx (scripts/build-qemu-rutabaga.sh).
 apt-get install -y -qq --no-install-recommends \
     dpkg-dev xz-utils bzip2 python3-venv libglib2.0-dev zlib1g-dev flex bison >/dev/null
+# The host compositor of the cross-domain tests.
+apt-get install -y -qq --no-install-recommends weston >/dev/null
 
 echo "install-deps: done (meson $(meson --version))"

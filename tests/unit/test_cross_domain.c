@@ -19,8 +19,8 @@
 #include "harness.h"
 #include "support.h"
 
-#define CTX 1
-#define QUERY_RING_ID 101
+#define CTX             1
+#define QUERY_RING_ID   101
 #define CHANNEL_RING_ID 102
 
 struct rig {
@@ -114,7 +114,9 @@ static int fence(struct rig *rig, uint32_t ctx, uint32_t ring, uint64_t *id)
 {
     *id = rig->next_fence++;
     struct neep_fence f = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
-                           .fence_id = *id, .ctx_id = ctx, .ring_idx = ring};
+                           .fence_id = *id,
+                           .ctx_id = ctx,
+                           .ring_idx = ring};
     return neep_fence_create(rig->renderer, &f);
 }
 
@@ -200,8 +202,11 @@ TEST(image_requirements_and_host_blobs)
     rig_init(&rig);
     init_channel(&rig);
     struct cross_domain_get_image_requirements request = {
-        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24), .width = 100, .height = 30,
-        .drm_format = 0x34325258 /* XR24 */, .flags = 0x11};
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24),
+        .width = 100,
+        .height = 30,
+        .drm_format = 0x34325258 /* XR24 */,
+        .flags = 0x11};
     CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), 0);
     uint64_t id;
     CHECK_EQ(fence(&rig, CTX, CROSS_DOMAIN_QUERY_RING, &id), 0);
@@ -213,9 +218,10 @@ TEST(image_requirements_and_host_blobs)
     CHECK(reqs.blob_id != 0);
 
     struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
-                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE |
-                                                  NEEP_BLOB_FLAG_USE_SHAREABLE,
-                                    .blob_id = reqs.blob_id, .size_bytes = reqs.size};
+                                    .blob_flags =
+                                        NEEP_BLOB_FLAG_USE_MAPPABLE | NEEP_BLOB_FLAG_USE_SHAREABLE,
+                                    .blob_id = reqs.blob_id,
+                                    .size_bytes = reqs.size};
     CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 200, &blob, NULL, 0), 0);
     CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 201, &blob, NULL, 0), 0); /* template */
     void *ptr;
@@ -244,14 +250,17 @@ TEST(send_carries_bytes_and_blob_fds_to_the_compositor)
     init_channel(&rig);
     /* A host blob to pass along, from image requirements. */
     struct cross_domain_get_image_requirements request = {
-        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24), .width = 4096, .height = 1,
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24),
+        .width = 4096,
+        .height = 1,
         .drm_format = 0x20203852 /* R8 */};
     CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), 0);
     struct cross_domain_image_requirements reqs;
     memcpy(&reqs, rig.query_ring, sizeof(reqs));
     struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
                                     .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
-                                    .blob_id = reqs.blob_id, .size_bytes = reqs.size};
+                                    .blob_id = reqs.blob_id,
+                                    .size_bytes = reqs.size};
     CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 300, &blob, NULL, 0), 0);
     CHECK_EQ(neep_context_attach_resource(rig.renderer, CTX, 300), 0);
     void *ptr;
@@ -277,7 +286,9 @@ TEST(send_carries_bytes_and_blob_fds_to_the_compositor)
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
     } control;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &control,
                          .msg_controllen = sizeof(control)};
     CHECK_EQ(recvmsg(rig.compositor_fd, &msg, 0), 12);
     CHECK(memcmp(data, "wayland-msg!", 12) == 0);
@@ -311,7 +322,8 @@ TEST(receive_delivers_bytes_and_keymaps_through_poll)
     /* The guest makes a blob of it (page-aligned size) and reads the keymap. */
     struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
                                     .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
-                                    .blob_id = reply.identifiers[0], .size_bytes = 4096};
+                                    .blob_id = reply.identifiers[0],
+                                    .size_bytes = 4096};
     CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 400, &blob, NULL, 0), 0);
     void *ptr;
     uint64_t size;
@@ -376,7 +388,9 @@ TEST(read_pipes_return_data_then_hang_up)
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
     } control;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &control,
                          .msg_controllen = sizeof(control)};
     CHECK_EQ(recvmsg(rig.compositor_fd, &msg, 0), 1);
     memcpy(&write_end, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
@@ -473,7 +487,7 @@ TEST(bad_commands_fail_only_their_context)
     CHECK_EQ(submit(&rig, CTX, &lying, sizeof(lying)), -EINVAL); /* size past the buffer */
     struct cross_domain_header tiny = header(CROSS_DOMAIN_CMD_INIT, 4);
     CHECK_EQ(submit(&rig, CTX, &tiny, sizeof(tiny)), -EINVAL); /* size under a header */
-    CHECK_EQ(submit(&rig, CTX, junk, 3), -EINVAL);                 /* stray bytes */
+    CHECK_EQ(submit(&rig, CTX, junk, 3), -EINVAL);             /* stray bytes */
 
     init_channel(&rig);
     init.hdr.cmd_size = 20;
@@ -493,7 +507,7 @@ TEST(bad_commands_fail_only_their_context)
     send->identifiers[0] = 12345;
     send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_VIRTGPU_BLOB;
     CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL); /* unknown resource */
-    send->identifiers[0] = QUERY_RING_ID; /* a guest blob has no host fd */
+    send->identifiers[0] = QUERY_RING_ID;                         /* a guest blob has no host fd */
     CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
     send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_VIRTGPU_SYNC;
     CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
@@ -502,7 +516,9 @@ TEST(bad_commands_fail_only_their_context)
     CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), -EINVAL);
 
     struct cross_domain_get_image_requirements reqs = {
-        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24), .width = 16, .height = 16,
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24),
+        .width = 16,
+        .height = 16,
         .drm_format = 0x12345678};
     CHECK_EQ(submit(&rig, CTX, &reqs, sizeof(reqs)), -EINVAL); /* unknown format */
     reqs.drm_format = 0x34325258;

@@ -52,15 +52,17 @@ class Image:
 
 
 class Guest:
-    """One QEMU guest with a vhost-user-gpu back-end."""
+    """One QEMU guest: with a vhost-user-gpu back-end (`backend`, a command), or, when
+    `rutabaga` is given, QEMU's in-process virtio-gpu-rutabaga on neep's library."""
 
-    def __init__(self, workdir, backend, initrd, cmdline, max_outputs=1):
+    def __init__(self, workdir, backend, initrd, cmdline, max_outputs=1, rutabaga=None):
         self.workdir = workdir
         self.backend = backend
         self.initrd = initrd
         self.cmdline = cmdline
         self.max_outputs = max_outputs
         self.extra_device = ""
+        self.rutabaga = rutabaga  # {"qemu": path, "library_dir": dir, "wayland": socket path}
         self.check_backend_exit = True  # neep-gpu must exit cleanly; baselines need not
         self.lines = []
         self.lines_lock = threading.Condition()
@@ -74,10 +76,11 @@ class Guest:
     def start(self):
         gpu_socket = self.path("gpu.sock")
         self.backend_log = open(self.path("backend.log"), "w")
-        backend = subprocess.Popen(self.backend + [f"--socket-path={gpu_socket}"],
-                                   stdout=self.backend_log, stderr=subprocess.STDOUT)
-        self.processes.append(backend)
-        wait_for_path(gpu_socket, backend)
+        if not self.rutabaga:
+            backend = subprocess.Popen(self.backend + [f"--socket-path={gpu_socket}"],
+                                       stdout=self.backend_log, stderr=subprocess.STDOUT)
+            self.processes.append(backend)
+            wait_for_path(gpu_socket, backend)
 
         kernel = sorted(glob.glob("/boot/vmlinuz-*"))[-1]
         serial_socket = self.path("serial.sock")
@@ -86,14 +89,23 @@ class Guest:
         if self.max_outputs > 1:
             device += f",max_outputs={self.max_outputs}"
         device += self.extra_device
+        environment = None
+        if self.rutabaga:
+            device = ("virtio-gpu-rutabaga-pci,id=video0,cross-domain=on,hostmem=256M,"
+                      f"wayland-socket-path={self.rutabaga['wayland']}" + self.extra_device)
+            gpu_args = ["-nic", "none", "-device", device]
+            qemu_binary = self.rutabaga["qemu"]
+            environment = dict(os.environ, LD_LIBRARY_PATH=self.rutabaga["library_dir"])
+        else:
+            gpu_args = ["-chardev", f"socket,id=gpu,path={gpu_socket}", "-device", device]
+            qemu_binary = "qemu-system-x86_64"
         qemu = [
-            "qemu-system-x86_64", "-machine", "q35", "-vga", "none", "-m", "512M",
+            qemu_binary, "-machine", "q35", "-vga", "none", "-m", "512M",
             "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
             "-numa", "node,memdev=mem",
             "-kernel", kernel, "-initrd", self.initrd,
             "-append", f"console=ttyS0 quiet panic=-1 {self.cmdline}",
-            "-chardev", f"socket,id=gpu,path={gpu_socket}",
-            "-device", device,
+            *gpu_args,
             "-display", "none",
             "-chardev", f"socket,id=ser,path={serial_socket},server=on,wait=on",
             "-serial", "chardev:ser",
@@ -101,7 +113,8 @@ class Guest:
             "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
         ]
         self.qemu_log = open(self.path("qemu.log"), "w")
-        qemu_process = subprocess.Popen(qemu, stdout=self.qemu_log, stderr=subprocess.STDOUT)
+        qemu_process = subprocess.Popen(qemu, stdout=self.qemu_log, stderr=subprocess.STDOUT,
+                                        env=environment)
         self.processes.append(qemu_process)
         self.serial = connect_unix(serial_socket, qemu_process)
         threading.Thread(target=self._read_serial, daemon=True).start()
@@ -167,7 +180,7 @@ class Guest:
         except Exception:
             pass
         for process in reversed(self.processes):
-            if process is self.processes[0] and process.poll() is None:
+            if process is self.processes[0] and process.poll() is None and not self.rutabaga:
                 # The back-end outlives its front-end (it waits for the next one): stop it.
                 process.terminate()
             try:
@@ -175,7 +188,8 @@ class Guest:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self.check_backend_exit and self.processes and self.processes[0].returncode != 0:
+        if (self.check_backend_exit and not self.rutabaga and self.processes and
+                self.processes[0].returncode != 0):
             raise AssertionError(f"back-end exited with {self.processes[0].returncode}")
 
 
@@ -290,23 +304,30 @@ def test_fbcon(args, workdir):
         guest.start()
         guest.wait_for("NEEP: fbcon-written", timeout=BOOT_TIMEOUT)
         time.sleep(0.5)
-        image = guest.screendump("fbcon.ppm")
-        # The 8x16 console font: 8 lines of text occupy rows 0-127.
-        text_rows = range(0, 8 * 16)
-        lit = sum(1 for y in text_rows for x in range(0, 70 * 8)
-                  if image.pixel(x, y) == (0xaa, 0xaa, 0xaa))
-        if lit < 8 * 2000:
-            raise AssertionError(f"only {lit} text pixels in the first eight console lines")
-        others = set(image.pixel(x, y) for y in text_rows for x in range(0, 70 * 8))
-        if not others <= {(0, 0, 0), (0xaa, 0xaa, 0xaa)}:
-            raise AssertionError(f"unexpected colours in the text area: {sorted(others)[:4]}")
-        below = set(image.pixel(x, y) for y in range(200, image.height, 7)
-                    for x in range(0, image.width, 5))
-        if below - {(0, 0, 0)}:
-            raise AssertionError("pixels below the text are not black")
-        return f"{image.width}x{image.height}, {lit} text pixels"
+        image = settled_check(guest, "fbcon.ppm", check_fbcon)
+        return f"{image.width}x{image.height}, {count_text_pixels(image)} text pixels"
     finally:
         guest.stop()
+
+
+def count_text_pixels(image):
+    # The 8x16 console font: eight lines of text occupy rows 0-127.
+    return sum(1 for y in range(0, 8 * 16) for x in range(0, 70 * 8)
+               if image.pixel(x, y) == (0xaa, 0xaa, 0xaa))
+
+
+def check_fbcon(image):
+    """The eight test lines in fbcon's grey on black, and black below them."""
+    lit = count_text_pixels(image)
+    if lit < 8 * 2000:
+        raise AssertionError(f"only {lit} text pixels in the first eight console lines")
+    others = set(image.pixel(x, y) for y in range(0, 8 * 16) for x in range(0, 70 * 8))
+    if not others <= {(0, 0, 0), (0xaa, 0xaa, 0xaa)}:
+        raise AssertionError(f"unexpected colours in the text area: {sorted(others)[:4]}")
+    below = set(image.pixel(x, y) for y in range(200, image.height, 7)
+                for x in range(0, image.width, 5))
+    if below - {(0, 0, 0)}:
+        raise AssertionError("pixels below the text are not black")
 
 
 def run_kms(guest):
@@ -428,6 +449,88 @@ def run_demo(args, png_path):
     return 0
 
 
+class Weston:
+    """A headless weston on the host: the compositor guest windows and cross-domain reach."""
+
+    def __init__(self, workdir):
+        self.runtime_dir = os.path.join(workdir, "xdg")
+        os.makedirs(self.runtime_dir, mode=0o700)
+        self.socket = os.path.join(self.runtime_dir, "wayland-neep")
+        self.log = open(os.path.join(workdir, "weston.log"), "w")
+        self.process = subprocess.Popen(
+            ["weston", "--backend=headless-backend.so", "--socket=wayland-neep",
+             "--idle-time=0", "--no-config"],
+            env=dict(os.environ, XDG_RUNTIME_DIR=self.runtime_dir),
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_path(self.socket, self.process)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def rutabaga_guest(args, workdir, cmdline, wayland_socket):
+    return Guest(workdir, None, args.initrd, cmdline,
+                 rutabaga={"qemu": args.qemu_rutabaga, "library_dir": args.neep_library_dir,
+                           "wayland": wayland_socket})
+
+
+def test_rutabaga_fbcon(args, workdir):
+    """QEMU's virtio-gpu-rutabaga on neep: the guest sees the features and capset, and fbcon
+    reaches the display through transfer_write/transfer_read."""
+    guest = rutabaga_guest(args, workdir, "neep.test=fbcon", os.path.join(workdir, "none"))
+    try:
+        guest.start()
+        index, _ = guest.wait_for("NEEP: fbcon-written", timeout=BOOT_TIMEOUT)
+        dmesg = "\n".join(guest.lines[:index])
+        for wanted in ("+virgl +edid +resource_blob +host_visible", "+context_init",
+                       "cap set 0: id 5"):
+            if wanted not in dmesg:
+                raise AssertionError(f"the guest did not report '{wanted}'")
+        settled_check(guest, "fbcon.ppm", check_fbcon)
+        return "features and capset 5 seen, fbcon text shown"
+    finally:
+        guest.stop()
+
+
+def test_rutabaga_kms_pattern(args, workdir):
+    """The KMS pattern, exact, and damage-only updates on the rutabaga path."""
+    guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=kms_pattern",
+                           os.path.join(workdir, "none"))
+    try:
+        modes = run_kms(guest)
+        width, height = modes[0]
+        settled_check(guest, "pattern.ppm", lambda image: check_pattern(image, 0, width, height))
+        guest.send("damage")
+        guest.wait_for("NEEP: damage-done")
+        settled_check(guest, "damage.ppm", lambda image: check_pattern(
+            image, 0, width, height, exceptions=[(400, 300, 300, 150, (0, 255, 0))]))
+        return f"{width}x{height} exact, dirty rectangle shown"
+    finally:
+        guest.stop()
+
+
+def test_rutabaga_cross_domain(args, workdir):
+    """The cross-domain protocol end to end against a real weston."""
+    weston = Weston(workdir)
+    guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=cross_domain_test",
+                           weston.socket)
+    try:
+        guest.start()
+        index, line = guest.wait_for("NEEP: program-exit", timeout=BOOT_TIMEOUT)
+        steps = [l for l in guest.lines[:index] if l.startswith("NEEP: cd-")]
+        if "NEEP: cd-ok" not in steps:
+            raise AssertionError("cross-domain test failed: " + "; ".join(steps))
+        return "; ".join(s[len("NEEP: cd-"):] for s in steps[:-1])
+    finally:
+        guest.stop()
+        weston.stop()
+
+
 TESTS = {
     "fbcon": test_fbcon,
     "kms_pattern": test_kms_pattern,
@@ -435,10 +538,18 @@ TESTS = {
     "reboot": test_reboot,
 }
 
+RUTABAGA_TESTS = {
+    "rutabaga_fbcon": test_rutabaga_fbcon,
+    "rutabaga_kms_pattern": test_rutabaga_kms_pattern,
+    "rutabaga_cross_domain": test_rutabaga_cross_domain,
+}
+
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--neep-gpu", required=True)
+    parser.add_argument("--neep-gpu")
+    parser.add_argument("--qemu-rutabaga", help="QEMU built with --enable-rutabaga-gfx")
+    parser.add_argument("--neep-library-dir", help="where librutabaga_gfx_ffi.so.0 is")
     parser.add_argument("--initrd", required=True)
     parser.add_argument("--keep", help="keep logs and screendumps in this directory")
     parser.add_argument("--demo", metavar="PNG", help="boot the demo guest and save its display")
@@ -447,7 +558,8 @@ def main():
     args.backend = [args.neep_gpu]
     if args.demo:
         return run_demo(args, args.demo)
-    names = args.tests or list(TESTS)
+    every = dict(TESTS, **RUTABAGA_TESTS)
+    names = args.tests or (list(RUTABAGA_TESTS) if args.qemu_rutabaga else list(TESTS))
     passed = failed = 0
     root = args.keep or tempfile.mkdtemp(prefix="neep-vm-")
     for name in names:
@@ -456,7 +568,7 @@ def main():
         os.makedirs(workdir)
         started = time.monotonic()
         try:
-            detail = TESTS[name](args, workdir)
+            detail = every[name](args, workdir)
             print(f"ok - {name} ({time.monotonic() - started:.1f}s): {detail}", flush=True)
             passed += 1
         except Exception as error:

@@ -97,8 +97,8 @@ static void wait_idle(uint32_t bo_handle)
 /* POLL on ring 1, then wait for the fence event the kernel queues on the fd. */
 static void poll_channel(void)
 {
-    struct cross_domain_poll request = {.hdr = {.cmd = CROSS_DOMAIN_CMD_POLL,
-                                                .cmd_size = sizeof(request)}};
+    struct cross_domain_poll request = {
+        .hdr = {.cmd = CROSS_DOMAIN_CMD_POLL, .cmd_size = sizeof(request)}};
     execbuffer(&request, sizeof(request), CROSS_DOMAIN_CHANNEL_RING, NULL);
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     if (poll(&pfd, 1, 10000) != 1) {
@@ -124,8 +124,8 @@ int main(void)
         FAIL("the device lacks context init, blobs, host-visible memory or capset 5");
     }
     struct cross_domain_capabilities caps;
-    struct drm_virtgpu_get_caps get_caps = {.cap_set_id = 5, .cap_set_ver = 0,
-                                            .addr = (uintptr_t)&caps, .size = sizeof(caps)};
+    struct drm_virtgpu_get_caps get_caps = {
+        .cap_set_id = 5, .cap_set_ver = 0, .addr = (uintptr_t)&caps, .size = sizeof(caps)};
     drm_ioctl(DRM_IOCTL_VIRTGPU_GET_CAPS, &get_caps, "GET_CAPS");
     if (caps.version != 1 || !(caps.supported_channels & (1u << 1))) {
         FAIL("capset 5: version %u, channels 0x%x", caps.version, caps.supported_channels);
@@ -154,7 +154,10 @@ int main(void)
 
     struct cross_domain_get_image_requirements get = {
         .hdr = {.cmd = CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, .cmd_size = sizeof(get)},
-        .width = 256, .height = 64, .drm_format = 0x34325241 /* AR24 */, .flags = 0x11};
+        .width = 256,
+        .height = 64,
+        .drm_format = 0x34325241 /* AR24 */,
+        .flags = 0x11};
     execbuffer(&get, sizeof(get), CROSS_DOMAIN_QUERY_RING, &query.bo_handle);
     wait_idle(query.bo_handle);
     struct cross_domain_image_requirements reqs;
