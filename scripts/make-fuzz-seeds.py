@@ -42,6 +42,17 @@ frame += command(hdr(0x0300) + struct.pack("<IIIIIIII", 0, 5, 5, 0, 1, 0, 0, 0),
 with open(f"{out}/device_commands/frame", "wb") as f:
     f.write(frame)
 
+os.makedirs(f"{out}/cross_domain", exist_ok=True)
+# [flags: 1 = INIT first, 2 = compositor speaks] then commands.
+cd = bytes([3])
+cd += struct.pack("<BBHIIIII", 2, 0, 24, 0, 64, 64, 0x34325258, 0x11)  # GET_IMAGE_REQUIREMENTS
+cd += struct.pack("<BBHIQ", 3, 1, 16, 0, 0)  # POLL
+send = struct.pack("<BBHIII", 4, 0, 352 + 12, 0, 0, 12) + bytes(336) + struct.pack("<III", 1, 12 << 16, 2)
+cd += send
+cd += struct.pack("<BBHIIIII", 7, 0, 24, 0, 5, 1, 0, 0)  # WRITE to an unknown pipe
+with open(f"{out}/cross_domain/session", "wb") as f:
+    f.write(cd)
+
 os.makedirs(f"{out}/virtqueue", exist_ok=True)
 # size 8 (index 3), desc at 0x100, avail at 0x200, used at 0x300; one two-part chain.
 ring = bytearray(4096)
