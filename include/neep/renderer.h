@@ -298,6 +298,16 @@ int neep_renderer_fence_fd(const struct neep_renderer *renderer);
 typedef void (*neep_fence_fn)(void *user_data, const struct neep_fence *fence);
 
 /*
+ * Optional, for embedders that accept completions on any thread (the rutabaga ABI does):
+ * `fn` runs on whichever thread completed a fence (a context type's worker, say), right after
+ * the fence fd was bumped, so the embedder can dispatch at once instead of waking a thread of
+ * its own. Set it before creating contexts.
+ */
+typedef void (*neep_fence_notify_fn)(void *user_data);
+void neep_renderer_set_fence_notify(struct neep_renderer *renderer, neep_fence_notify_fn fn,
+                                    void *user_data);
+
+/*
  * Delivers every completed fence to `fn`, in creation order per timeline, on the calling
  * thread. Returns the number delivered. `fn` must not call back into the renderer.
  */

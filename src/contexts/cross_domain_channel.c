@@ -235,7 +235,12 @@ static void *worker(void *arg)
                                : read_pipe(ctx, token);
             if (replied) {
                 ctx->poll_pending = false;
-                neep_timeline_signal(ctx->poll_timeline, ctx->poll_fence_id);
+                /* Signal without the lock: the embedder may deliver right here. */
+                struct neep_timeline *timeline = ctx->poll_timeline;
+                uint64_t fence_id = ctx->poll_fence_id;
+                pthread_mutex_unlock(&ctx->lock);
+                neep_timeline_signal(timeline, fence_id);
+                pthread_mutex_lock(&ctx->lock);
                 break;
             }
         }

@@ -197,6 +197,13 @@ static void stop_fence_thread(struct rutabaga *rutabaga)
     }
 }
 
+/* A context type's worker completed a fence: deliver it from that thread, no hop. */
+static void notify_fences(void *user_data)
+{
+    struct rutabaga *rutabaga = user_data;
+    neep_renderer_dispatch_fences(rutabaga->renderer, deliver_fence, rutabaga);
+}
+
 RUTABAGA_EXPORT int32_t rutabaga_init(const struct rutabaga_builder *builder, struct rutabaga **ptr)
 {
     if (!builder || !ptr) {
@@ -247,8 +254,11 @@ RUTABAGA_EXPORT int32_t rutabaga_init(const struct rutabaga_builder *builder, st
         ret = neep_renderer_create(&config, &rutabaga->renderer);
     }
     free(channels);
-    /* A 2D-only instance completes every fence inside create_fence: no thread needed. */
+    /* Context types complete fences on their own threads: deliver from there (QEMU takes
+     * fence callbacks on any thread). The fence thread is the backstop for a completion whose
+     * notification found another delivery in progress. */
     if (ret == 0 && builder->capset_mask != 0) {
+        neep_renderer_set_fence_notify(rutabaga->renderer, notify_fences, rutabaga);
         ret = start_fence_thread(rutabaga);
         if (ret < 0) {
             neep_renderer_destroy(rutabaga->renderer);

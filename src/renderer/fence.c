@@ -107,6 +107,16 @@ static void wake_dispatcher(struct neep_renderer *renderer)
     /* EAGAIN means the counter is already huge: the fd is readable either way. */
     ssize_t ignored = write(renderer->fence_event_fd, &one, sizeof(one));
     (void)ignored;
+    if (renderer->fence_notify) {
+        renderer->fence_notify(renderer->fence_notify_user_data);
+    }
+}
+
+void neep_renderer_set_fence_notify(struct neep_renderer *renderer, neep_fence_notify_fn fn,
+                                    void *user_data)
+{
+    renderer->fence_notify = fn;
+    renderer->fence_notify_user_data = user_data;
 }
 
 /* Caller holds fence_lock. */

@@ -120,6 +120,8 @@ struct neep_renderer {
     struct neep_timeline global_timeline;
     struct neep_timeline *ready_head;
     struct neep_timeline *ready_tail;
+    neep_fence_notify_fn fence_notify;
+    void *fence_notify_user_data;
 };
 
 #define renderer_log(renderer, level, ...) neep_log_guest(&(renderer)->logger, level, __VA_ARGS__)

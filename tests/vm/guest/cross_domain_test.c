@@ -8,6 +8,10 @@
  * it through the host-visible mapping, sends wl_display.sync to the host compositor and
  * receives wl_callback.done through POLL and RECEIVE. Prints "NEEP: cd-..." lines; the last
  * is "NEEP: cd-ok" when every step held.
+ *
+ * With "bench N" it then times N wl_display.sync round trips through the device and N
+ * fenced query round trips (the guest's own virtqueue round trip), for
+ * bench/cross_domain_bench.py.
  */
 #include <drm/drm.h>
 #include <drm/virtgpu_drm.h>
@@ -21,6 +25,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../../src/contexts/cross_domain_protocol.h"
@@ -94,12 +99,18 @@ static void wait_idle(uint32_t bo_handle)
     drm_ioctl(DRM_IOCTL_VIRTGPU_WAIT, &wait, "WAIT");
 }
 
-/* POLL on ring 1, then wait for the fence event the kernel queues on the fd. */
-static void poll_channel(void)
+/* A POLL on ring 1 stays outstanding, as a guest proxy keeps one: the host answers it as soon
+ * as the compositor speaks, without waiting for the guest to ask. */
+static void start_poll(void)
 {
     struct cross_domain_poll request = {
         .hdr = {.cmd = CROSS_DOMAIN_CMD_POLL, .cmd_size = sizeof(request)}};
     execbuffer(&request, sizeof(request), CROSS_DOMAIN_CHANNEL_RING, NULL);
+}
+
+/* Waits for the outstanding POLL's fence event; the channel ring then holds a reply. */
+static void wait_poll(void)
+{
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     if (poll(&pfd, 1, 10000) != 1) {
         FAIL("no channel event within 10 s");
@@ -111,8 +122,69 @@ static void poll_channel(void)
     }
 }
 
-int main(void)
+static uint8_t stream[65536];
+static size_t stream_bytes;
+
+/* Sends wl_display.sync with new callback `callback_id`, then polls until its done arrives. */
+static void sync_round_trip(struct blob *channel, uint32_t callback_id)
 {
+    uint8_t send_buffer[sizeof(struct cross_domain_send_receive) + 12];
+    struct cross_domain_send_receive *send = (void *)send_buffer;
+    memset(send_buffer, 0, sizeof(send_buffer));
+    send->hdr.cmd = CROSS_DOMAIN_CMD_SEND;
+    send->hdr.cmd_size = sizeof(send_buffer);
+    send->opaque_data_size = 12;
+    uint32_t sync[3] = {1, (12u << 16) | 0, callback_id};
+    memcpy(send_buffer + sizeof(*send), sync, sizeof(sync));
+    execbuffer(send_buffer, sizeof(send_buffer), -1, NULL);
+
+    for (int round = 0; round < 64; round++) {
+        /* Messages seen so far (whole ones) are consumed as they are scanned. */
+        size_t pos = 0;
+        bool done = false;
+        while (pos + 8 <= stream_bytes) {
+            uint32_t object, size_opcode;
+            memcpy(&object, stream + pos, 4);
+            memcpy(&size_opcode, stream + pos + 4, 4);
+            uint32_t size = size_opcode >> 16;
+            if (size < 8 || pos + size > stream_bytes) {
+                break;
+            }
+            if (object == callback_id && (size_opcode & 0xffff) == 0) {
+                done = true;
+            }
+            pos += size;
+        }
+        memmove(stream, stream + pos, stream_bytes - pos);
+        stream_bytes -= pos;
+        if (done) {
+            return;
+        }
+        wait_poll();
+        struct cross_domain_send_receive reply;
+        memcpy(&reply, channel->map, sizeof(reply));
+        if (reply.hdr.cmd != CROSS_DOMAIN_CMD_RECEIVE || reply.opaque_data_size == 0 ||
+            reply.opaque_data_size > 4096 - sizeof(reply) ||
+            reply.opaque_data_size > sizeof(stream) - stream_bytes) {
+            FAIL("channel reply %u with %u bytes", reply.hdr.cmd, reply.opaque_data_size);
+        }
+        memcpy(stream + stream_bytes, channel->map + sizeof(reply), reply.opaque_data_size);
+        stream_bytes += reply.opaque_data_size;
+        start_poll(); /* the ring's content is copied out: hand it back */
+    }
+    FAIL("no wl_callback.done for callback %u", callback_id);
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+int main(int argc, char **argv)
+{
+    int bench_rounds = argc > 2 && strcmp(argv[1], "bench") == 0 ? atoi(argv[2]) : 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     fd = open("/dev/dri/renderD128", O_RDWR | O_CLOEXEC);
     if (fd < 0) {
@@ -151,6 +223,7 @@ int main(void)
         .channel_type = CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND};
     execbuffer(&init, CROSS_DOMAIN_INIT_V1_BYTES, -1, NULL);
     printf("NEEP: cd-init rings %u %u\n", query.res_handle, channel.res_handle);
+    start_poll();
 
     struct cross_domain_get_image_requirements get = {
         .hdr = {.cmd = CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, .cmd_size = sizeof(get)},
@@ -185,49 +258,23 @@ int main(void)
            (unsigned long long)image.size);
 
     /* wl_display (object 1).sync (opcode 0) with new wl_callback id 2. */
-    uint8_t send_buffer[sizeof(struct cross_domain_send_receive) + 12];
-    struct cross_domain_send_receive *send = (void *)send_buffer;
-    memset(send_buffer, 0, sizeof(send_buffer));
-    send->hdr.cmd = CROSS_DOMAIN_CMD_SEND;
-    send->hdr.cmd_size = sizeof(send_buffer);
-    send->opaque_data_size = 12;
-    uint32_t sync[3] = {1, (12u << 16) | 0, 2};
-    memcpy(send_buffer + sizeof(*send), sync, sizeof(sync));
-    execbuffer(send_buffer, sizeof(send_buffer), -1, NULL);
-
-    /* Events arrive in pieces; gather until wl_callback(2).done shows up. */
-    uint8_t stream[8192];
-    size_t have = 0;
-    bool done = false;
-    for (int round = 0; round < 16 && !done; round++) {
-        poll_channel();
-        struct cross_domain_send_receive reply;
-        memcpy(&reply, channel.map, sizeof(reply));
-        if (reply.hdr.cmd != CROSS_DOMAIN_CMD_RECEIVE || reply.opaque_data_size == 0 ||
-            reply.opaque_data_size > 4096 - sizeof(reply) ||
-            reply.opaque_data_size > sizeof(stream) - have) {
-            FAIL("channel reply %u with %u bytes", reply.hdr.cmd, reply.opaque_data_size);
-        }
-        memcpy(stream + have, channel.map + sizeof(reply), reply.opaque_data_size);
-        have += reply.opaque_data_size;
-        for (size_t pos = 0; pos + 8 <= have;) {
-            uint32_t object, size_opcode;
-            memcpy(&object, stream + pos, 4);
-            memcpy(&size_opcode, stream + pos + 4, 4);
-            uint32_t size = size_opcode >> 16;
-            if (size < 8 || pos + size > have) {
-                break;
-            }
-            if (object == 2 && (size_opcode & 0xffff) == 0 && size == 12) {
-                done = true;
-            }
-            pos += size;
-        }
-    }
-    if (!done) {
-        FAIL("no wl_callback.done in %zu bytes from the compositor", have);
-    }
+    sync_round_trip(&channel, 2);
     printf("NEEP: cd-sync round trip through the host compositor\n");
+    if (bench_rounds > 0) {
+        double started = now_us();
+        for (int i = 0; i < bench_rounds; i++) {
+            sync_round_trip(&channel, 3 + (uint32_t)i);
+        }
+        double sync_us = (now_us() - started) / bench_rounds;
+        started = now_us();
+        for (int i = 0; i < bench_rounds; i++) {
+            execbuffer(&get, sizeof(get), CROSS_DOMAIN_QUERY_RING, &query.bo_handle);
+            wait_idle(query.bo_handle);
+        }
+        double query_us = (now_us() - started) / bench_rounds;
+        printf("NEEP: cd-bench rounds=%d sync_us=%.1f query_us=%.1f\n", bench_rounds, sync_us,
+               query_us);
+    }
     printf("NEEP: cd-ok\n");
     return 0;
 }
