@@ -453,6 +453,66 @@ TEST(too_many_fds_from_the_compositor_end_the_stream)
     rig_finish(&rig);
 }
 
+TEST(data_larger_than_the_ring_arrives_in_pieces)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    static char message[5000];
+    for (size_t i = 0; i < sizeof(message); i++) {
+        message[i] = (char)('a' + i % 26);
+    }
+    compositor_send(&rig, message, sizeof(message), NULL, 0);
+    size_t received = 0;
+    int pieces = 0;
+    while (received < sizeof(message)) {
+        uint64_t poll_id = start_poll(&rig);
+        CHECK(fence_done(&rig, poll_id, 2000));
+        struct cross_domain_send_receive reply;
+        memcpy(&reply, rig.channel_ring, sizeof(reply));
+        CHECK(reply.opaque_data_size > 0);
+        CHECK(reply.opaque_data_size <= 4096 - sizeof(reply)); /* never past the ring */
+        CHECK(memcmp(rig.channel_ring + sizeof(reply), message + received,
+                     reply.opaque_data_size) == 0);
+        received += reply.opaque_data_size;
+        pieces++;
+    }
+    CHECK_EQ(received, sizeof(message));
+    CHECK_EQ(pieces, 2);
+    rig_finish(&rig);
+}
+
+TEST(a_ring_too_small_for_replies_is_refused_or_ends_the_stream)
+{
+    struct rig rig;
+    rig_init(&rig);
+    /* A 256-byte guest blob as the channel ring: no RECEIVE header fits in it. */
+    static uint8_t small[256];
+    struct iovec iov = {small, sizeof(small)};
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_GUEST, .size_bytes = sizeof(small)};
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 120, &blob, &iov, 1), 0);
+    CHECK_EQ(neep_context_attach_resource(rig.renderer, CTX, 120), 0);
+    struct cross_domain_init init = {.hdr = header(CROSS_DOMAIN_CMD_INIT, 20),
+                                     .query_ring_id = 120,
+                                     .channel_ring_id = 120,
+                                     .channel_type = CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND};
+    CHECK_EQ(submit(&rig, CTX, &init, 20), 0);
+    rig.compositor_fd = accept4(rig.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    /* Image requirements (64 bytes) fit; a receive does not. */
+    struct cross_domain_get_image_requirements request = {
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24),
+        .width = 8,
+        .height = 8,
+        .drm_format = 0x34325258};
+    CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), 0);
+    compositor_send(&rig, "hi", 2, NULL, 0);
+    uint64_t poll_id = start_poll(&rig);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    CHECK(rig.log.error_count >= 1);
+    /* The guest never sees more than its ring: the 256 bytes after it are untouched. */
+    rig_finish(&rig);
+}
+
 TEST(bad_commands_fail_only_their_context)
 {
     struct rig rig;
