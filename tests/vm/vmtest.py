@@ -473,6 +473,47 @@ class Weston:
             self.process.wait()
 
 
+class PipePeer:
+    """The other end of a clipboard exchange, on the device's channel socket. Headless weston
+    has no seat, so no Wayland client can own a selection there; this peer plays the part a
+    compositor plays for wl_data_offer.receive and wl_data_source.send: it writes into the
+    pipe the guest sends, then sends a pipe of its own and reads what the guest writes."""
+
+    def __init__(self, workdir):
+        self.socket = os.path.join(workdir, "clipboard.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.socket)
+        self.listener.listen(1)
+        self.received = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            connection, _ = self.listener.accept()
+            with connection:
+                _, fds, _, _ = socket.recv_fds(connection, 16, 4)
+                if len(fds) != 1:
+                    raise AssertionError(f"expected one pipe from the guest, got {len(fds)}")
+                with os.fdopen(fds[0], "wb") as pipe:
+                    pipe.write(b"from the host")
+                read_end, write_end = os.pipe()
+                socket.send_fds(connection, [b"w"], [write_end])
+                os.close(write_end)
+                with os.fdopen(read_end, "rb") as pipe:
+                    self.received = pipe.read().decode(errors="replace")
+        except Exception as error:  # reported by the test
+            self.error = error
+
+    def wait(self, timeout):
+        self.thread.join(timeout)
+        self.listener.close()
+        if self.error:
+            raise self.error
+        return self.received
+
+
 def rutabaga_guest(args, workdir, cmdline, wayland_socket):
     return Guest(workdir, None, args.initrd, cmdline,
                  rutabaga={"qemu": args.qemu_rutabaga, "library_dir": args.neep_library_dir,
@@ -538,10 +579,31 @@ TESTS = {
     "reboot": test_reboot,
 }
 
+def test_rutabaga_cross_domain_pipes(args, workdir):
+    """Clipboard-style pipes through cross-domain: READ events carry what the host wrote,
+    WRITE commands carry what the guest writes."""
+    peer = PipePeer(workdir)
+    guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=cross_domain_test "
+                           "neep.args=pipes", peer.socket)
+    try:
+        guest.start()
+        index, _ = guest.wait_for("NEEP: program-exit", timeout=BOOT_TIMEOUT)
+        steps = [l for l in guest.lines[:index] if l.startswith("NEEP: cd-")]
+        if "NEEP: cd-pipe-read 'from the host'" not in steps or "NEEP: cd-ok" not in steps:
+            raise AssertionError("pipe exchange failed: " + "; ".join(steps))
+        received = peer.wait(timeout=20)
+        if received != "from the guest":
+            raise AssertionError(f"the host read {received!r} from the guest's pipe")
+        return "host-to-guest through READ, guest-to-host through WRITE"
+    finally:
+        guest.stop()
+
+
 RUTABAGA_TESTS = {
     "rutabaga_fbcon": test_rutabaga_fbcon,
     "rutabaga_kms_pattern": test_rutabaga_kms_pattern,
     "rutabaga_cross_domain": test_rutabaga_cross_domain,
+    "rutabaga_cross_domain_pipes": test_rutabaga_cross_domain_pipes,
 }
 
 

@@ -12,6 +12,10 @@
  * With "bench N" it then times N wl_display.sync round trips through the device and N
  * fenced query round trips (the guest's own virtqueue round trip), for
  * bench/cross_domain_bench.py.
+ *
+ * With "pipes" it talks to a clipboard peer instead of a compositor (tests/vm/vmtest.py's
+ * PipePeer): it sends a READ_PIPE, gets the peer's data back through READ events until the
+ * hang-up, then takes a WRITE_PIPE from the peer and feeds it with WRITE.
  */
 #include <drm/drm.h>
 #include <drm/virtgpu_drm.h>
@@ -182,9 +186,78 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* The next channel-ring reply, copied out; the POLL is handed back at once. */
+static void next_reply(struct blob *channel, uint8_t *reply, size_t size)
+{
+    wait_poll();
+    memcpy(reply, channel->map, size);
+    start_poll();
+}
+
+/* Clipboard data both ways through pipes, against a peer that expects exactly this. */
+static void exercise_pipes(struct blob *channel)
+{
+    /* wl_data_offer.receive-like: our READ_PIPE goes out with one byte of message. */
+    uint8_t buffer[sizeof(struct cross_domain_send_receive) + 1];
+    struct cross_domain_send_receive *send = (void *)buffer;
+    memset(buffer, 0, sizeof(buffer));
+    send->hdr.cmd = CROSS_DOMAIN_CMD_SEND;
+    send->hdr.cmd_size = sizeof(buffer);
+    send->num_identifiers = 1;
+    send->opaque_data_size = 1;
+    send->identifiers[0] = CROSS_DOMAIN_PIPE_READ_START + 1;
+    send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_READ_PIPE;
+    buffer[sizeof(*send)] = 'r';
+    execbuffer(buffer, sizeof(buffer), -1, NULL);
+
+    char got[256];
+    size_t have = 0;
+    for (;;) {
+        uint8_t reply_bytes[4096];
+        next_reply(channel, reply_bytes, sizeof(reply_bytes));
+        struct cross_domain_read_write reply;
+        memcpy(&reply, reply_bytes, sizeof(reply));
+        if (reply.hdr.cmd != CROSS_DOMAIN_CMD_READ ||
+            reply.identifier != CROSS_DOMAIN_PIPE_READ_START + 1 ||
+            reply.opaque_data_size > sizeof(got) - have) {
+            FAIL("unexpected reply %u for the read pipe", reply.hdr.cmd);
+        }
+        memcpy(got + have, reply_bytes + sizeof(reply), reply.opaque_data_size);
+        have += reply.opaque_data_size;
+        if (reply.hang_up) {
+            break;
+        }
+    }
+    got[have] = '\0';
+    printf("NEEP: cd-pipe-read '%s'\n", got);
+
+    /* wl_data_source.send-like: the peer sends us a pipe's write end; we feed it. */
+    uint8_t receive_bytes[4096];
+    next_reply(channel, receive_bytes, sizeof(receive_bytes));
+    struct cross_domain_send_receive received;
+    memcpy(&received, receive_bytes, sizeof(received));
+    if (received.hdr.cmd != CROSS_DOMAIN_CMD_RECEIVE || received.num_identifiers != 1 ||
+        received.identifier_types[0] != CROSS_DOMAIN_ID_TYPE_WRITE_PIPE) {
+        FAIL("expected a write pipe from the peer");
+    }
+    const char *text = "from the guest";
+    uint8_t write_buffer[sizeof(struct cross_domain_read_write) + 14];
+    struct cross_domain_read_write *write_cmd = (void *)write_buffer;
+    memset(write_buffer, 0, sizeof(write_buffer));
+    write_cmd->hdr.cmd = CROSS_DOMAIN_CMD_WRITE;
+    write_cmd->hdr.cmd_size = sizeof(write_buffer);
+    write_cmd->identifier = received.identifiers[0];
+    write_cmd->hang_up = 1;
+    write_cmd->opaque_data_size = 14;
+    memcpy(write_buffer + sizeof(*write_cmd), text, 14);
+    execbuffer(write_buffer, sizeof(write_buffer), -1, NULL);
+    printf("NEEP: cd-pipe-write '%s'\n", text);
+}
+
 int main(int argc, char **argv)
 {
     int bench_rounds = argc > 2 && strcmp(argv[1], "bench") == 0 ? atoi(argv[2]) : 0;
+    bool pipes = argc > 1 && strcmp(argv[1], "pipes") == 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     fd = open("/dev/dri/renderD128", O_RDWR | O_CLOEXEC);
     if (fd < 0) {
@@ -256,6 +329,12 @@ int main(int argc, char **argv)
     }
     printf("NEEP: cd-host-blob %llu bytes through the host-visible mapping\n",
            (unsigned long long)image.size);
+
+    if (pipes) {
+        exercise_pipes(&channel);
+        printf("NEEP: cd-ok\n");
+        return 0;
+    }
 
     /* wl_display (object 1).sync (opcode 0) with new wl_callback id 2. */
     sync_round_trip(&channel, 2);
