@@ -179,6 +179,43 @@ static void compositor_send(struct rig *rig, const void *data, size_t size, cons
     CHECK_EQ(sendmsg(rig->compositor_fd, &msg, 0), (long long)size);
 }
 
+/* Asks for a layout (no fence: the reply is written during the submit). */
+static struct cross_domain_image_requirements query_requirements(struct rig *rig, uint32_t width,
+                                                                 uint32_t height, uint32_t format)
+{
+    struct cross_domain_get_image_requirements request = {
+        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24),
+        .width = width,
+        .height = height,
+        .drm_format = format,
+        .flags = 0x11};
+    CHECK_EQ(submit(rig, CTX, &request, sizeof(request)), 0);
+    struct cross_domain_image_requirements reqs;
+    memcpy(&reqs, rig->query_ring, sizeof(reqs));
+    return reqs;
+}
+
+/* The compositor reads one message; returns its size and the fd it carried (or -1). */
+static ssize_t compositor_receive(struct rig *rig, void *data, size_t size, int *fd)
+{
+    struct iovec iov = {data, size};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = &control,
+                         .msg_controllen = sizeof(control)};
+    ssize_t got = recvmsg(rig->compositor_fd, &msg, 0);
+    *fd = -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (got >= 0 && c && c->cmsg_type == SCM_RIGHTS) {
+        memcpy(fd, CMSG_DATA(c), sizeof(int));
+    }
+    return got;
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 TEST(capset_reports_the_wayland_channel)
@@ -249,14 +286,8 @@ TEST(send_carries_bytes_and_blob_fds_to_the_compositor)
     rig_init(&rig);
     init_channel(&rig);
     /* A host blob to pass along, from image requirements. */
-    struct cross_domain_get_image_requirements request = {
-        .hdr = header(CROSS_DOMAIN_CMD_GET_IMAGE_REQUIREMENTS, 24),
-        .width = 4096,
-        .height = 1,
-        .drm_format = 0x20203852 /* R8 */};
-    CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), 0);
-    struct cross_domain_image_requirements reqs;
-    memcpy(&reqs, rig.query_ring, sizeof(reqs));
+    struct cross_domain_image_requirements reqs =
+        query_requirements(&rig, 4096, 1, 0x20203852 /* R8 */);
     struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
                                     .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
                                     .blob_id = reqs.blob_id,
@@ -280,19 +311,10 @@ TEST(send_carries_bytes_and_blob_fds_to_the_compositor)
     CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), 0);
 
     char data[32];
-    int fd = -1;
-    struct iovec iov = {data, sizeof(data)};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg = {.msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = &control,
-                         .msg_controllen = sizeof(control)};
-    CHECK_EQ(recvmsg(rig.compositor_fd, &msg, 0), 12);
+    int fd;
+    CHECK_EQ(compositor_receive(&rig, data, sizeof(data), &fd), 12);
     CHECK(memcmp(data, "wayland-msg!", 12) == 0);
-    memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+    CHECK(fd >= 0);
     char shm[4];
     CHECK_EQ(pread(fd, shm, 4, 0), 4);
     CHECK(memcmp(shm, "shm!", 4) == 0); /* the compositor sees the guest's pixels */
@@ -382,18 +404,9 @@ TEST(read_pipes_return_data_then_hang_up)
     send->identifier_types[0] = CROSS_DOMAIN_ID_TYPE_READ_PIPE;
     CHECK_EQ(submit(&rig, CTX, buffer, sizeof(buffer)), 0);
     char byte;
-    int write_end = -1;
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg = {.msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = &control,
-                         .msg_controllen = sizeof(control)};
-    CHECK_EQ(recvmsg(rig.compositor_fd, &msg, 0), 1);
-    memcpy(&write_end, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+    int write_end;
+    CHECK_EQ(compositor_receive(&rig, &byte, 1, &write_end), 1);
+    CHECK(write_end >= 0);
     CHECK_EQ(write(write_end, "clipboard", 9), 9);
     close(write_end);
 
