@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks (not part of the test command): neep-gpu against Debian's vhost-user-gpu with
-# the same vhost-user command stream, and the full-frame copy path against memcpy.
-#   bench/run.sh [SECONDS_PER_CASE]
+# the same vhost-user command stream, and the full-frame copy path against memcpy. With
+# --guest, also real guests (QEMU TCG): page flips on both back-ends, and wl_display.sync
+# round trips through cross-domain against the host's own.
+#   bench/run.sh [SECONDS_PER_CASE] [--guest]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-3}
@@ -16,3 +18,21 @@ echo "== neep-gpu vs Debian's vhost-user-gpu (1920x1080, B8G8R8X8)"
     "neep-gpu=$(pwd)/build/bench/src/neep-gpu" "debian=/usr/lib/qemu/vhost-user-gpu"
 echo "== full-frame copy path"
 ./build/bench/bench/transfer_bench
+
+if [ "${2:-}" = --guest ]; then
+    guest=build/bench/guest
+    mkdir -p "$guest"
+    for program in kms_pattern cross_domain_test; do
+        gcc -static -O2 -o "$guest/$program" "tests/vm/guest/$program.c"
+    done
+    tests/vm/build-initramfs.sh "$guest/initrd.cpio" "$guest/kms_pattern" \
+        "$guest/cross_domain_test"
+    echo "== page flips in a real guest (1920x1080)"
+    python3 bench/guest_flip_bench.py --neep-gpu build/bench/src/neep-gpu \
+        --initrd "$guest/initrd.cpio" --flips 100
+    echo "== wl_display.sync through cross-domain vs on the host"
+    qemu=$(scripts/build-qemu-rutabaga.sh build/bench)
+    python3 bench/cross_domain_bench.py --qemu-rutabaga "$qemu" \
+        --neep-library-dir build/bench/src --initrd "$guest/initrd.cpio" \
+        --host-client build/bench/bench/wayland_sync_bench --rounds 300
+fi
