@@ -31,7 +31,8 @@ apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config ninja-build clang libclang-rt-14-dev llvm \
     clang-format libpixman-1-dev python3 >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports \
-    meson linux-libc-dev qemu-system-x86 qemu-system-gui python3-pycotap >/dev/null
+    meson linux-libc-dev qemu-system-x86 qemu-system-gui python3-pycotap \
+    libwayland-dev wayland-protocols >/dev/null
 # The test guest: Debian's kernel and busybox in an initramfs.
 apt-get install -y -qq --no-install-recommends \
     linux-image-amd64 busybox-static cpio kmod xz-utils zstd >/dev/null

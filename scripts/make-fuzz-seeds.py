@@ -53,6 +53,15 @@ cd += struct.pack("<BBHIIIII", 7, 0, 24, 0, 5, 1, 0, 0)  # WRITE to an unknown p
 with open(f"{out}/cross_domain/session", "wb") as f:
     f.write(cd)
 
+os.makedirs(f"{out}/wayland_wire", exist_ok=True)
+# All requests: get_registry(2), bind(7, "wl_shm", 1, 3), create_pool(4, fd, 4096).
+wire = bytes([0])
+wire += struct.pack("<III", 1, (12 << 16) | 1, 2)
+wire += struct.pack("<IIII", 2, (32 << 16) | 0, 7, 7) + b"wl_shm\0\0" + struct.pack("<II", 1, 3)
+wire += struct.pack("<IIII", 3, (16 << 16) | 0, 4, 4096)
+with open(f"{out}/wayland_wire/session", "wb") as f:
+    f.write(wire)
+
 os.makedirs(f"{out}/virtqueue", exist_ok=True)
 # size 8 (index 3), desc at 0x100, avail at 0x200, used at 0x300; one two-part chain.
 ring = bytearray(4096)
