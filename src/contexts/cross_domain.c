@@ -17,11 +17,6 @@
 
 #include "util/checked.h"
 
-#define PAGE_BYTES       4096u
-#define MAP_CACHE_CACHED 0x01u
-#define MAP_ACCESS_READ  0x10u
-#define MAP_ACCESS_RW    0x30u
-
 static const struct neep_context_ops cross_domain_ops;
 
 static struct cross_domain_context *from_base(struct neep_context *base)

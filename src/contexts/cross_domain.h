@@ -41,6 +41,12 @@ struct cross_domain_ring {
     uint64_t size_bytes;
 };
 
+/* map_info of host blobs: cached, with access from the memory's open mode. */
+#define MAP_CACHE_CACHED 0x01u
+#define MAP_ACCESS_READ  0x10u
+#define MAP_ACCESS_RW    0x30u
+#define PAGE_BYTES       4096u
+
 /* Most items a context may hold; a guest that never consumes them cannot grow us forever. */
 #define CROSS_DOMAIN_MAX_ITEMS 4096u
 

@@ -16,11 +16,6 @@
 #include "cross_domain.h"
 #include "util/iov.h"
 
-#define MAP_CACHE_CACHED 0x01u
-#define MAP_ACCESS_READ  0x10u
-#define MAP_ACCESS_RW    0x30u
-#define PAGE_BYTES       4096u
-
 bool cross_domain_ring_write(const struct cross_domain_ring *ring, const void *data, size_t size)
 {
     if (!ring->resource_id || size > ring->size_bytes) {
