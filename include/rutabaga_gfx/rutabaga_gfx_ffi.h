@@ -213,8 +213,8 @@ struct rutabaga_debug {
 
 /*
  * Called once per completed fence, in creation order per timeline. neep calls it on the
- * thread that created the fence or on its own fence thread; it must not call back into the
- * library.
+ * thread that created the fence, on the thread of the context that completed it, or on its
+ * own fence thread; it must not call back into the library.
  */
 typedef void (*rutabaga_fence_callback)(uint64_t user_data, const struct rutabaga_fence *fence);
 

@@ -499,10 +499,12 @@ TEST(a_ring_too_small_for_replies_is_refused_or_ends_the_stream)
 {
     struct rig rig;
     rig_init(&rig);
-    /* A 256-byte guest blob as the channel ring: no RECEIVE header fits in it. */
-    static uint8_t small[256];
-    struct iovec iov = {small, sizeof(small)};
-    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_GUEST, .size_bytes = sizeof(small)};
+    /* A 256-byte guest blob as the channel ring (no RECEIVE header fits in it), followed in
+     * guest memory by bytes that must stay untouched. */
+    static uint8_t memory[512];
+    memset(memory, 0xa5, sizeof(memory));
+    struct iovec iov = {memory, 256};
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_GUEST, .size_bytes = 256};
     CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 120, &blob, &iov, 1), 0);
     CHECK_EQ(neep_context_attach_resource(rig.renderer, CTX, 120), 0);
     struct cross_domain_init init = {.hdr = header(CROSS_DOMAIN_CMD_INIT, 20),
@@ -521,8 +523,15 @@ TEST(a_ring_too_small_for_replies_is_refused_or_ends_the_stream)
     compositor_send(&rig, "hi", 2, NULL, 0);
     uint64_t poll_id = start_poll(&rig);
     CHECK(fence_done(&rig, poll_id, 2000));
-    CHECK(rig.log.error_count >= 1);
-    /* The guest never sees more than its ring: the 256 bytes after it are untouched. */
+    CHECK(strstr(rig.log.last_error, "too small") != NULL);
+    for (size_t i = 256; i < sizeof(memory); i++) {
+        CHECK_EQ(memory[i], 0xa5); /* nothing written past the ring */
+    }
+    /* The channel was closed: the compositor sees the end of the stream (a reset, since
+     * its "hi" was never read). */
+    char byte;
+    ssize_t got = read(rig.compositor_fd, &byte, 1);
+    CHECK(got == 0 || (got < 0 && errno == ECONNRESET));
     rig_finish(&rig);
 }
 
