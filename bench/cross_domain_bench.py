@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vm"))
-import vmtest  # noqa: E402
+import vmlib  # noqa: E402
 
 
 def main():
@@ -29,14 +29,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="neep-cd-bench-")
-    weston = vmtest.Weston(workdir)
+    weston = vmlib.Weston(workdir)
     try:
         # The best of three: weston is still settling right after it starts.
         host_us = min(
             float(subprocess.run([args.host_client, weston.socket, str(args.rounds)],
                                  capture_output=True, text=True, check=True).stdout.split("=")[1])
             for _ in range(3))
-        guest = vmtest.Guest(os.path.join(workdir, "guest"), None, args.initrd,
+        guest = vmlib.Guest(os.path.join(workdir, "guest"), None, args.initrd,
                              f"neep.test=run neep.program=cross_domain_test "
                              f"neep.args=bench,{args.rounds}",
                              rutabaga={"qemu": args.qemu_rutabaga,

@@ -11,18 +11,18 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vm"))
-import vmtest  # noqa: E402
+import vmlib  # noqa: E402
 
 
 def measure(backend, initrd, flips):
     workdir = tempfile.mkdtemp(prefix="neep-flip-")
-    guest = vmtest.Guest(workdir, backend, initrd, "neep.test=run neep.program=kms_pattern")
+    guest = vmlib.Guest(workdir, backend, initrd, "neep.test=run neep.program=kms_pattern")
     guest.max_outputs = 1
     guest.extra_device = ",xres=1920,yres=1080"
     guest.check_backend_exit = backend[0].endswith("neep-gpu")
     try:
         guest.start()
-        guest.wait_for("NEEP: kms-ready", timeout=vmtest.BOOT_TIMEOUT)
+        guest.wait_for("NEEP: kms-ready", timeout=vmlib.BOOT_TIMEOUT)
         guest.send(f"flip {flips}")
         _, line = guest.wait_for("NEEP: flips", timeout=600)
         guest.send("exit")

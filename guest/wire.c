@@ -64,6 +64,14 @@ const struct wl_interface *wire_objects_get(const struct wire_objects *objects, 
     return entry ? *entry : NULL;
 }
 
+void wire_objects_retire(struct wire_objects *objects, uint32_t id)
+{
+    const struct wl_interface **entry = slot(objects, id, false);
+    if (entry) {
+        *entry = NULL;
+    }
+}
+
 static const struct wl_interface *known_by_name(const struct wire_objects *objects,
                                                 const char *name)
 {
@@ -89,7 +97,9 @@ static int create_object(struct wire_objects *objects, enum wire_direction direc
         *reason = "too many objects";
         return -1;
     }
-    if (*entry) {
+    /* A client waits for delete_id before reusing an id; a compositor reuses its own ids as
+     * soon as it destroys them, and clients replace the old object. */
+    if (*entry && direction == WIRE_REQUEST) {
         *reason = "a new object id that is already in use";
         return -1;
     }
@@ -145,6 +155,12 @@ int wire_read(struct wire_objects *objects, enum wire_direction direction, const
         if ((*s >= '0' && *s <= '9') || *s == '?') {
             continue; /* "since" version digits and the nullable marker */
         }
+        if (arg >= (int)WIRE_MAX_ARGS) {
+            *reason = "a message with more arguments than this proxy handles";
+            return -1;
+        }
+        message->arg_types[arg] = *s;
+        message->arg_offsets[arg] = *s == 'h' ? 0 : (uint16_t)(pos - data);
         uint32_t word = 0;
         if (*s != 'h') {
             if (end - pos < 4) {
@@ -209,6 +225,7 @@ int wire_read(struct wire_objects *objects, enum wire_direction direction, const
         }
         arg++;
     }
+    message->arg_count = (uint8_t)arg;
     if (pos != end) {
         *reason = "a message longer than its arguments";
         return -1;
@@ -222,10 +239,7 @@ int wire_read(struct wire_objects *objects, enum wire_direction direction, const
     if (direction == WIRE_EVENT && message->object_id == 1 && message->opcode == 1) {
         uint32_t id;
         memcpy(&id, data + 8, 4);
-        const struct wl_interface **entry = slot(objects, id, false);
-        if (entry) {
-            *entry = NULL;
-        }
+        wire_objects_retire(objects, id);
     }
     return (int)message_size;
 }

@@ -15,6 +15,8 @@
 #define WIRE_SERVER_ID_START 0xff000000u
 /* libwayland's own limit on one message. */
 #define WIRE_MAX_MESSAGE_BYTES 4096u
+/* More arguments than any message of the known protocols has. */
+#define WIRE_MAX_ARGS 16u
 /* Most objects one connection may hold (ids beyond are refused, not allocated for). */
 #define WIRE_MAX_OBJECTS 65536u
 
@@ -40,6 +42,11 @@ struct wire_message {
     const struct wl_interface *interface;
     const struct wl_message *message;
     uint32_t fd_count; /* 'h' arguments, in order */
+    /* Each argument's signature letter and byte offset in the message (fds have no bytes:
+     * their offset is 0), so a proxy can read or rewrite them in place. */
+    uint8_t arg_count;
+    char arg_types[WIRE_MAX_ARGS];
+    uint16_t arg_offsets[WIRE_MAX_ARGS];
 };
 
 /* Starts with wl_display as object 1. */
@@ -47,6 +54,8 @@ int wire_objects_init(struct wire_objects *objects, const struct wl_interface *d
                       const struct wl_interface *const *known, size_t known_count);
 void wire_objects_finish(struct wire_objects *objects);
 const struct wl_interface *wire_objects_get(const struct wire_objects *objects, uint32_t id);
+/* Forgets an object (its id may be used again), as wl_display.delete_id does. */
+void wire_objects_retire(struct wire_objects *objects, uint32_t id);
 
 /*
  * Reads the message at the start of `data` (`size` bytes available). Returns its size when

@@ -41,5 +41,10 @@ apt-get install -y -qq --no-install-recommends \
     dpkg-dev xz-utils bzip2 python3-venv libglib2.0-dev zlib1g-dev flex bison >/dev/null
 # The host compositor of the cross-domain tests.
 apt-get install -y -qq --no-install-recommends weston >/dev/null
+# Wayland passthrough end to end: sway (headless, pixman) is a host compositor with a seat;
+# wtype types into it, grim takes screenshots, wl-clipboard copies and pastes; the guest runs
+# real clients from weston, wayland-utils, wev and wl-clipboard.
+apt-get install -y -qq --no-install-recommends \
+    sway wtype grim wl-clipboard wev wayland-utils >/dev/null
 
 echo "install-deps: done (meson $(meson --version))"

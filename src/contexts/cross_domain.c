@@ -220,8 +220,11 @@ static int cmd_get_image_requirements(struct cross_domain_context *ctx, const ui
     }
     uint32_t bpp[3], divisor[3];
     int planes = format_planes(request.drm_format, bpp, divisor);
-    if (planes == 0 || request.width == 0 || request.height == 0 ||
-        request.width > NEEP_MAX_DIMENSION_PX || request.height > NEEP_MAX_DIMENSION_PX) {
+    /* Byte buffers (one row of R8, as guest proxies ask for shared memory) may be long. */
+    bool byte_buffer = request.drm_format == DRM_FORMAT_R8 && request.height == 1;
+    uint32_t max_width = byte_buffer ? CROSS_DOMAIN_MAX_BYTE_BUFFER : NEEP_MAX_DIMENSION_PX;
+    if (planes == 0 || request.width == 0 || request.height == 0 || request.width > max_width ||
+        request.height > NEEP_MAX_DIMENSION_PX) {
         cd_error(ctx, "cross-domain: no layout for %ux%u of format 0x%08x", request.width,
                  request.height, request.drm_format);
         return -EINVAL;

@@ -46,6 +46,8 @@ struct cross_domain_ring {
 #define MAP_ACCESS_READ  0x10u
 #define MAP_ACCESS_RW    0x30u
 #define PAGE_BYTES       4096u
+/* Longest byte buffer (one row of R8) a guest may ask a layout for. */
+#define CROSS_DOMAIN_MAX_BYTE_BUFFER (512u << 20)
 
 /* Most items a context may hold; a guest that never consumes them cannot grow us forever. */
 #define CROSS_DOMAIN_MAX_ITEMS 4096u

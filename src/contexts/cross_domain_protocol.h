@@ -31,6 +31,9 @@ enum cross_domain_id_type {
     CROSS_DOMAIN_ID_TYPE_WRITE_PIPE = 4,
 };
 
+/* The layout guest proxies ask for when they want plain shared memory: one row of R8. */
+#define DRM_FORMAT_R8 0x20203852u /* 'R', '8', ' ', ' ' */
+
 #define CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND 1u
 #define CROSS_DOMAIN_MAX_IDENTIFIERS      28u
 #define CROSS_DOMAIN_PIPE_READ_START      0x80000000u

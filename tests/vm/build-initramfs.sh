@@ -5,7 +5,9 @@
 #   build-initramfs.sh OUTPUT [EXTRA_FILE...]
 #
 # The base (busybox + modules) is cached outside the work tree, keyed by kernel and busybox
-# versions; extra files are appended on each call (cpio archives concatenate).
+# versions; extra files are appended on each call (cpio archives concatenate). Extra programs
+# go to /bin; dynamically linked ones bring their shared libraries (guest and host are the
+# same Debian, so the host's copies run there).
 set -euo pipefail
 output=$1
 shift
@@ -52,6 +54,11 @@ if [ $# -gt 0 ]; then
     mkdir -p "$extra/bin"
     for file in "$@"; do
         cp "$file" "$extra/bin/"
+        # ldd lists "name => /path (addr)" and the loader as "/path (addr)".
+        for library in $(ldd "$file" 2>/dev/null | grep -o '/[^ ]*' || true); do
+            mkdir -p "$extra$(dirname "$library")"
+            cp -L "$library" "$extra$library"
+        done
     done
     (cd "$extra" && find . | cpio -o -H newc --quiet) >>"$output"
     rm -rf "$extra"

@@ -21,8 +21,15 @@ mkdir -p "$guest_dir"
 for program in kms_pattern cross_domain_test; do
     gcc -static -O2 -Wall -Wextra -Werror -o "$guest_dir/$program" "$here/guest/$program.c"
 done
+# Wayland passthrough: neep-wl, a command loop, and real clients from Debian packages.
+wayland_clients=()
+for client in wayland-info weston-simple-shm weston-simple-damage wev wl-copy wl-paste; do
+    path=$(command -v "$client") || { echo "$client is missing: run scripts/install-deps.sh"; exit 1; }
+    wayland_clients+=("$path")
+done
 "$here/build-initramfs.sh" "$guest_dir/initrd.cpio" "$guest_dir/kms_pattern" \
-    "$guest_dir/cross_domain_test"
+    "$guest_dir/cross_domain_test" "$build_dir/guest/neep-wl" "$here/guest/shell.sh" \
+    "${wayland_clients[@]}"
 
 case "$mode" in
 vhost-user)

@@ -1,0 +1,215 @@
+/*
+ * neep-wl: the guest half of Wayland passthrough. Guest applications connect to it as to a
+ * compositor; each connection becomes a cross-domain context on the virtio-gpu device, whose
+ * host half talks to the host's compositor.
+ *
+ *   neep-wl [--socket NAME] [--render-node PATH] [--verbose] [-- PROGRAM [ARGS...]]
+ *
+ * With a program it runs it with WAYLAND_DISPLAY set and exits with its status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy.h"
+#include "shm.h"
+
+/* Lines per second a misbehaving client can make neep-wl print. */
+#define LOG_LINES_PER_SECOND 20u
+
+static bool verbose;
+
+void proxy_log(const char *format, ...)
+{
+    static time_t window;
+    static unsigned lines;
+    time_t now = time(NULL);
+    if (now != window) {
+        window = now;
+        lines = 0;
+    }
+    if (++lines > LOG_LINES_PER_SECOND) {
+        return;
+    }
+    va_list args;
+    va_start(args, format);
+    fprintf(stderr, "neep-wl: ");
+    vfprintf(stderr, format, args);
+    fprintf(stderr, "\n");
+    va_end(args);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: neep-wl [--socket NAME] [--render-node PATH] [--verbose] "
+                 "[-- PROGRAM [ARGS...]]\n"
+                 "  Serves Wayland clients in this guest through the host's compositor\n"
+                 "  (virtio-gpu cross-domain). Listens on $XDG_RUNTIME_DIR/NAME (wayland-0).\n");
+}
+
+/* Binds the socket as libwayland does: a lock file beside it guards a stale socket. */
+static int listen_on(const char *runtime_dir, const char *name)
+{
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    int length = snprintf(address.sun_path, sizeof(address.sun_path), "%s/%s", runtime_dir, name);
+    if (length < 0 || (size_t)length >= sizeof(address.sun_path)) {
+        fprintf(stderr, "neep-wl: socket path %s/%s is too long\n", runtime_dir, name);
+        return -1;
+    }
+    char lock_path[sizeof(address.sun_path) + 8];
+    snprintf(lock_path, sizeof(lock_path), "%s.lock", address.sun_path);
+    int lock = open(lock_path, O_CREAT | O_CLOEXEC | O_RDWR, 0660);
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
+        fprintf(stderr, "neep-wl: %s is in use by another compositor\n", address.sun_path);
+        return -1;
+    }
+    unlink(address.sun_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0 ||
+        listen(fd, 128) < 0) {
+        fprintf(stderr, "neep-wl: cannot listen on %s: %s\n", address.sun_path, strerror(errno));
+        return -1;
+    }
+    return fd; /* the lock stays held until exit */
+}
+
+static pid_t spawn(char **argv, const char *display)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("WAYLAND_DISPLAY", display, 1);
+        execvp(argv[0], argv);
+        fprintf(stderr, "neep-wl: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+int main(int argc, char **argv)
+{
+    const char *socket_name = "wayland-0";
+    struct proxy proxy = {.render_node = "/dev/dri/renderD128"};
+    static const struct option options[] = {
+        {"socket", required_argument, NULL, 's'},
+        {"render-node", required_argument, NULL, 'r'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0},
+    };
+    int option;
+    while ((option = getopt_long(argc, argv, "+s:r:vh", options, NULL)) != -1) {
+        switch (option) {
+        case 's':
+            socket_name = optarg;
+            break;
+        case 'r':
+            proxy.render_node = optarg;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    const char *runtime_dir = getenv("XDG_RUNTIME_DIR");
+    if (!runtime_dir || !*runtime_dir) {
+        fprintf(stderr, "neep-wl: XDG_RUNTIME_DIR is not set\n");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (shm_install_guard() < 0) {
+        return 1;
+    }
+    proxy.listener_fd = listen_on(runtime_dir, socket_name);
+    if (proxy.listener_fd < 0) {
+        return 1;
+    }
+    proxy.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    proxy.listener_watch = (struct watch){WATCH_LISTENER, NULL};
+    struct epoll_event listen_event = {.events = EPOLLIN, .data.ptr = &proxy.listener_watch};
+    epoll_ctl(proxy.epoll_fd, EPOLL_CTL_ADD, proxy.listener_fd, &listen_event);
+
+    /* A child program's end (SIGCHLD) and termination requests come through a signalfd. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGCHLD);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigprocmask(SIG_BLOCK, &signals, NULL);
+    int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    struct watch signal_watch = {WATCH_LISTENER, NULL};
+    struct epoll_event signal_event = {.events = EPOLLIN, .data.ptr = &signal_watch};
+    epoll_ctl(proxy.epoll_fd, EPOLL_CTL_ADD, signal_fd, &signal_event);
+
+    pid_t child = -1;
+    if (optind < argc) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, &signals); /* the child starts unblocked */
+        child = spawn(argv + optind, socket_name);
+        sigprocmask(SIG_BLOCK, &signals, NULL);
+    }
+    if (verbose) {
+        proxy_log("listening on %s/%s", runtime_dir, socket_name);
+    }
+
+    int exit_status = 0;
+    for (bool running = true; running;) {
+        struct epoll_event events[32];
+        int count = epoll_wait(proxy.epoll_fd, events, 32, -1);
+        if (count < 0 && errno != EINTR) {
+            break;
+        }
+        for (int i = 0; i < count; i++) {
+            struct watch *watch = events[i].data.ptr;
+            if (watch == &signal_watch) {
+                struct signalfd_siginfo info;
+                while (read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+                    if (info.ssi_signo != SIGCHLD) {
+                        running = false;
+                    }
+                }
+                int status;
+                pid_t ended;
+                while ((ended = waitpid(-1, &status, WNOHANG)) > 0) {
+                    if (ended == child) {
+                        exit_status =
+                            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                        running = false;
+                    }
+                }
+            } else if (watch == &proxy.listener_watch) {
+                int fd = accept4(proxy.listener_fd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd >= 0) {
+                    struct proxy_client *client = proxy_client_create(&proxy, fd);
+                    if (client && verbose) {
+                        proxy_log("client %u connected", client->serial);
+                    }
+                }
+            } else if (watch->kind != WATCH_DEAD) {
+                proxy_client_handle(watch->client, watch, events[i].events);
+            }
+        }
+        proxy_collect_garbage(&proxy);
+    }
+    return exit_status;
+}

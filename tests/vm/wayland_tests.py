@@ -1,0 +1,212 @@
+"""Wayland passthrough end to end: real Wayland clients in the guest, through neep-wl and
+QEMU's virtio-gpu-rutabaga on neep's library, shown by a real compositor on the host.
+
+The host compositor is a headless sway (wlroots' pixman renderer): unlike headless weston it
+has a seat, so the tests can type into guest windows (wtype's virtual keyboard), exchange the
+clipboard (wl-copy / wl-paste) and take screenshots (grim) from the host side.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from vmlib import (BOOT_TIMEOUT, STEP_TIMEOUT, Image, Weston, rutabaga_guest,
+                   wait_for_path)
+
+SWAY_CONFIG = """\
+xwayland disable
+output HEADLESS-1 resolution 1280x720 position 0 0 background #203040 solid_color
+default_border none
+default_floating_border none
+for_window [title=".*"] floating enable
+"""
+BACKGROUND = (0x20, 0x30, 0x40)
+UNPRIVILEGED = "65534"  # sway refuses to run as root
+
+
+class Sway:
+    """A headless sway on the host, and the host-side tools that act on it."""
+
+    def __init__(self, workdir):
+        # Its own directory: the test's work directory is private to root.
+        self.home = tempfile.mkdtemp(prefix="neep-sway-")
+        os.chmod(self.home, 0o755)
+        self.runtime_dir = os.path.join(self.home, "xdg")
+        os.makedirs(self.runtime_dir, mode=0o700)
+        config = os.path.join(self.home, "sway.config")
+        with open(config, "w") as f:
+            f.write(SWAY_CONFIG)
+        command = ["sway", "--config", config]
+        if os.getuid() == 0:
+            os.chown(self.runtime_dir, int(UNPRIVILEGED), int(UNPRIVILEGED))
+            command = ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}",
+                       "--clear-groups"] + command
+        self.log = open(os.path.join(workdir, "sway.log"), "w")
+        environment = dict(os.environ, XDG_RUNTIME_DIR=self.runtime_dir, HOME=self.home,
+                           WLR_BACKENDS="headless", WLR_RENDERER="pixman",
+                           WLR_LIBINPUT_NO_DEVICES="1")
+        environment.pop("WAYLAND_DISPLAY", None)
+        environment.pop("DISPLAY", None)
+        self.process = subprocess.Popen(command, env=environment, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while True:
+            sockets = [p for p in glob.glob(os.path.join(self.runtime_dir, "wayland-*"))
+                       if not p.endswith(".lock")]
+            if sockets:
+                self.socket = sockets[0]
+                break
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("sway did not start (see sway.log)")
+            time.sleep(0.05)
+        wait_for_path(self.socket, self.process)
+        self.environment = dict(os.environ, XDG_RUNTIME_DIR=self.runtime_dir,
+                                WAYLAND_DISPLAY=os.path.basename(self.socket))
+
+    def run(self, command, timeout=20, **kwargs):
+        return subprocess.run(command, env=self.environment, timeout=timeout,
+                              capture_output=True, **kwargs)
+
+    def screenshot(self, path):
+        result = self.run(["grim", "-t", "ppm", path])
+        if result.returncode != 0:
+            raise AssertionError(f"grim failed: {result.stderr.decode(errors='replace')}")
+        return Image(path)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def shell(guest, command, timeout=STEP_TIMEOUT):
+    """Runs a command in the guest's command loop; returns its status and its output lines."""
+    start = len(guest.lines)
+    guest.send(command)
+    index, line = guest.wait_for("NEEP: shell-done", timeout=timeout, start=start)
+    return int(line.split()[-1]), guest.lines[start:index]
+
+
+def start_session(args, workdir, compositor_socket):
+    """A guest on the host compositor at `compositor_socket`, with neep-wl serving in it."""
+    guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=shell.sh",
+                           compositor_socket)
+    try:
+        guest.start()
+        guest.wait_for("NEEP: shell-ready", timeout=BOOT_TIMEOUT)
+        shell(guest, "neep-wl --verbose &")
+        status, _ = shell(guest, "for i in $(seq 100); do [ -S $XDG_RUNTIME_DIR/wayland-0 ] && "
+                                 "exit 0; sleep 0.1; done; exit 1")
+        if status != 0:
+            raise AssertionError("neep-wl did not create its socket")
+    except BaseException:
+        guest.stop()
+        raise
+    return guest
+
+
+def settle(check, timeout=20.0, interval=0.5):
+    """Retries a check until it passes; the guest runs under emulation at its own pace."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
+WHITE = (255, 255, 255)
+SIMPLE_SHM_SIZE = 250
+SIMPLE_SHM_PADDING = 20
+
+
+def find_simple_shm(image):
+    """weston-simple-shm's window: 250x250, a 20-pixel white frame around a colourful
+    pattern crossed by two diagonals. Returns its top-left corner."""
+    whites = [(x, y) for y in range(40, image.height, 2) for x in range(0, image.width, 2)
+              if image.pixel(x, y) == WHITE]
+    if not whites:
+        raise AssertionError("no white pixels: no weston-simple-shm window on the host")
+    x0, y0 = min(x for x, _ in whites), min(y for _, y in whites)
+    while x0 > 0 and image.pixel(x0 - 1, y0) == WHITE:  # the scan went in steps of two
+        x0 -= 1
+    while y0 > 0 and image.pixel(x0, y0 - 1) == WHITE:
+        y0 -= 1
+    for dy in range(SIMPLE_SHM_SIZE):
+        for dx in (0, SIMPLE_SHM_SIZE // 2, SIMPLE_SHM_SIZE - 1):
+            if dy < SIMPLE_SHM_PADDING or dy >= SIMPLE_SHM_SIZE - SIMPLE_SHM_PADDING or \
+                    dx in (0, SIMPLE_SHM_SIZE - 1):
+                if image.pixel(x0 + dx, y0 + dy) != WHITE:
+                    raise AssertionError(f"the frame of the window at ({x0},{y0}) is not white "
+                                         f"at +({dx},{dy})")
+    # The diagonals are drawn with alpha 0: one colour all along (whatever the compositor
+    # makes of it), unlike the pattern around them.
+    inner = SIMPLE_SHM_SIZE - 2 * SIMPLE_SHM_PADDING
+    diagonal = {image.pixel(x0 + SIMPLE_SHM_PADDING + d, y0 + SIMPLE_SHM_PADDING + d)
+                for d in range(0, inner, 3)}
+    diagonal |= {image.pixel(x0 + SIMPLE_SHM_SIZE - SIMPLE_SHM_PADDING - 1 - d,
+                             y0 + SIMPLE_SHM_PADDING + d) for d in range(0, inner, 3)}
+    if len(diagonal) != 1:
+        raise AssertionError(f"the diagonals have {len(diagonal)} colours, not one")
+    colours = {image.pixel(x0 + x, y0 + y) for y in range(SIMPLE_SHM_PADDING, 230, 3)
+               for x in range(SIMPLE_SHM_PADDING, 230, 3)}
+    if len(colours) < 50:
+        raise AssertionError(f"only {len(colours)} colours inside the window")
+    return x0, y0
+
+
+def test_neep_wl_clients(args, workdir):
+    """wayland-info sees the host compositor's globals that neep-wl relays and none that it
+    hides; weston-simple-shm's window shows on the host with its frame, diagonals and
+    pattern, and animates."""
+    weston = Weston(workdir, screenshots=True)
+    guest = start_session(args, workdir, weston.socket)
+    try:
+        status, output = shell(guest, "wayland-info", timeout=60)
+        text = "\n".join(output)
+        if status != 0:
+            raise AssertionError(f"wayland-info exited with {status}: {text[-800:]}")
+        for wanted in ("wl_compositor", "wl_shm", "xdg_wm_base", "wl_output", "wp_viewporter"):
+            if f"'{wanted}'" not in text:
+                raise AssertionError(f"wayland-info did not list {wanted}")
+        for hidden in ("weston_screenshooter", "weston_debug_v1",
+                       "zwp_linux_explicit_synchronization_v1", "zwp_linux_dmabuf_v1"):
+            if hidden in text:
+                raise AssertionError(f"wayland-info listed {hidden}, which neep-wl hides")
+        globals_seen = text.count("interface: '")
+
+        shell(guest, "weston-simple-shm &")
+        x0, y0 = settle(lambda: find_simple_shm(weston.screenshot()))
+
+        def interior(image):
+            return [image.pixel(x0 + x, y0 + y) for y in range(30, 220, 5)
+                    for x in range(30, 220, 5)]
+
+        first = interior(weston.screenshot())
+
+        def animates():
+            image = weston.screenshot()
+            find_simple_shm(image)
+            if interior(image) == first:
+                raise AssertionError("weston-simple-shm's window does not change")
+
+        settle(animates)
+        status, _ = shell(guest, "killall weston-simple-shm")
+        return (f"wayland-info listed {globals_seen} globals; weston-simple-shm's window at "
+                f"({x0},{y0}) shows its pattern and animates on the host")
+    finally:
+        guest.stop()
+        weston.stop()
+
+
+NEEP_WL_TESTS = {
+    "neep_wl_clients": test_neep_wl_clients,
+}
