@@ -127,7 +127,14 @@ struct proxy_client *proxy_client_create(struct proxy *proxy, int socket_fd)
     proxy->client_count++;
     const char *error = "out of memory";
     bool relay_ready = relay_init(client) == 0;
-    if (!relay_ready || virtgpu_channel_open(&client->channel, proxy->render_node, &error) < 0) {
+    uint32_t ring = VIRTGPU_FIRST_POLL_RING;
+    for (uint32_t r = VIRTGPU_FIRST_POLL_RING; r <= VIRTGPU_LAST_POLL_RING; r++) {
+        if (proxy->ring_users[r] < proxy->ring_users[ring]) {
+            ring = r;
+        }
+    }
+    if (!relay_ready ||
+        virtgpu_channel_open(&client->channel, proxy->render_node, ring, &error) < 0) {
         char why[256];
         snprintf(why, sizeof(why), "neep-wl cannot reach the host compositor: %s (%s)", error,
                  strerror(errno));
@@ -138,6 +145,7 @@ struct proxy_client *proxy_client_create(struct proxy *proxy, int socket_fd)
         return NULL;
     }
     client->poll_armed = true;
+    proxy->ring_users[client->channel.poll_ring]++;
     fcntl(socket_fd, F_SETFL, fcntl(socket_fd, F_GETFL) | O_NONBLOCK);
     if (watch_fd(client, socket_fd, EPOLLIN, &client->socket_watch) < 0 ||
         watch_fd(client, client->channel.drm_fd, EPOLLIN, &client->channel_watch) < 0) {
@@ -165,7 +173,10 @@ void proxy_client_destroy(struct proxy_client *client)
                   (unsigned long long)client->shm_copied_bytes);
     }
     epoll_ctl(client->proxy->epoll_fd, EPOLL_CTL_DEL, client->socket_fd, NULL);
-    epoll_ctl(client->proxy->epoll_fd, EPOLL_CTL_DEL, client->channel.drm_fd, NULL);
+    if (client->channel.drm_fd >= 0) {
+        epoll_ctl(client->proxy->epoll_fd, EPOLL_CTL_DEL, client->channel.drm_fd, NULL);
+        client->proxy->ring_users[client->channel.poll_ring]--;
+    }
     close(client->socket_fd);
     free_pipes(client, &client->read_pipes);
     free_pipes(client, &client->write_pipes);
@@ -452,7 +463,9 @@ static int host_blob_fd(struct proxy_client *client, uint32_t blob_id, uint32_t 
         done += ok ? (uint32_t)wrote : 0;
     }
     virtgpu_blob_free(&client->channel, &blob); /* the host drops the item with it */
-    if (!ok || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+    /* No F_SEAL_WRITE: kernels before 6.7 refuse even read-only shared mappings of
+     * write-sealed memfds, and clients of wl_keyboard before version 7 map keymaps shared. */
+    if (!ok || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
         if (fd >= 0) {
             close(fd);
         }
@@ -520,8 +533,10 @@ static bool receive(struct proxy_client *client, const uint8_t *ring)
                 close(fd);
             }
             proxy_client_fail(client, 1, WL_DISPLAY_ERROR_IMPLEMENTATION,
-                              "neep-wl cannot hand over a file of type %u from the compositor",
-                              reply.identifier_types[i]);
+                              "neep-wl cannot hand over a file (type %u, %u bytes) from the "
+                              "compositor: %s",
+                              reply.identifier_types[i], reply.identifier_sizes[i],
+                              strerror(errno));
             return false;
         }
     }
@@ -658,8 +673,9 @@ static void forward_guest_pipe(struct proxy_client *client, struct proxy_pipe *p
     write_cmd->identifier = pipe->host_id;
     write_cmd->hang_up = got <= 0;
     write_cmd->opaque_data_size = got > 0 ? (uint32_t)got : 0;
-    write_cmd->hdr.cmd_size = (uint16_t)(sizeof(*write_cmd) + write_cmd->opaque_data_size);
-    size_t size = (write_cmd->hdr.cmd_size + 3u) & ~3u;
+    /* Commands stay 4-byte aligned; the data size says where the data ends. */
+    size_t size = (sizeof(*write_cmd) + write_cmd->opaque_data_size + 3u) & ~(size_t)3;
+    write_cmd->hdr.cmd_size = (uint16_t)size;
     if (virtgpu_channel_submit(&client->channel, buffer, size) < 0 || got <= 0) {
         id_table_remove(&client->write_pipes, pipe->host_id);
         pipe_free(client, pipe);
@@ -669,6 +685,7 @@ static void forward_guest_pipe(struct proxy_client *client, struct proxy_pipe *p
 bool proxy_client_handle(struct proxy_client *client, struct watch *watch, uint32_t events)
 {
     bool alive = true;
+    const char *why = NULL;
     if (watch->kind == WATCH_DEAD) {
         return false;
     }
@@ -679,9 +696,11 @@ bool proxy_client_handle(struct proxy_client *client, struct watch *watch, uint3
         } else if (events & (EPOLLHUP | EPOLLERR)) {
             alive = false;
         }
+        why = alive ? NULL : "the client hung up";
         break;
     case WATCH_CHANNEL:
         alive = handle_channel(client);
+        why = alive ? NULL : "the channel failed";
         break;
     case WATCH_GUEST_PIPE:
         forward_guest_pipe(client, (struct proxy_pipe *)watch);
@@ -694,11 +713,14 @@ bool proxy_client_handle(struct proxy_client *client, struct watch *watch, uint3
     }
     if (alive && !flush_client(client)) {
         alive = false;
+        why = "the client's socket failed";
     }
     if (alive && client->closing && queued_bytes(client) == 0) {
         alive = false;
+        why = "closed after an error";
     }
     if (!alive) {
+        proxy_log("client %u: disconnected: %s (%s)", client->serial, why, strerror(errno));
         proxy_client_destroy(client);
         return false;
     }

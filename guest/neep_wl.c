@@ -53,9 +53,19 @@ void proxy_log(const char *format, ...)
     va_end(args);
 }
 
+bool proxy_tracing;
+
+void proxy_trace(const struct proxy_client *client, const char *direction,
+                 const struct wire_message *message, uint32_t from_id, uint32_t to_id)
+{
+    fprintf(stderr, "neep-wl: client %u %s %s@%u.%s (as @%u, %u bytes, %u fds)\n", client->serial,
+            direction, message->interface->name, from_id, message->message->name, to_id,
+            message->size_bytes, message->fd_count);
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: neep-wl [--socket NAME] [--render-node PATH] [--verbose] "
+    fprintf(out, "usage: neep-wl [--socket NAME] [--render-node PATH] [--verbose] [--trace] "
                  "[-- PROGRAM [ARGS...]]\n"
                  "  Serves Wayland clients in this guest through the host's compositor\n"
                  "  (virtio-gpu cross-domain). Listens on $XDG_RUNTIME_DIR/NAME (wayland-0).\n");
@@ -104,14 +114,12 @@ int main(int argc, char **argv)
     const char *socket_name = "wayland-0";
     struct proxy proxy = {.render_node = "/dev/dri/renderD128"};
     static const struct option options[] = {
-        {"socket", required_argument, NULL, 's'},
-        {"render-node", required_argument, NULL, 'r'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0},
+        {"socket", required_argument, NULL, 's'}, {"render-node", required_argument, NULL, 'r'},
+        {"verbose", no_argument, NULL, 'v'},      {"trace", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},         {0, 0, 0, 0},
     };
     int option;
-    while ((option = getopt_long(argc, argv, "+s:r:vh", options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "+s:r:vth", options, NULL)) != -1) {
         switch (option) {
         case 's':
             socket_name = optarg;
@@ -121,6 +129,9 @@ int main(int argc, char **argv)
             break;
         case 'v':
             verbose = true;
+            break;
+        case 't':
+            proxy_tracing = true;
             break;
         case 'h':
             usage(stdout);

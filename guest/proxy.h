@@ -133,6 +133,8 @@ struct proxy {
     int listener_fd;
     uint32_t next_serial;
     uint32_t client_count;
+    /* Connections polling each ring index: each new one takes the least used. */
+    uint32_t ring_users[VIRTGPU_LAST_POLL_RING + 1];
     /* Freed after the current batch of epoll events: later events may still point here. */
     void **garbage;
     size_t garbage_count;
@@ -173,5 +175,9 @@ int fd_fifo_pop(struct fd_fifo *fifo);
 void fd_fifo_clear(struct fd_fifo *fifo);
 
 void proxy_log(const char *format, ...) __attribute__((format(printf, 1, 2)));
+/* With --trace, every message each way, as neep-wl saw it (not rate-limited). */
+extern bool proxy_tracing;
+void proxy_trace(const struct proxy_client *client, const char *direction,
+                 const struct wire_message *message, uint32_t from_id, uint32_t to_id);
 
 #endif

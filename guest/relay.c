@@ -134,8 +134,10 @@ static bool request_hooks(struct proxy_client *client, const struct wire_message
         memcpy(&size_bytes, bytes + 12, 4);
         int fd = fds[0];
         fds[0] = -1;
-        return shm_create_pool(client, pool_id, client->to_host[message->object_id], fd,
-                               size_bytes);
+        uint32_t shm_host_id = message->object_id >= WIRE_SERVER_ID_START
+                                   ? message->object_id
+                                   : client->to_host[message->object_id];
+        return shm_create_pool(client, pool_id, shm_host_id, fd, size_bytes);
     }
     if (interface == &wl_shm_pool_interface) {
         *forward = false;
@@ -185,8 +187,9 @@ bool relay_request(struct proxy_client *client, uint8_t *bytes, size_t size)
         return ok;
     }
 
-    /* Into host ids. */
-    uint32_t host_object = client->to_host[object_id];
+    /* Into host ids; the compositor's own objects keep theirs. */
+    uint32_t host_object =
+        object_id >= WIRE_SERVER_ID_START ? object_id : client->to_host[object_id];
     if (host_object == 0 || host_object == ID_CLIENT_ONLY) {
         proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_INVALID_OBJECT,
                           "%s@%u cannot take this request", message.interface->name, object_id);
@@ -201,7 +204,7 @@ bool relay_request(struct proxy_client *client, uint8_t *bytes, size_t size)
         switch (message.arg_types[i]) {
         case 'o':
             if (word != 0 && word < WIRE_SERVER_ID_START) {
-                uint32_t host_id = client->to_host[word];
+                uint32_t host_id = word < client->id_capacity ? client->to_host[word] : 0;
                 if (host_id == 0 || host_id == ID_CLIENT_ONLY) {
                     proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_INVALID_OBJECT,
                                       "%s.%s names object %u, which does not exist here",
@@ -236,6 +239,9 @@ bool relay_request(struct proxy_client *client, uint8_t *bytes, size_t size)
     }
     if (!ok) {
         return false;
+    }
+    if (proxy_tracing) {
+        proxy_trace(client, "->", &message, object_id, host_object);
     }
     if (!proxy_client_send(client, bytes, size, ids, types, fd_index)) {
         return false;
@@ -344,6 +350,9 @@ bool relay_event(struct proxy_client *client, uint8_t *bytes, size_t size)
             }
             write_word(bytes, message.arg_offsets[i], client_id);
         }
+    }
+    if (proxy_tracing) {
+        proxy_trace(client, pass ? "<-" : "<- (dropped)", &message, host_object, object_id);
     }
     if (!pass) {
         for (uint32_t i = 0; i < message.fd_count; i++) {

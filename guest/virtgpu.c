@@ -93,7 +93,7 @@ int virtgpu_channel_poll(struct virtgpu_channel *channel)
     struct cross_domain_poll poll = {
         .hdr = {.cmd = CROSS_DOMAIN_CMD_POLL, .cmd_size = sizeof(poll)}};
     /* Alone in its buffer: the fence belongs to the whole submission. */
-    return execbuffer(channel, &poll, sizeof(poll), CROSS_DOMAIN_CHANNEL_RING, NULL);
+    return execbuffer(channel, &poll, sizeof(poll), (int)channel->poll_ring, NULL);
 }
 
 int virtgpu_channel_take_event(struct virtgpu_channel *channel)
@@ -192,7 +192,7 @@ static int fail(struct virtgpu_channel *channel, const char **error, const char 
 }
 
 int virtgpu_channel_open(struct virtgpu_channel *channel, const char *render_node,
-                         const char **error)
+                         uint32_t poll_ring, const char **error)
 {
     memset(channel, 0, sizeof(*channel));
     channel->next_read_pipe_id = CROSS_DOMAIN_PIPE_READ_START;
@@ -218,11 +218,16 @@ int virtgpu_channel_open(struct virtgpu_channel *channel, const char *render_nod
         errno = ENODEV;
         return fail(channel, error, "the host offers no Wayland channel");
     }
+    channel->poll_ring = CROSS_DOMAIN_CHANNEL_RING;
+    if ((caps.neep_features & CROSS_DOMAIN_NEEP_ANY_CHANNEL_RING) &&
+        poll_ring >= VIRTGPU_FIRST_POLL_RING && poll_ring <= VIRTGPU_LAST_POLL_RING) {
+        channel->poll_ring = poll_ring;
+    }
     /* Before any GEM handle exists on this fd, or the kernel makes a default context. */
     struct drm_virtgpu_context_set_param params[] = {
         {VIRTGPU_CONTEXT_PARAM_CAPSET_ID, 5},
-        {VIRTGPU_CONTEXT_PARAM_NUM_RINGS, 2},
-        {VIRTGPU_CONTEXT_PARAM_POLL_RINGS_MASK, 1u << CROSS_DOMAIN_CHANNEL_RING},
+        {VIRTGPU_CONTEXT_PARAM_NUM_RINGS, channel->poll_ring + 1},
+        {VIRTGPU_CONTEXT_PARAM_POLL_RINGS_MASK, 1ull << channel->poll_ring},
     };
     struct drm_virtgpu_context_init init_context = {.num_params = 3,
                                                     .ctx_set_params = (uintptr_t)params};

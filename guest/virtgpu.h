@@ -39,11 +39,18 @@ struct virtgpu_channel {
     struct virtgpu_cached_requirements requirements[VIRTGPU_REQUIREMENTS_CACHE];
     uint32_t requirements_count;
     uint32_t next_read_pipe_id;
+    uint32_t poll_ring; /* the channel ring's index */
 };
 
-/* Opens `render_node` and sets the channel up; on failure returns -1 with *error set. */
+/* Ring indices a channel may poll on, when the host lets it choose (1 otherwise). */
+#define VIRTGPU_FIRST_POLL_RING 1u
+#define VIRTGPU_LAST_POLL_RING  63u
+
+/* Opens `render_node` and sets the channel up, polling on `poll_ring` if the host allows
+ * (see CROSS_DOMAIN_NEEP_ANY_CHANNEL_RING), else on ring 1; on failure returns -1 with
+ * *error set. */
 int virtgpu_channel_open(struct virtgpu_channel *channel, const char *render_node,
-                         const char **error);
+                         uint32_t poll_ring, const char **error);
 void virtgpu_channel_close(struct virtgpu_channel *channel);
 
 /* Submits commands without a fence (SEND, WRITE). */

@@ -45,6 +45,6 @@ apt-get install -y -qq --no-install-recommends weston >/dev/null
 # wtype types into it, grim takes screenshots, wl-clipboard copies and pastes; the guest runs
 # real clients from weston, wayland-utils, wev and wl-clipboard.
 apt-get install -y -qq --no-install-recommends \
-    sway wtype grim wl-clipboard wev wayland-utils >/dev/null
+    sway wtype grim wl-clipboard wev wayland-utils xkb-data >/dev/null
 
 echo "install-deps: done (meson $(meson --version))"

@@ -494,7 +494,7 @@ static int cross_domain_create_fence(struct neep_context *base, struct neep_time
                                      uint64_t fence_id)
 {
     struct cross_domain_context *ctx = from_base(base);
-    if (timeline->ring_idx != CROSS_DOMAIN_CHANNEL_RING) {
+    if (timeline->ring_idx == CROSS_DOMAIN_QUERY_RING) {
         /* Query work is done by the time it is fenced. */
         neep_timeline_signal(timeline, fence_id);
         return 0;
@@ -613,6 +613,7 @@ static int cross_domain_probe(struct neep_renderer *renderer, uint32_t *max_vers
         return -ENOMEM;
     }
     caps->version = 1;
+    caps->neep_features = CROSS_DOMAIN_NEEP_ANY_CHANNEL_RING;
     for (size_t i = 0; i < renderer->channel_count; i++) {
         if (renderer->channels[i].type == CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND) {
             caps->supported_channels |= 1u << CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND;

@@ -21,7 +21,7 @@ enum cross_domain_command {
 
 enum cross_domain_ring_index {
     CROSS_DOMAIN_QUERY_RING = 0,
-    CROSS_DOMAIN_CHANNEL_RING = 1,
+    CROSS_DOMAIN_CHANNEL_RING = 1, /* or any other but 0, see CROSS_DOMAIN_NEEP_ANY_CHANNEL_RING */
 };
 
 enum cross_domain_id_type {
@@ -52,7 +52,16 @@ struct cross_domain_capabilities {
     uint32_t supported_channels; /* 1 << channel type, for each channel configured */
     uint32_t supports_dmabuf;
     uint32_t supports_external_gpu_memory;
+    /* neep's addition; guests that read 16 bytes never see it. */
+    uint32_t neep_features;
 };
+/* The channel ring may be any ring but the query ring. QEMU's virtio-gpu-rutabaga completes a
+ * fence on ring N for every context's earlier fences on ring N, so two contexts polling ring
+ * 1 wake each other with stale replies; a guest that gives each connection its own ring
+ * avoids that. */
+#define CROSS_DOMAIN_NEEP_ANY_CHANNEL_RING (1u << 0)
+/* The capabilities every guest knows: the first four fields. */
+#define CROSS_DOMAIN_CAPABILITIES_V1_BYTES 16u
 
 /* Accepted at three sizes: 16 (legacy: no channel ring), 20, and 36 (with a socket UUID). */
 struct cross_domain_init {
@@ -109,7 +118,7 @@ struct cross_domain_read_write {
 };
 
 _Static_assert(sizeof(struct cross_domain_header) == 8, "header");
-_Static_assert(sizeof(struct cross_domain_capabilities) == 16, "capabilities");
+_Static_assert(sizeof(struct cross_domain_capabilities) == 20, "capabilities");
 _Static_assert(sizeof(struct cross_domain_init) == 36, "init");
 _Static_assert(sizeof(struct cross_domain_get_image_requirements) == 24, "image requirements");
 _Static_assert(sizeof(struct cross_domain_image_requirements) == 64, "requirements reply");

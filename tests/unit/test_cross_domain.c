@@ -230,6 +230,7 @@ TEST(capset_reports_the_wayland_channel)
     CHECK_EQ(neep_capset_get(rig.renderer, 5, 0, &caps, sizeof(caps)), 0);
     CHECK_EQ(caps.version, 1);
     CHECK_EQ(caps.supported_channels, 1u << CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND);
+    CHECK_EQ(caps.neep_features, CROSS_DOMAIN_NEEP_ANY_CHANNEL_RING);
     rig_finish(&rig);
 }
 
@@ -353,6 +354,33 @@ TEST(receive_delivers_bytes_and_keymaps_through_poll)
     CHECK(memcmp(ptr, "xkb_keymap { };", 15) == 0);
     /* Received items are consumed by one blob. */
     CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 401, &blob, NULL, 0), -EINVAL);
+    rig_finish(&rig);
+}
+
+TEST(the_channel_ring_may_be_any_ring_but_the_query_ring)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    /* A guest proxy gives each connection its own ring (see the capset's neep_features). */
+    struct cross_domain_poll request = {.hdr = header(CROSS_DOMAIN_CMD_POLL, 16)};
+    CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), 0);
+    uint64_t poll_id;
+    CHECK_EQ(fence(&rig, CTX, 37, &poll_id), 0);
+    CHECK(!fence_done(&rig, poll_id, 50));
+    compositor_send(&rig, "on-ring-37", 10, NULL, 0);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_send_receive reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.hdr.cmd, CROSS_DOMAIN_CMD_RECEIVE);
+    CHECK_EQ(reply.opaque_data_size, 10);
+    /* Query-ring fences still complete at once, and only one POLL is outstanding. */
+    uint64_t query_id;
+    CHECK_EQ(fence(&rig, CTX, CROSS_DOMAIN_QUERY_RING, &query_id), 0);
+    CHECK(fence_done(&rig, query_id, 2000));
+    CHECK_EQ(fence(&rig, CTX, 37, &poll_id), 0);
+    uint64_t second;
+    CHECK_EQ(fence(&rig, CTX, 2, &second), -EBUSY);
     rig_finish(&rig);
 }
 

@@ -7,7 +7,7 @@
 # The base (busybox + modules) is cached outside the work tree, keyed by kernel and busybox
 # versions; extra files are appended on each call (cpio archives concatenate). Extra programs
 # go to /bin; dynamically linked ones bring their shared libraries (guest and host are the
-# same Debian, so the host's copies run there).
+# same Debian, so the host's copies run there). Extra directories keep their paths.
 set -euo pipefail
 output=$1
 shift
@@ -53,6 +53,12 @@ if [ $# -gt 0 ]; then
     extra=$(mktemp -d)
     mkdir -p "$extra/bin"
     for file in "$@"; do
+        if [ -d "$file" ]; then
+            # A data directory (xkb's keymap includes): same path in the guest.
+            mkdir -p "$extra$(dirname "$file")"
+            cp -rL "$file" "$extra$file"
+            continue
+        fi
         cp "$file" "$extra/bin/"
         # ldd lists "name => /path (addr)" and the loader as "/path (addr)".
         for library in $(ldd "$file" 2>/dev/null | grep -o '/[^ ]*' || true); do

@@ -29,7 +29,7 @@ for client in wayland-info weston-simple-shm weston-simple-damage wev wl-copy wl
 done
 "$here/build-initramfs.sh" "$guest_dir/initrd.cpio" "$guest_dir/kms_pattern" \
     "$guest_dir/cross_domain_test" "$build_dir/guest/neep-wl" "$here/guest/shell.sh" \
-    "${wayland_clients[@]}"
+    "${wayland_clients[@]}" /usr/share/X11/xkb
 
 case "$mode" in
 vhost-user)

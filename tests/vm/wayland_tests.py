@@ -29,7 +29,7 @@ UNPRIVILEGED = "65534"  # sway refuses to run as root
 class Sway:
     """A headless sway on the host, and the host-side tools that act on it."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, log_name="sway.log"):
         # Its own directory: the test's work directory is private to root.
         self.home = tempfile.mkdtemp(prefix="neep-sway-")
         os.chmod(self.home, 0o755)
@@ -43,7 +43,7 @@ class Sway:
             os.chown(self.runtime_dir, int(UNPRIVILEGED), int(UNPRIVILEGED))
             command = ["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}",
                        "--clear-groups"] + command
-        self.log = open(os.path.join(workdir, "sway.log"), "w")
+        self.log = open(os.path.join(workdir, log_name), "w")
         environment = dict(os.environ, XDG_RUNTIME_DIR=self.runtime_dir, HOME=self.home,
                            WLR_BACKENDS="headless", WLR_RENDERER="pixman",
                            WLR_LIBINPUT_NO_DEVICES="1")
@@ -70,7 +70,7 @@ class Sway:
                               capture_output=True, **kwargs)
 
     def screenshot(self, path):
-        result = self.run(["grim", "-t", "ppm", path])
+        result = self.run(["grim", "-t", "ppm", path])  # wlr-screencopy
         if result.returncode != 0:
             raise AssertionError(f"grim failed: {result.stderr.decode(errors='replace')}")
         return Image(path)
@@ -207,6 +207,130 @@ def test_neep_wl_clients(args, workdir):
         weston.stop()
 
 
+def window_box(image):
+    """The bounding box of everything that is not sway's background."""
+    xs, ys = [], []
+    for y in range(0, image.height, 4):
+        for x in range(0, image.width, 4):
+            if image.pixel(x, y) != BACKGROUND:
+                xs.append(x)
+                ys.append(y)
+    if not xs:
+        raise AssertionError("no window on the host's screen")
+    return min(xs), min(ys), max(xs) + 4, max(ys) + 4
+
+
+class KeyboardOnHost:
+    """A virtual keyboard on the host's seat for `seconds` (wtype), typing `text` if given:
+    sway's seat has no keyboard otherwise, and clients need one for focus and key events."""
+
+    def __init__(self, sway, seconds, text=None):
+        command = ["wtype", "-s", str(int(seconds * 1000))]
+        if text:
+            command += [text, "-s", "1000"]
+        self.process = subprocess.Popen(command, env=sway.environment)
+
+    def wait(self):
+        self.process.wait(timeout=60)
+        if self.process.returncode != 0:
+            raise AssertionError(f"wtype exited with {self.process.returncode}")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def guest_prints(guest, text, start=0, timeout=20.0):
+    """Waits for a serial line containing `text` (guest clients print to the console)."""
+    def check():
+        with guest.lines_lock:
+            if any(text in line for line in guest.lines[start:]):
+                return
+        raise AssertionError(f"the guest never printed '{text}'")
+    settle(check, timeout=timeout, interval=0.5)
+
+
+def test_neep_wl_input(args, workdir):
+    """Against sway: wev's window shows on the host, keys typed on the host reach it with the
+    host's keymap, the clipboard crosses both ways, and when the host compositor restarts
+    neep-wl carries on and serves the new one."""
+    sway = Sway(workdir)
+    # QEMU connects per guest client through this link: the restart re-points it.
+    link = os.path.join(workdir, "compositor")
+    os.symlink(sway.socket, link)
+    guest = start_session(args, workdir, link)
+    try:
+        sway = input_steps(guest, sway, workdir, link)
+        return sway.detail
+    except BaseException:
+        shell(guest, "ps")
+        raise
+    finally:
+        guest.stop()
+        sway.stop()
+
+
+def input_steps(guest, sway, workdir, link):
+    start = len(guest.lines)
+    shell(guest, "wev &")  # prints each event on the console
+    box = settle(lambda: window_box(sway.screenshot(os.path.join(workdir, "wev.ppm"))))
+
+    typing = KeyboardOnHost(sway, 4, "neep")
+    typing.wait()
+    guest_prints(guest, "keymap: format: 1 (xkb v1)", start)
+    for key in "nep":
+        guest_prints(guest, f"sym: {key} ", start)
+
+    # Guest to host: wl-copy in the guest owns the selection (it needs the keyboard focus
+    # a seat with a keyboard gives), wl-paste on the host reads it through a pipe.
+    keyboard = KeyboardOnHost(sway, 60)
+    try:
+        status, _ = shell(guest, "echo from-the-guest | wl-copy", timeout=30)
+        if status != 0:
+            raise AssertionError(f"wl-copy in the guest exited with {status}")
+
+        def host_pastes():
+            got = sway.run(["wl-paste", "--no-newline"]).stdout.decode(errors="replace")
+            if got.strip() != "from-the-guest":
+                raise AssertionError(f"the host pasted {got!r}")
+
+        settle(host_pastes)
+
+        # Host to guest.
+        subprocess.run(["wl-copy", "from-the-host"], env=sway.environment, timeout=20,
+                       check=True)
+
+        def guest_pastes():
+            status, lines = shell(guest, "wl-paste --no-newline; echo", timeout=30)
+            if status != 0 or not any("from-the-host" in line for line in lines):
+                raise AssertionError(f"the guest pasted {lines!r}")
+
+        settle(guest_pastes, timeout=30, interval=1.0)
+    finally:
+        keyboard.stop()
+
+    # The host compositor goes away: neep-wl ends its clients' connections and stays. (wev
+    # itself keeps running: it does not stop when its connection fails.)
+    start = len(guest.lines)
+    sway.stop()
+    guest_prints(guest, "the host compositor closed the connection", start)
+    guest_prints(guest, "client 1: disconnected", start)
+    shell(guest, "killall wev")
+    status, _ = shell(guest, "pidof neep-wl")
+    if status != 0:
+        raise AssertionError("neep-wl did not survive the host compositor's restart")
+    sway = Sway(workdir, log_name="sway-restarted.log")
+    os.remove(link)
+    os.symlink(sway.socket, link)
+    status, lines = shell(guest, "wayland-info | grep -c \"'wl_seat'\"", timeout=60)
+    if status != 0:
+        raise AssertionError(f"wayland-info failed against the restarted compositor: {lines}")
+    sway.detail = (f"wev's window {box[2] - box[0]}x{box[3] - box[1]} on the host; keys and "
+                   f"keymap reached it; clipboard both ways; survived a compositor restart")
+    return sway
+
+
 NEEP_WL_TESTS = {
     "neep_wl_clients": test_neep_wl_clients,
+    "neep_wl_input": test_neep_wl_input,
 }

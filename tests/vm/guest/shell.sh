@@ -4,11 +4,13 @@
 # started here find neep-wl's socket in XDG_RUNTIME_DIR.
 export XDG_RUNTIME_DIR=/run/user
 export HOME=/tmp
-mkdir -p "$XDG_RUNTIME_DIR"
+mkdir -p "$XDG_RUNTIME_DIR" /dev/shm
 chmod 700 "$XDG_RUNTIME_DIR"
+mount -t tmpfs tmpfs /dev/shm # shm_open, as some clients make their pools
 stty -echo 2>/dev/null
 echo "NEEP: shell-ready"
 while read -r line; do
     sh -c "$line"
-    echo "NEEP: shell-done $?"
+    # On a line of its own even when the output did not end with one.
+    printf '\nNEEP: shell-done %s\n' $?
 done
