@@ -18,7 +18,7 @@ fi
 guest_dir="$build_dir/vm-guest"
 mkdir -p "$guest_dir"
 # Guest programs are built plainly (static, no sanitizers): they run inside the guest.
-for program in kms_pattern cross_domain_test; do
+for program in kms_pattern cross_domain_test wl_hostile; do
     gcc -static -O2 -Wall -Wextra -Werror -o "$guest_dir/$program" "$here/guest/$program.c"
 done
 # Wayland passthrough: neep-wl, a command loop, and real clients from Debian packages.
@@ -28,7 +28,9 @@ for client in wayland-info weston-simple-shm weston-simple-damage wev wl-copy wl
     wayland_clients+=("$path")
 done
 "$here/build-initramfs.sh" "$guest_dir/initrd.cpio" "$guest_dir/kms_pattern" \
-    "$guest_dir/cross_domain_test" "$build_dir/guest/neep-wl" "$here/guest/shell.sh" \
+    "$guest_dir/cross_domain_test" "$guest_dir/wl_hostile" "$build_dir/guest/neep-wl" \
+    "$here/guest/shell.sh" \
+    "$build_dir/tests/wl_pattern" \
     "${wayland_clients[@]}" /usr/share/X11/xkb
 
 case "$mode" in

@@ -199,12 +199,89 @@ def test_neep_wl_clients(args, workdir):
                 raise AssertionError("weston-simple-shm's window does not change")
 
         settle(animates)
-        status, _ = shell(guest, "killall weston-simple-shm")
+
+        # A hostile client, case by case: an error for it, nothing for the others.
+        status, lines = shell(guest, "wl_hostile", timeout=120)
+        results = {line.split()[2]: line for line in lines if line.startswith("NEEP: hostile ")}
+        for case in HOSTILE_CASES:
+            if case not in results or " error " not in results[case]:
+                raise AssertionError(f"hostile case {case}: {results.get(case, 'no answer')}")
+        first = interior(weston.screenshot())
+        settle(animates)  # weston-simple-shm carried on throughout
+        status, _ = shell(guest, "pidof weston-simple-shm")
+        if status != 0:
+            raise AssertionError("weston-simple-shm did not survive the hostile client")
+
+        rects = check_wl_pattern(guest, weston.screenshot)
+        shell(guest, "killall weston-simple-shm")
         return (f"wayland-info listed {globals_seen} globals; weston-simple-shm's window at "
-                f"({x0},{y0}) shows its pattern and animates on the host")
+                f"({x0},{y0}) shows its pattern and animates on the host; "
+                f"{len(HOSTILE_CASES)} hostile cases refused; wl_pattern exact after "
+                f"{rects} partial updates")
     finally:
         guest.stop()
         weston.stop()
+
+
+HOSTILE_CASES = ("tiny-size", "unknown-object", "unknown-opcode", "long-string",
+                 "hidden-interface", "far-id", "server-range-object", "missing-fd",
+                 "buffer-past-pool", "short-stride", "shrunk-pool")
+
+
+def pattern_pixel(x, y):
+    """What wl_pattern draws, as (r, g, b)."""
+    return ((x * 3) & 0xff, (y * 5) & 0xff, (x ^ y) & 0xff)
+
+
+def find_pattern(image, width, height):
+    """The top-left corner of wl_pattern's window: where its first pixels match."""
+    probes = [(1, 0), (0, 1), (7, 3), (40, 20), (width - 1, height - 1)]
+    for y in range(image.height - height + 1):
+        for x in range(image.width - width + 1):
+            if image.pixel(x, y) != (0, 0, 0):
+                continue
+            if all(image.pixel(x + px, y + py) == pattern_pixel(px, py) for px, py in probes):
+                return x, y
+    raise AssertionError("wl_pattern's window is not on the host's screen")
+
+
+def check_exact(image, origin, width, height, rects):
+    x0, y0 = origin
+    wrong, first = 0, None
+    for y in range(height):
+        for x in range(width):
+            expected = pattern_pixel(x, y)
+            for rx, ry, rw, rh, colour in rects:
+                if rx <= x < rx + rw and ry <= y < ry + rh:
+                    expected = colour
+            got = image.pixel(x0 + x, y0 + y)
+            if got != expected:
+                wrong += 1
+                first = first or (x, y, got, expected)
+    if wrong:
+        raise AssertionError(f"{wrong} pixels of wl_pattern differ; first at {first[:2]}: "
+                             f"{first[2]}, expected {first[3]}")
+
+
+def check_wl_pattern(guest, screenshot, width=400, height=300):
+    """wl_pattern's content, pixel for pixel, first whole and then after rectangles each
+    damaged alone in the next of its three buffers: a buffer shown again must also carry
+    what the others showed in between."""
+    shell(guest, "rm -f /tmp/pattern; mkfifo /tmp/pattern")
+    start = len(guest.lines)
+    shell(guest, f"wl_pattern show {width} {height} < /tmp/pattern &")
+    shell(guest, "sleep 100000 > /tmp/pattern &")  # holds the command pipe open
+    guest_prints(guest, "NEEP: wl-pattern-shown", start, timeout=30)
+    origin = settle(lambda: find_pattern(screenshot(), width, height))
+    settle(lambda: check_exact(screenshot(), origin, width, height, []))
+    rects = [(50, 40, 100, 60, (0, 255, 0)), (200, 150, 80, 50, (255, 0, 0)),
+             (10, 200, 30, 30, (0, 0, 255)), (120, 60, 60, 200, (255, 255, 0))]
+    for i, (x, y, w, h, (r, g, b)) in enumerate(rects):
+        shell(guest, f"echo 'rect {x} {y} {w} {h} {r:02x}{g:02x}{b:02x}' > /tmp/pattern")
+        guest_prints(guest, f"NEEP: wl-pattern-rect {i + 1}", start, timeout=30)
+    settle(lambda: check_exact(screenshot(), origin, width, height, rects))
+    shell(guest, "echo quit > /tmp/pattern; killall sleep")
+    return len(rects)
 
 
 def window_box(image):
