@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks (not part of the test command): neep-gpu against Debian's vhost-user-gpu with
 # the same vhost-user command stream, and the full-frame copy path against memcpy. With
-# --guest, also real guests (QEMU TCG): page flips on both back-ends, and wl_display.sync
-# round trips through cross-domain against the host's own.
+# --guest, also real guests (QEMU TCG): page flips on both back-ends, wl_display.sync
+# round trips through cross-domain against the host's own, and wl_shm frames through neep-wl
+# against the same client on the host.
 #   bench/run.sh [SECONDS_PER_CASE] [--guest]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,8 @@ if [ "${2:-}" = --guest ]; then
         gcc -static -O2 -o "$guest/$program" "tests/vm/guest/$program.c"
     done
     tests/vm/build-initramfs.sh "$guest/initrd.cpio" "$guest/kms_pattern" \
-        "$guest/cross_domain_test"
+        "$guest/cross_domain_test" build/bench/guest/neep-wl tests/vm/guest/shell.sh \
+        build/bench/tests/wl_pattern
     echo "== page flips in a real guest (1920x1080)"
     python3 bench/guest_flip_bench.py --neep-gpu build/bench/src/neep-gpu \
         --initrd "$guest/initrd.cpio" --flips 100
@@ -35,4 +37,8 @@ if [ "${2:-}" = --guest ]; then
     python3 bench/cross_domain_bench.py --qemu-rutabaga "$qemu" \
         --neep-library-dir build/bench/src --initrd "$guest/initrd.cpio" \
         --host-client build/bench/bench/wayland_sync_bench --rounds 300
+    echo "== wl_shm frames through neep-wl vs on the host (1920x1080)"
+    python3 bench/neep_wl_bench.py --qemu-rutabaga "$qemu" \
+        --neep-library-dir build/bench/src --initrd "$guest/initrd.cpio" \
+        --client build/bench/tests/wl_pattern --frames 60
 fi

@@ -168,9 +168,9 @@ static void free_pipes(struct proxy_client *client, struct id_table *table)
 void proxy_client_destroy(struct proxy_client *client)
 {
     if (client->shm_commits) {
-        proxy_log("client %u: %llu commits, %llu bytes copied to the host", client->serial,
-                  (unsigned long long)client->shm_commits,
-                  (unsigned long long)client->shm_copied_bytes);
+        proxy_log("client %u: %llu commits, %llu bytes copied to the host in %.1f ms",
+                  client->serial, (unsigned long long)client->shm_commits,
+                  (unsigned long long)client->shm_copied_bytes, (double)client->shm_copy_ns / 1e6);
     }
     epoll_ctl(client->proxy->epoll_fd, EPOLL_CTL_DEL, client->socket_fd, NULL);
     if (client->channel.drm_fd >= 0) {

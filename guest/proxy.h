@@ -120,6 +120,7 @@ struct proxy_client {
     struct id_table surfaces;
     uint64_t shm_commits;
     uint64_t shm_copied_bytes;
+    uint64_t shm_copy_ns;
 
     /* Pipes by host id (READ targets) and the proxy's own pipes (WRITE sources). */
     struct id_table read_pipes;

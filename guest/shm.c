@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wayland-client-protocol.h"
@@ -468,7 +469,13 @@ static bool commit(struct proxy_client *client, uint32_t surface_id, struct surf
 
     damage_add_all(&buffer->stale, &damage);
     client->shm_commits++;
-    if (!pool_map(buffer->pool) || !copy_damage(client, buffer, &buffer->stale)) {
+    struct timespec started, ended;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    bool copied = pool_map(buffer->pool) && copy_damage(client, buffer, &buffer->stale);
+    clock_gettime(CLOCK_MONOTONIC, &ended);
+    client->shm_copy_ns += (uint64_t)((ended.tv_sec - started.tv_sec) * 1000000000ll +
+                                      (ended.tv_nsec - started.tv_nsec));
+    if (!copied) {
         proxy_client_fail(client, surface_id, WL_SHM_ERROR_INVALID_FD,
                           "the memory of wl_buffer@%u cannot be read (was its file shrunk?)",
                           buffer_id);

@@ -60,6 +60,7 @@ class Guest:
         self.cmdline = cmdline
         self.max_outputs = max_outputs
         self.extra_device = ""
+        self.cpus = 1
         self.rutabaga = rutabaga  # {"qemu": path, "library_dir": dir, "wayland": socket path}
         self.check_backend_exit = True  # neep-gpu must exit cleanly; baselines need not
         self.lines = []
@@ -99,6 +100,7 @@ class Guest:
             qemu_binary = "qemu-system-x86_64"
         qemu = [
             qemu_binary, "-machine", "q35", "-vga", "none", "-m", "512M",
+            "-smp", str(self.cpus),
             "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
             "-numa", "node,memdev=mem",
             "-kernel", kernel, "-initrd", self.initrd,

@@ -93,10 +93,11 @@ def shell(guest, command, timeout=STEP_TIMEOUT):
     return int(line.split()[-1]), guest.lines[start:index]
 
 
-def start_session(args, workdir, compositor_socket):
+def start_session(args, workdir, compositor_socket, cpus=1):
     """A guest on the host compositor at `compositor_socket`, with neep-wl serving in it."""
     guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=shell.sh",
                            compositor_socket)
+    guest.cpus = cpus
     try:
         guest.start()
         guest.wait_for("NEEP: shell-ready", timeout=BOOT_TIMEOUT)

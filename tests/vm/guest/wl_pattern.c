@@ -8,10 +8,10 @@
  *       follows commands on stdin: "rect X Y W H RRGGBB" paints a rectangle into the next
  *       buffer and damages only that rectangle (the buffers take turns, so a proxy must carry
  *       over what the other buffer showed); "quit". Prints "NEEP: wl-pattern ..." lines.
- *   wl_pattern bench WIDTH HEIGHT FRAMES DAMAGE_PERCENT [frame|release]
- *       Commits FRAMES frames, each changing DAMAGE_PERCENT of the surface (a band that
- *       moves), paced by frame callbacks (default) or only by buffer releases, and prints
- *       frames per second.
+ *   wl_pattern bench WIDTH HEIGHT FRAMES DAMAGE_PERCENT [frame|release] [fixed|moving]
+ *       Commits FRAMES frames, each changing DAMAGE_PERCENT of the surface (a full-width
+ *       band, in one place or moving down), paced by frame callbacks (default) or only by
+ *       buffer releases, and prints frames per second.
  */
 #include <errno.h>
 #include <poll.h>
@@ -298,7 +298,7 @@ static double now_s(void)
 
 /* Paced by frame callbacks (what a client shows), or only by buffer releases (how many
  * frames the path can carry). */
-static int bench(struct client *c, int frames, int damage_percent, bool paced)
+static int bench(struct client *c, int frames, int damage_percent, bool paced, bool moving)
 {
     /* A full-width band of damage_percent of the rows moves down the surface. */
     int band = c->height * damage_percent / 100;
@@ -311,7 +311,10 @@ static int bench(struct client *c, int frames, int damage_percent, bool paced)
     double started = now_s();
     for (int frame = 0; frame < frames; frame++) {
         b = take_buffer(c);
-        int y = (frame * band) % (c->height - band + 1);
+        int y = moving ? (frame * band) % (c->height - band + 1) : c->height / 2;
+        if (y + band > c->height) {
+            y = c->height - band;
+        }
         fill(c, b, 0, y, c->width, band, 0xff000000u | (uint32_t)(frame * 0x010203));
         commit_paced(c, b, 0, y, c->width, band, paced);
         if (paced) {
@@ -320,9 +323,9 @@ static int bench(struct client *c, int frames, int damage_percent, bool paced)
     }
     wl_display_roundtrip(c->display); /* everything arrived */
     double seconds = now_s() - started;
-    printf("NEEP: wl-bench %dx%d frames=%d damage=%d%% pacing=%s seconds=%.3f fps=%.1f\n", c->width,
-           c->height, frames, damage_percent, paced ? "frame" : "release", seconds,
-           frames / seconds);
+    printf("NEEP: wl-bench %dx%d frames=%d damage=%d%%%s pacing=%s seconds=%.3f fps=%.1f\n",
+           c->width, c->height, frames, damage_percent, moving ? "-moving" : "",
+           paced ? "frame" : "release", seconds, frames / seconds);
     return 0;
 }
 
@@ -336,7 +339,9 @@ int main(int argc, char **argv)
     struct client c = {0};
     setup(&c, atoi(argv[2]), atoi(argv[3]));
     if (strcmp(argv[1], "bench") == 0 && argc >= 6) {
-        return bench(&c, atoi(argv[4]), atoi(argv[5]), argc < 7 || strcmp(argv[6], "release"));
+        bool paced = argc < 7 || strcmp(argv[6], "release") != 0;
+        bool moving = argc >= 8 && strcmp(argv[7], "moving") == 0;
+        return bench(&c, atoi(argv[4]), atoi(argv[5]), paced, moving);
     }
     return show(&c);
 }
