@@ -23,35 +23,6 @@
 /* Largest host blob handed to a client as a copy (keymaps are tens of KiB). */
 #define MAX_HOST_BLOB_BYTES (64u << 20)
 
-bool fd_fifo_push(struct fd_fifo *fifo, int fd)
-{
-    if (fifo->count == PROXY_MAX_QUEUED_FDS) {
-        return false;
-    }
-    fifo->fds[(fifo->head + fifo->count) % PROXY_MAX_QUEUED_FDS] = fd;
-    fifo->count++;
-    return true;
-}
-
-int fd_fifo_pop(struct fd_fifo *fifo)
-{
-    if (fifo->count == 0) {
-        return -1;
-    }
-    int fd = fifo->fds[fifo->head];
-    fifo->head = (fifo->head + 1) % PROXY_MAX_QUEUED_FDS;
-    fifo->count--;
-    return fd;
-}
-
-void fd_fifo_clear(struct fd_fifo *fifo)
-{
-    int fd;
-    while ((fd = fd_fifo_pop(fifo)) >= 0) {
-        close(fd);
-    }
-}
-
 /* Watches `fd` for `events`, whether or not it was watched before. */
 static int watch_fd(struct proxy_client *client, int fd, uint32_t events, struct watch *watch)
 {

@@ -62,6 +62,24 @@ wire += struct.pack("<IIII", 3, (16 << 16) | 0, 4, 4096)
 with open(f"{out}/wayland_wire/session", "wb") as f:
     f.write(wire)
 
+os.makedirs(f"{out}/relay", exist_ok=True)
+# A client's shm session: get_registry, bind wl_shm and wl_compositor, a surface, a pool
+# (one memfd), a buffer, attach, damage_buffer and commit; then the compositor's release.
+def request(words, fds=0):
+    return bytes([0, fds]) + struct.pack(f"<{len(words)}I", *words)
+relay = request([1, (12 << 16) | 1, 2])
+relay += bytes([0, 0]) + struct.pack("<IIII", 2, (32 << 16) | 0, 1, 7) + b"wl_shm\0\0" + struct.pack("<II", 1, 3)
+relay += bytes([0, 0]) + struct.pack("<IIII", 2, (40 << 16) | 0, 2, 14) + b"wl_compositor\0\0\0" + struct.pack("<II", 4, 4)
+relay += request([4, (12 << 16) | 0, 5])
+relay += request([3, (16 << 16) | 0, 6, 1 << 16], fds=1)
+relay += request([6, (32 << 16) | 0, 7, 0, 64, 64, 256, 1])
+relay += request([5, (20 << 16) | 1, 7, 0, 0])
+relay += request([5, (24 << 16) | 9, 0, 0, 16, 16])
+relay += request([5, (8 << 16) | 6])
+relay += bytes([1, 0]) + struct.pack("<II", 5, (8 << 16) | 0)
+with open(f"{out}/relay/shm-session", "wb") as f:
+    f.write(relay)
+
 os.makedirs(f"{out}/virtqueue", exist_ok=True)
 # size 8 (index 3), desc at 0x100, avail at 0x200, used at 0x300; one two-part chain.
 ring = bytearray(4096)

@@ -1,0 +1,158 @@
+/*
+ * What neep-wl's relay and shm code need around them, for tests and fuzzing on the host: the
+ * connection plumbing of client.c recorded instead of sent, and host blobs in plain memory
+ * instead of a virtio-gpu device (which exists only in a guest; the end-to-end tests in
+ * tests/vm run the real thing).
+ */
+#include "relay_support.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool proxy_tracing;
+
+void proxy_log(const char *format, ...)
+{
+    (void)format;
+}
+
+void proxy_trace(const struct proxy_client *client, const char *direction,
+                 const struct wire_message *message, uint32_t from_id, uint32_t to_id)
+{
+    (void)client;
+    (void)direction;
+    (void)message;
+    (void)from_id;
+    (void)to_id;
+}
+
+static struct relay_record *record_of(struct proxy_client *client)
+{
+    return (struct relay_record *)client;
+}
+
+static void append(struct relay_stream *stream, const uint8_t *bytes, size_t size)
+{
+    if (stream->size + size <= sizeof(stream->bytes)) {
+        memcpy(stream->bytes + stream->size, bytes, size);
+        stream->size += size;
+    }
+    stream->messages++;
+}
+
+bool proxy_client_queue(struct proxy_client *client, const uint8_t *message, size_t size,
+                        const int *fds, uint32_t fd_count)
+{
+    struct relay_record *record = record_of(client);
+    append(&record->to_client, message, size);
+    for (uint32_t i = 0; i < fd_count; i++) {
+        close(fds[i]);
+        record->fds_to_client++;
+    }
+    return true;
+}
+
+bool proxy_client_send(struct proxy_client *client, const uint8_t *message, size_t size,
+                       const uint32_t *ids, const uint32_t *types, uint32_t id_count)
+{
+    struct relay_record *record = record_of(client);
+    append(&record->to_host, message, size);
+    for (uint32_t i = 0; i < id_count && record->id_count < RELAY_RECORD_IDS; i++) {
+        record->ids[record->id_count] = ids[i];
+        record->id_types[record->id_count++] = types[i];
+    }
+    return true;
+}
+
+bool proxy_client_flush_host(struct proxy_client *client)
+{
+    (void)client;
+    return true;
+}
+
+void proxy_client_fail(struct proxy_client *client, uint32_t object_id, uint32_t code,
+                       const char *format, ...)
+{
+    struct relay_record *record = record_of(client);
+    if (client->closing) {
+        return;
+    }
+    va_list args;
+    va_start(args, format);
+    vsnprintf(record->error, sizeof(record->error), format, args);
+    va_end(args);
+    record->error_object = object_id;
+    record->error_code = code;
+    client->closing = true;
+}
+
+uint32_t virtgpu_channel_next_read_pipe(struct virtgpu_channel *channel)
+{
+    return ++channel->next_read_pipe_id;
+}
+
+int virtgpu_byte_buffer(struct virtgpu_channel *channel, uint64_t size_bytes,
+                        struct virtgpu_blob *out)
+{
+    struct relay_record *record =
+        (struct relay_record *)((uint8_t *)channel - offsetof(struct proxy_client, channel));
+    static uint32_t next_resource = 100;
+    uint64_t mapped = (size_bytes + 4095) / 4096 * 4096;
+    if (size_bytes == 0 || mapped > (64u << 20)) {
+        return -1;
+    }
+    void *memory = aligned_alloc(4096, mapped);
+    if (!memory) {
+        return -1;
+    }
+    memset(memory, 0, mapped);
+    *out = (struct virtgpu_blob){1, next_resource++, memory, mapped};
+    if (record->blob_count < 16) {
+        record->blob_maps[record->blob_count++] = memory;
+    }
+    return 0;
+}
+
+void virtgpu_blob_free(struct virtgpu_channel *channel, struct virtgpu_blob *blob)
+{
+    (void)channel;
+    free(blob->map);
+    memset(blob, 0, sizeof(*blob));
+}
+
+void relay_record_init(struct relay_record *record)
+{
+    memset(record, 0, sizeof(*record));
+    struct proxy_client *client = &record->client;
+    client->channel.drm_fd = -1;
+    id_table_init(&client->pools);
+    id_table_init(&client->buffers);
+    id_table_init(&client->surfaces);
+    id_table_init(&client->read_pipes);
+    id_table_init(&client->write_pipes);
+    if (relay_init(client) < 0) {
+        abort();
+    }
+}
+
+void relay_record_finish(struct relay_record *record)
+{
+    struct proxy_client *client = &record->client;
+    shm_finish(client);
+    for (size_t i = 0; i < client->read_pipes.capacity; i++) {
+        if (client->read_pipes.keys[i]) {
+            struct proxy_pipe *pipe = client->read_pipes.values[i];
+            close(pipe->fd);
+            free(pipe);
+        }
+    }
+    id_table_finish(&client->read_pipes);
+    id_table_finish(&client->write_pipes);
+    fd_fifo_clear(&client->client_fds);
+    fd_fifo_clear(&client->host_fds);
+    relay_finish(client);
+}
