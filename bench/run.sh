@@ -21,14 +21,8 @@ echo "== full-frame copy path"
 ./build/bench/bench/transfer_bench
 
 if [ "${2:-}" = --guest ]; then
-    guest=build/bench/guest
-    mkdir -p "$guest"
-    for program in kms_pattern cross_domain_test; do
-        gcc -static -O2 -o "$guest/$program" "tests/vm/guest/$program.c"
-    done
-    tests/vm/build-initramfs.sh "$guest/initrd.cpio" "$guest/kms_pattern" \
-        "$guest/cross_domain_test" build/bench/guest/neep-wl tests/vm/guest/shell.sh \
-        build/bench/tests/wl_pattern
+    guest=build/bench/vm-guest
+    tests/vm/build-test-initramfs.sh build/bench "$guest/initrd.cpio"
     echo "== page flips in a real guest (1920x1080)"
     python3 bench/guest_flip_bench.py --neep-gpu build/bench/src/neep-gpu \
         --initrd "$guest/initrd.cpio" --flips 100

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Meson's entry to the real-guest tests: builds the static guest programs and the test
-# initramfs, then runs vmtest.py.
+# Meson's entry to the real-guest tests: builds the test initramfs, then runs vmtest.py.
 #   run.sh vhost-user NEEP_GPU BUILD_DIR [TEST...]    neep-gpu under QEMU's vhost-user-gpu-pci
 #   run.sh rutabaga LIBRARY_DIR BUILD_DIR [TEST...]   QEMU's virtio-gpu-rutabaga on neep's library
 #                                                     (QEMU itself is built once and cached)
@@ -16,22 +15,7 @@ if ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
     exit 1
 fi
 guest_dir="$build_dir/vm-guest"
-mkdir -p "$guest_dir"
-# Guest programs are built plainly (static, no sanitizers): they run inside the guest.
-for program in kms_pattern cross_domain_test wl_hostile; do
-    gcc -static -O2 -Wall -Wextra -Werror -o "$guest_dir/$program" "$here/guest/$program.c"
-done
-# Wayland passthrough: neep-wl, a command loop, and real clients from Debian packages.
-wayland_clients=()
-for client in wayland-info weston-simple-shm weston-simple-damage wev wl-copy wl-paste; do
-    path=$(command -v "$client") || { echo "$client is missing: run scripts/install-deps.sh"; exit 1; }
-    wayland_clients+=("$path")
-done
-"$here/build-initramfs.sh" "$guest_dir/initrd.cpio" "$guest_dir/kms_pattern" \
-    "$guest_dir/cross_domain_test" "$guest_dir/wl_hostile" "$build_dir/guest/neep-wl" \
-    "$here/guest/shell.sh" \
-    "$build_dir/tests/wl_pattern" \
-    "${wayland_clients[@]}" /usr/share/X11/xkb
+"$here/build-test-initramfs.sh" "$build_dir" "$guest_dir/initrd.cpio"
 
 case "$mode" in
 vhost-user)

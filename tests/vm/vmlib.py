@@ -343,15 +343,20 @@ class Weston:
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_for_path(self.socket, self.process)
 
-    def screenshot(self):
-        """The whole output, through weston's screenshooter (needs `screenshots`)."""
+    def screenshot(self, keep_as=None):
+        """The whole output, through weston's screenshooter (needs `screenshots`); the PNG
+        is also kept as `keep_as` if given."""
         shots = tempfile.mkdtemp(dir=self.workdir)
         subprocess.run(["weston-screenshooter"], cwd=shots, env=self.environment, timeout=20,
                        check=True, capture_output=True)
         files = glob.glob(os.path.join(shots, "*.png"))
         if not files:
             raise AssertionError("weston-screenshooter wrote no file")
-        return read_png(files[0])
+        if keep_as:
+            shutil.copyfile(files[0], keep_as)
+        image = read_png(files[0])
+        shutil.rmtree(shots, ignore_errors=True)
+        return image
 
     def stop(self):
         self.process.terminate()

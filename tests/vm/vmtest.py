@@ -16,7 +16,7 @@ import tempfile
 import time
 import traceback
 
-from wayland_tests import NEEP_WL_TESTS
+from wayland_tests import NEEP_WL_TESTS, run_wayland_demo
 from vmlib import (BOOT_TIMEOUT, Guest, PipePeer, Weston, rutabaga_guest, settled_check, write_png)
 
 # ---- expectations --------------------------------------------------------------------------
@@ -291,11 +291,16 @@ def main():
     parser.add_argument("--initrd", required=True)
     parser.add_argument("--keep", help="keep logs and screendumps in this directory")
     parser.add_argument("--demo", metavar="PNG", help="boot the demo guest and save its display")
+    parser.add_argument("--demo-wayland", metavar="PNG",
+                        help="run guest Wayland clients through neep-wl on a host weston and "
+                             "save its screen (needs --qemu-rutabaga)")
     parser.add_argument("tests", nargs="*")
     args = parser.parse_args()
     args.backend = [args.neep_gpu]
     if args.demo:
         return run_demo(args, args.demo)
+    if args.demo_wayland:
+        return run_wayland_demo(args, args.demo_wayland)
     every = dict(TESTS, **RUTABAGA_TESTS)
     names = args.tests or (list(RUTABAGA_TESTS) if args.qemu_rutabaga else list(TESTS))
     passed = failed = 0

@@ -408,6 +408,31 @@ def input_steps(guest, sway, workdir, link):
     return sway
 
 
+def run_wayland_demo(args, png_path):
+    """The demo of Wayland passthrough: weston-simple-shm and wl_pattern run in the guest
+    through neep-wl, and their windows show on a headless weston on the host, whose screen
+    is saved as a PNG."""
+    workdir = tempfile.mkdtemp(prefix="neep-wl-demo-")
+    weston = Weston(workdir, screenshots=True)
+    try:
+        guest = start_session(args, workdir, weston.socket)
+        try:
+            shell(guest, "weston-simple-shm &")
+            settle(lambda: find_simple_shm(weston.screenshot()))
+            start = len(guest.lines)
+            shell(guest, "sleep 100000 | wl_pattern show 400 300 &")
+            guest_prints(guest, "NEEP: wl-pattern-shown", start, timeout=30)
+            settle(lambda: find_pattern(weston.screenshot(), 400, 300))
+            weston.screenshot(keep_as=png_path)
+        finally:
+            guest.stop()
+    finally:
+        weston.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"guest Wayland windows on the host's weston: {png_path}")
+    return 0
+
+
 NEEP_WL_TESTS = {
     "neep_wl_clients": test_neep_wl_clients,
     "neep_wl_input": test_neep_wl_input,
