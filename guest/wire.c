@@ -209,6 +209,11 @@ int wire_read(struct wire_objects *objects, enum wire_direction direction, const
                     *reason = "a bind to an interface this proxy does not know";
                     return -1;
                 }
+                /* Newer versions have messages this proxy could not read. */
+                if (last_uint > (uint32_t)interface->version) {
+                    *reason = "a bind at a version newer than this proxy knows";
+                    return -1;
+                }
             }
             if (pending == 8) {
                 *reason = "too many new objects in one message";

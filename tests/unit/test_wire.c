@@ -173,6 +173,13 @@ TEST(malformed_messages_are_refused)
 
     start(&b, 2, WL_REGISTRY_BIND);
     put(&b, 7);
+    put_string(&b, "wl_shm");
+    put(&b, 1000); /* newer than the proxy's description */
+    put(&b, 3);
+    expect_refused(&b, finish(&b), WIRE_REQUEST, "newer than this proxy knows");
+
+    start(&b, 2, WL_REGISTRY_BIND);
+    put(&b, 7);
     put(&b, 64); /* claims 64 bytes of string */
     put(&b, 0x6873 /* "sh" */);
     expect_refused(&b, finish(&b), WIRE_REQUEST, "longer than its message");
