@@ -7,6 +7,8 @@ export HOME=/tmp
 mkdir -p "$XDG_RUNTIME_DIR" /dev/shm
 chmod 700 "$XDG_RUNTIME_DIR"
 mount -t tmpfs tmpfs /dev/shm # shm_open, as some clients make their pools
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts # terminals
 stty -echo 2>/dev/null
 echo "NEEP: shell-ready"
 while read -r line; do
