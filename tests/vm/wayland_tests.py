@@ -184,6 +184,14 @@ def test_neep_wl_clients(args, workdir):
                 raise AssertionError(f"wayland-info listed {hidden}, which neep-wl hides")
         globals_seen = text.count("interface: '")
 
+        # Many clients at once, each its own cross-domain context and host connection.
+        status, lines = shell(guest, "for i in $(seq 16); do wayland-info > /tmp/info.$i 2>&1 "
+                                     "& done; wait; grep -l \"'wl_compositor'\" /tmp/info.* "
+                                     "| wc -l", timeout=180)
+        complete = [line for line in lines if line.strip().isdigit()]
+        if status != 0 or complete != ["16"]:
+            raise AssertionError(f"of 16 wayland-info at once, {complete} saw the globals")
+
         shell(guest, "weston-simple-shm &")
         x0, y0 = settle(lambda: find_simple_shm(weston.screenshot()))
 
@@ -215,7 +223,8 @@ def test_neep_wl_clients(args, workdir):
 
         rects = check_wl_pattern(guest, weston.screenshot)
         shell(guest, "killall weston-simple-shm")
-        return (f"wayland-info listed {globals_seen} globals; weston-simple-shm's window at "
+        return (f"wayland-info listed {globals_seen} globals (16 at once too); "
+                f"weston-simple-shm's window at "
                 f"({x0},{y0}) shows its pattern and animates on the host; "
                 f"{len(HOSTILE_CASES)} hostile cases refused; wl_pattern exact after "
                 f"{rects} partial updates")
