@@ -12,18 +12,25 @@
 #include "relay_support.h"
 #include "wayland-client-protocol.h"
 
-/* One message from words; strings are given as already padded words. */
-static size_t message(uint32_t *out, uint32_t object, uint16_t opcode, int count, ...)
+/* One message from `count` argument words (strings as already padded words). */
+static size_t message_words(uint32_t *out, uint32_t object, uint16_t opcode, int count,
+                            va_list args)
 {
-    va_list args;
-    va_start(args, count);
     out[0] = object;
     for (int i = 0; i < count; i++) {
         out[2 + i] = va_arg(args, uint32_t);
     }
-    va_end(args);
     out[1] = (uint32_t)(8 + 4 * count) << 16 | opcode;
     return 8 + 4 * (size_t)count;
+}
+
+static size_t message(uint32_t *out, uint32_t object, uint16_t opcode, int count, ...)
+{
+    va_list args;
+    va_start(args, count);
+    size_t size = message_words(out, object, opcode, count, args);
+    va_end(args);
+    return size;
 }
 
 static bool request(struct relay_record *r, uint32_t object, uint16_t opcode, int count, ...)
@@ -31,26 +38,34 @@ static bool request(struct relay_record *r, uint32_t object, uint16_t opcode, in
     uint32_t words[64];
     va_list args;
     va_start(args, count);
-    words[0] = object;
-    for (int i = 0; i < count; i++) {
-        words[2 + i] = va_arg(args, uint32_t);
-    }
+    size_t size = message_words(words, object, opcode, count, args);
     va_end(args);
-    words[1] = (uint32_t)(8 + 4 * count) << 16 | opcode;
-    return relay_request(&r->client, (uint8_t *)words, 8 + 4 * (size_t)count);
+    return relay_request(&r->client, (uint8_t *)words, size);
 }
 
-/* wl_registry.bind(name, interface, version, id), with the interface string laid out. */
-static bool bind(struct relay_record *r, const char *interface, uint32_t version, uint32_t id)
+/* A registry message: name, interface string, version, and an id if `id` is not 0 (bind);
+ * returns its size. */
+static size_t registry_message(uint32_t *words, uint16_t opcode, uint32_t name,
+                               const char *interface, uint32_t version, uint32_t id)
 {
-    uint32_t words[32] = {2, 0, 1, (uint32_t)strlen(interface) + 1};
-    uint32_t padded = ((uint32_t)strlen(interface) + 1 + 3) / 4;
+    uint32_t length = (uint32_t)strlen(interface) + 1, padded = (length + 3) / 4;
+    words[0] = 2;
+    words[2] = name;
+    words[3] = length;
     memset(&words[4], 0, padded * 4);
-    memcpy(&words[4], interface, strlen(interface));
+    memcpy(&words[4], interface, length - 1);
     words[4 + padded] = version;
     words[5 + padded] = id;
-    size_t size = (6 + padded) * 4;
-    words[1] = (uint32_t)size << 16 | WL_REGISTRY_BIND;
+    size_t size = (5 + padded + (id ? 1 : 0)) * 4;
+    words[1] = (uint32_t)size << 16 | opcode;
+    return size;
+}
+
+/* wl_registry.bind(1, interface, version, id). */
+static bool bind(struct relay_record *r, const char *interface, uint32_t version, uint32_t id)
+{
+    uint32_t words[32];
+    size_t size = registry_message(words, WL_REGISTRY_BIND, 1, interface, version, id);
     return relay_request(&r->client, (uint8_t *)words, size);
 }
 
@@ -105,14 +120,8 @@ static bool event(struct relay_record *r, const uint32_t *words, size_t size)
 
 static void global(struct relay_record *r, uint32_t name, const char *interface, uint32_t version)
 {
-    uint32_t words[32] = {2, 0, name, (uint32_t)strlen(interface) + 1};
-    uint32_t padded = ((uint32_t)strlen(interface) + 1 + 3) / 4;
-    memset(&words[4], 0, padded * 4);
-    memcpy(&words[4], interface, strlen(interface));
-    words[4 + padded] = version;
-    size_t size = (5 + padded) * 4;
-    words[1] = (uint32_t)size << 16 | 0;
-    CHECK(event(r, words, size));
+    uint32_t words[32];
+    CHECK(event(r, words, registry_message(words, 0 /* global */, name, interface, version, 0)));
 }
 
 TEST(registry_globals_are_filtered_and_capped)
@@ -164,15 +173,21 @@ TEST(ids_are_dense_on_the_host_and_translated_back)
     finish(r);
 }
 
-TEST(requests_on_compositor_objects_keep_their_ids)
+/* A data device (5) on a seat (4), and a data offer the compositor made (its id range). */
+static struct relay_record *with_data_offer(void)
 {
     struct relay_record *r = start();
     CHECK(bind(r, "wl_data_device_manager", 3, 3));
     CHECK(bind(r, "wl_seat", 5, 4));
     CHECK(request(r, 3, WL_DATA_DEVICE_MANAGER_GET_DATA_DEVICE, 2, 5u, 4u));
-    /* The compositor makes a data offer (its id range), the client answers on it. */
     uint32_t words[4];
     CHECK(event(r, words, message(words, r->client.to_host[5], 0, 1, 0xff000001u)));
+    return r;
+}
+
+TEST(requests_on_compositor_objects_keep_their_ids)
+{
+    struct relay_record *r = with_data_offer();
     CHECK(request(r, 0xff000001u, WL_DATA_OFFER_DESTROY, 0));
     CHECK(!r->client.closing);
     CHECK_EQ(message_word(last_message(&r->to_host), 0), 0xff000001u);
@@ -326,12 +341,7 @@ TEST(a_pool_shrunk_under_the_proxy_is_an_error_not_a_crash)
 
 TEST(receive_pipes_become_read_pipes_and_other_fds_are_refused)
 {
-    struct relay_record *r = start();
-    CHECK(bind(r, "wl_data_device_manager", 3, 3));
-    CHECK(bind(r, "wl_seat", 5, 4));
-    CHECK(request(r, 3, WL_DATA_DEVICE_MANAGER_GET_DATA_DEVICE, 2, 5u, 4u));
-    uint32_t words[4];
-    CHECK(event(r, words, message(words, r->client.to_host[5], 0, 1, 0xff000001u)));
+    struct relay_record *r = with_data_offer();
     int ends[2];
     CHECK_EQ(pipe2(ends, O_CLOEXEC), 0);
     CHECK(fd_fifo_push(&r->client.client_fds, ends[1]));

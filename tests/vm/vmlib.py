@@ -182,12 +182,9 @@ class Guest:
         for process in reversed(self.processes):
             if process is self.processes[0] and process.poll() is None and not self.rutabaga:
                 # The back-end outlives its front-end (it waits for the next one): stop it.
-                process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                stop_process(process)
+            else:
+                wait_process(process)
         if (self.check_backend_exit and not self.rutabaga and self.processes and
                 self.processes[0].returncode != 0):
             raise AssertionError(f"back-end exited with {self.processes[0].returncode}")
@@ -359,12 +356,22 @@ class Weston:
         return image
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
+
+
+def stop_process(process):
+    """Asks a host-side helper (a compositor, a back-end) to end, then insists."""
+    process.terminate()
+    wait_process(process)
+
+
+def wait_process(process):
+    """Gives a process ten seconds to end, then kills it."""
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class PipePeer:

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from vmlib import (BOOT_TIMEOUT, STEP_TIMEOUT, Image, Weston, rutabaga_guest,
+from vmlib import (BOOT_TIMEOUT, STEP_TIMEOUT, Image, Weston, rutabaga_guest, stop_process,
                    wait_for_path)
 
 SWAY_CONFIG = """\
@@ -76,12 +76,7 @@ class Sway:
         return Image(path)
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         shutil.rmtree(self.home, ignore_errors=True)
 
 

@@ -55,21 +55,21 @@ static void send_words(int sock, const uint32_t *words, size_t count, int fd)
 
 #define MSG(object, opcode, words) ((object)), ((uint32_t)(8 + 4 * (words)) << 16 | (opcode))
 
-/* Reads events until wl_display.error or the end of the connection. */
-static void report(const char *name, int sock)
+/* Reads the connection message by message until `handle` returns nonzero (then 1), the
+ * connection ends (0) or nothing comes for 20 s (-1). */
+static int read_events(int sock, int (*handle)(const uint8_t *message, uint32_t size, void *data),
+                       void *data)
 {
-    uint8_t buffer[65536];
+    static uint8_t buffer[65536];
     size_t have = 0;
     for (;;) {
         struct pollfd pfd = {.fd = sock, .events = POLLIN};
         if (poll(&pfd, 1, 20000) != 1) {
-            printf("NEEP: hostile %s silent\n", name);
-            break;
+            return -1;
         }
         ssize_t got = recv(sock, buffer + have, sizeof(buffer) - have, 0);
         if (got <= 0) {
-            printf("NEEP: hostile %s closed\n", name);
-            break;
+            return 0;
         }
         have += (size_t)got;
         size_t pos = 0;
@@ -80,18 +80,35 @@ static void report(const char *name, int sock)
             if (size < 8 || have - pos < size) {
                 break;
             }
-            if (header[0] == 1 && (header[1] & 0xffff) == 0 && size >= 20) {
-                uint32_t args[3];
-                memcpy(args, buffer + pos + 8, 12);
-                printf("NEEP: hostile %s error %u %u %.*s\n", name, args[0], args[1],
-                       (int)(size - 20), (const char *)buffer + pos + 20);
-                close(sock);
-                return;
+            if (handle(buffer + pos, size, data)) {
+                return 1;
             }
             pos += size;
         }
         memmove(buffer, buffer + pos, have - pos);
         have -= pos;
+    }
+}
+
+static int print_error(const uint8_t *message, uint32_t size, void *data)
+{
+    uint32_t header[2], args[3];
+    memcpy(header, message, 8);
+    if (header[0] != 1 || (header[1] & 0xffff) != 0 || size < 20) {
+        return 0;
+    }
+    memcpy(args, message + 8, 12);
+    printf("NEEP: hostile %s error %u %u %.*s\n", (const char *)data, args[0], args[1],
+           (int)(size - 20), (const char *)message + 20);
+    return 1;
+}
+
+/* Reads events until wl_display.error or the end of the connection. */
+static void report(const char *name, int sock)
+{
+    int ended = read_events(sock, print_error, (void *)name);
+    if (ended <= 0) {
+        printf("NEEP: hostile %s %s\n", name, ended == 0 ? "closed" : "silent");
     }
     close(sock);
 }
@@ -110,40 +127,32 @@ static void bind_global(int sock, uint32_t name, const char *interface, uint32_t
     send_words(sock, bind, 6 + padded, -1);
 }
 
+struct global_search {
+    const char *interface;
+    uint32_t name;
+};
+
+static int match_global(const uint8_t *message, uint32_t size, void *data)
+{
+    struct global_search *search = data;
+    uint32_t object;
+    memcpy(&object, message, 4);
+    if (object == 2 && size > 16 && strcmp((const char *)message + 16, search->interface) == 0) {
+        memcpy(&search->name, message + 8, 4);
+    }
+    return object == 3; /* the sync's callback: every global has been seen */
+}
+
 /* The registry name of `interface`, from a throwaway connection. */
 static uint32_t find_global(const char *interface)
 {
     int sock = connect_proxy();
     uint32_t words[] = {MSG(1, 1, 1), 2, MSG(1, 0, 1), 3};
     send_words(sock, words, sizeof(words) / 4, -1);
-    uint8_t buffer[65536];
-    size_t have = 0;
-    uint32_t found = 0;
-    for (int done = 0; !done;) {
-        ssize_t got = recv(sock, buffer + have, sizeof(buffer) - have, 0);
-        if (got <= 0) {
-            break;
-        }
-        have += (size_t)got;
-        size_t pos = 0;
-        while (have - pos >= 8) {
-            uint32_t header[2];
-            memcpy(header, buffer + pos, 8);
-            uint32_t size = header[1] >> 16;
-            if (size < 8 || have - pos < size) {
-                break;
-            }
-            if (header[0] == 2 && size > 16 && strcmp((char *)buffer + pos + 16, interface) == 0) {
-                memcpy(&found, buffer + pos + 8, 4);
-            }
-            done |= header[0] == 3; /* the sync's callback */
-            pos += size;
-        }
-        memmove(buffer, buffer + pos, have - pos);
-        have -= pos;
-    }
+    struct global_search search = {interface, 0};
+    read_events(sock, match_global, &search);
     close(sock);
-    return found;
+    return search.name;
 }
 
 int main(void)
