@@ -33,6 +33,13 @@
 
 static bool verbose;
 
+/* One write per line: the console is shared with other programs' output. */
+static void write_line(const char *line, size_t size)
+{
+    ssize_t ignored = write(STDERR_FILENO, line, size);
+    (void)ignored;
+}
+
 void proxy_log(const char *format, ...)
 {
     static time_t window;
@@ -45,12 +52,18 @@ void proxy_log(const char *format, ...)
     if (++lines > LOG_LINES_PER_SECOND) {
         return;
     }
+    char line[1024];
+    int prefix = snprintf(line, sizeof(line), "neep-wl: ");
     va_list args;
     va_start(args, format);
-    fprintf(stderr, "neep-wl: ");
-    vfprintf(stderr, format, args);
-    fprintf(stderr, "\n");
+    int length = vsnprintf(line + prefix, sizeof(line) - (size_t)prefix - 1, format, args);
     va_end(args);
+    size_t size = (size_t)prefix + (length < 0 ? 0 : (size_t)length);
+    if (size > sizeof(line) - 2) {
+        size = sizeof(line) - 2;
+    }
+    line[size++] = '\n';
+    write_line(line, size);
 }
 
 bool proxy_tracing;
@@ -58,9 +71,12 @@ bool proxy_tracing;
 void proxy_trace(const struct proxy_client *client, const char *direction,
                  const struct wire_message *message, uint32_t from_id, uint32_t to_id)
 {
-    fprintf(stderr, "neep-wl: client %u %s %s@%u.%s (as @%u, %u bytes, %u fds)\n", client->serial,
-            direction, message->interface->name, from_id, message->message->name, to_id,
-            message->size_bytes, message->fd_count);
+    char line[512];
+    int length =
+        snprintf(line, sizeof(line), "neep-wl: client %u %s %s@%u.%s (as @%u, %u bytes, %u fds)\n",
+                 client->serial, direction, message->interface->name, from_id,
+                 message->message->name, to_id, message->size_bytes, message->fd_count);
+    write_line(line, length < 0 ? 0 : length < (int)sizeof(line) ? (size_t)length : sizeof(line));
 }
 
 static void usage(FILE *out)

@@ -139,15 +139,17 @@ class Guest:
                         self.lines.append(line.decode(errors="replace").strip())
                         self.lines_lock.notify_all()
 
-    def wait_for(self, prefix, timeout=STEP_TIMEOUT, start=0):
+    def wait_for(self, prefix, timeout=STEP_TIMEOUT, start=0, anywhere=False):
         """Returns the index and text of the first serial line at or after `start` that
-        starts with `prefix`."""
+        starts with `prefix` (or, with `anywhere`, contains it: other programs' output may
+        share the line), the text from `prefix` on."""
         deadline = time.monotonic() + timeout
         with self.lines_lock:
             while True:
                 for i in range(start, len(self.lines)):
-                    if self.lines[i].startswith(prefix):
-                        return i, self.lines[i]
+                    line = self.lines[i]
+                    if line.startswith(prefix) or (anywhere and prefix in line):
+                        return i, line[line.index(prefix):]
                 for process in self.processes:
                     if process.poll() is not None:
                         raise AssertionError(f"{process.args[0]} exited with {process.returncode}"

@@ -84,7 +84,7 @@ def shell(guest, command, timeout=STEP_TIMEOUT):
     """Runs a command in the guest's command loop; returns its status and its output lines."""
     start = len(guest.lines)
     guest.send(command)
-    index, line = guest.wait_for("NEEP: shell-done", timeout=timeout, start=start)
+    index, line = guest.wait_for("NEEP: shell-done", timeout=timeout, start=start, anywhere=True)
     return int(line.split()[-1]), guest.lines[start:index]
 
 
