@@ -146,6 +146,8 @@ void proxy_defer_free(struct proxy *proxy, void *memory);
 void proxy_collect_garbage(struct proxy *proxy);
 
 /* client.c */
+/* Watches `fd` for `events`, whether or not it was watched before. */
+int proxy_watch_fd(struct proxy_client *client, int fd, uint32_t events, struct watch *watch);
 struct proxy_client *proxy_client_create(struct proxy *proxy, int socket_fd);
 void proxy_client_destroy(struct proxy_client *client);
 /* Handles readiness of one of the client's fds; false when the client is gone. */
@@ -160,6 +162,14 @@ bool proxy_client_queue(struct proxy_client *client, const uint8_t *message, siz
 bool proxy_client_send(struct proxy_client *client, const uint8_t *message, size_t size,
                        const uint32_t *ids, const uint32_t *types, uint32_t id_count);
 bool proxy_client_flush_host(struct proxy_client *client);
+
+/* channel.c: the host side. */
+bool channel_handle_reply(struct proxy_client *client); /* false when the channel failed */
+bool channel_pipes_pending(struct proxy_client *client);
+void channel_pump_client_pipe(struct proxy_client *client, struct proxy_pipe *pipe);
+void channel_forward_guest_pipe(struct proxy_client *client, struct proxy_pipe *pipe);
+void channel_pipe_free(struct proxy_client *client, struct proxy_pipe *pipe);
+void channel_free_pipes(struct proxy_client *client, struct id_table *table);
 
 /* relay.c: one whole message each way; false when the connection must end. */
 bool relay_request(struct proxy_client *client, uint8_t *message, size_t size);
