@@ -82,7 +82,6 @@ struct proxy_client *proxy_client_create(struct proxy *proxy, int socket_fd)
     id_table_init(&client->surfaces);
     id_table_init(&client->read_pipes);
     id_table_init(&client->write_pipes);
-    proxy->client_count++;
     const char *error = "out of memory";
     bool relay_ready = relay_init(client) == 0;
     uint32_t ring = VIRTGPU_FIRST_POLL_RING;
@@ -137,7 +136,6 @@ void proxy_client_destroy(struct proxy_client *client)
         close(client->outgoing_fds[i].fd);
     }
     free(client->to_client_bytes.data);
-    client->proxy->client_count--;
     client->socket_watch.kind = WATCH_DEAD;
     client->channel_watch.kind = WATCH_DEAD;
     proxy_defer_free(client->proxy, client);

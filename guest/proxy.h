@@ -133,7 +133,6 @@ struct proxy {
     struct watch listener_watch;
     int listener_fd;
     uint32_t next_serial;
-    uint32_t client_count;
     /* Connections polling each ring index: each new one takes the least used. */
     uint32_t ring_users[VIRTGPU_LAST_POLL_RING + 1];
     /* Freed after the current batch of epoll events: later events may still point here. */

@@ -294,7 +294,8 @@ bool relay_event(struct proxy_client *client, uint8_t *bytes, size_t size)
         write_word(bytes, 0, object_id);
     }
     uint32_t opcode = read_word(bytes, 4) & 0xffff;
-    if (object_id == 1 && opcode == EVENT_DISPLAY_DELETE_ID && size >= 12) {
+    /* Only a well-formed delete_id (exactly one argument) touches the id maps. */
+    if (object_id == 1 && opcode == EVENT_DISPLAY_DELETE_ID && size == 12) {
         uint32_t deleted = read_word(bytes, 8);
         if (deleted >= 2 && deleted < WIRE_SERVER_ID_START && deleted < client->id_capacity) {
             uint32_t client_id = client->to_client[deleted];

@@ -10,6 +10,17 @@
 
 #include "wayland-client-protocol.h"
 
+struct damage_box {
+    int32_t x0, y0, x1, y1; /* half-open; empty when x0 >= x1 or y0 >= y1 */
+};
+
+/* A few boxes, merged into one when more arrive: small scattered damage stays small. */
+#define DAMAGE_MAX_BOXES 8u
+struct damage {
+    struct damage_box boxes[DAMAGE_MAX_BOXES];
+    uint32_t count;
+};
+
 struct shm_pool {
     int fd;
     uint64_t size_bytes; /* as the client declared it */
@@ -53,7 +64,7 @@ static struct damage_box box_union(struct damage_box a, struct damage_box b)
                                a.x1 > b.x1 ? a.x1 : b.x1, a.y1 > b.y1 ? a.y1 : b.y1};
 }
 
-void damage_add(struct damage *damage, struct damage_box box)
+static void damage_add(struct damage *damage, struct damage_box box)
 {
     if (box.x0 >= box.x1 || box.y0 >= box.y1) {
         return;
@@ -75,7 +86,7 @@ void damage_add(struct damage *damage, struct damage_box box)
     damage->boxes[damage->count++] = box;
 }
 
-void damage_add_all(struct damage *into, const struct damage *from)
+static void damage_add_all(struct damage *into, const struct damage *from)
 {
     for (uint32_t i = 0; i < from->count; i++) {
         damage_add(into, from->boxes[i]);
@@ -98,27 +109,24 @@ static struct damage_box box_from_rect(int32_t x, int32_t y, int32_t width, int3
 
 static uint32_t format_bytes_per_pixel(uint32_t format)
 {
-#define FOURCC(a, b, c, d)                                                                         \
-    ((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) | ((uint32_t)(d) << 24))
     switch (format) {
     case WL_SHM_FORMAT_ARGB8888:
     case WL_SHM_FORMAT_XRGB8888:
-    case FOURCC('A', 'B', '2', '4'):
-    case FOURCC('X', 'B', '2', '4'):
-    case FOURCC('A', 'R', '3', '0'):
-    case FOURCC('X', 'R', '3', '0'):
-    case FOURCC('A', 'B', '3', '0'):
-    case FOURCC('X', 'B', '3', '0'):
+    case DRM_FOURCC('A', 'B', '2', '4'):
+    case DRM_FOURCC('X', 'B', '2', '4'):
+    case DRM_FOURCC('A', 'R', '3', '0'):
+    case DRM_FOURCC('X', 'R', '3', '0'):
+    case DRM_FOURCC('A', 'B', '3', '0'):
+    case DRM_FOURCC('X', 'B', '3', '0'):
         return 4;
-    case FOURCC('R', 'G', '1', '6'):
+    case DRM_FOURCC('R', 'G', '1', '6'):
         return 2;
-    case FOURCC('A', 'B', '4', 'H'):
-    case FOURCC('X', 'B', '4', 'H'):
+    case DRM_FOURCC('A', 'B', '4', 'H'):
+    case DRM_FOURCC('X', 'B', '4', 'H'):
         return 8;
     default:
         return 0;
     }
-#undef FOURCC
 }
 
 bool shm_format_supported(uint32_t format)

@@ -13,20 +13,6 @@
 
 #include "proxy.h"
 
-struct damage_box {
-    int32_t x0, y0, x1, y1; /* half-open; empty when x0 >= x1 or y0 >= y1 */
-};
-
-/* A few boxes, merged into one when more arrive: small scattered damage stays small. */
-#define DAMAGE_MAX_BOXES 8u
-struct damage {
-    struct damage_box boxes[DAMAGE_MAX_BOXES];
-    uint32_t count;
-};
-
-void damage_add(struct damage *damage, struct damage_box box);
-void damage_add_all(struct damage *into, const struct damage *from);
-
 /* Whether wl_shm.format may be offered: formats whose layout the proxy knows. */
 bool shm_format_supported(uint32_t format);
 

@@ -165,43 +165,40 @@ static int cmd_init(struct cross_domain_context *ctx, const uint8_t *bytes, size
 /* Bytes per pixel of each plane, for the formats Wayland clients and proxies use. */
 static int format_planes(uint32_t fourcc, uint32_t bpp[3], uint32_t vertical_divisor[3])
 {
-#define FOURCC(a, b, c, d)                                                                         \
-    ((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) | ((uint32_t)(d) << 24))
     vertical_divisor[0] = vertical_divisor[1] = vertical_divisor[2] = 1;
     switch (fourcc) {
-    case FOURCC('R', '8', ' ', ' '):
+    case DRM_FOURCC('R', '8', ' ', ' '):
         bpp[0] = 1;
         return 1;
-    case FOURCC('R', 'G', '1', '6'):
+    case DRM_FOURCC('R', 'G', '1', '6'):
         bpp[0] = 2;
         return 1;
-    case FOURCC('B', 'G', '2', '4'):
+    case DRM_FOURCC('B', 'G', '2', '4'):
         bpp[0] = 3;
         return 1;
-    case FOURCC('X', 'R', '2', '4'):
-    case FOURCC('X', 'B', '2', '4'):
-    case FOURCC('A', 'R', '2', '4'):
-    case FOURCC('A', 'B', '2', '4'):
-    case FOURCC('X', 'R', '3', '0'):
-    case FOURCC('X', 'B', '3', '0'):
-    case FOURCC('A', 'R', '3', '0'):
-    case FOURCC('A', 'B', '3', '0'):
+    case DRM_FOURCC('X', 'R', '2', '4'):
+    case DRM_FOURCC('X', 'B', '2', '4'):
+    case DRM_FOURCC('A', 'R', '2', '4'):
+    case DRM_FOURCC('A', 'B', '2', '4'):
+    case DRM_FOURCC('X', 'R', '3', '0'):
+    case DRM_FOURCC('X', 'B', '3', '0'):
+    case DRM_FOURCC('A', 'R', '3', '0'):
+    case DRM_FOURCC('A', 'B', '3', '0'):
         bpp[0] = 4;
         return 1;
-    case FOURCC('A', 'B', '4', 'H'):
+    case DRM_FOURCC('A', 'B', '4', 'H'):
         bpp[0] = 8;
         return 1;
-    case FOURCC('N', 'V', '1', '2'):
+    case DRM_FOURCC('N', 'V', '1', '2'):
         bpp[0] = 1;
         bpp[1] = 2; /* interleaved UV at half width */
         vertical_divisor[1] = 2;
         return 2;
-    case FOURCC('Y', 'V', '1', '2'):
+    case DRM_FOURCC('Y', 'V', '1', '2'):
         bpp[0] = bpp[1] = bpp[2] = 1;
         vertical_divisor[1] = vertical_divisor[2] = 2;
         return 3;
     }
-#undef FOURCC
     return 0;
 }
 

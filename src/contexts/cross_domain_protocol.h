@@ -31,8 +31,11 @@ enum cross_domain_id_type {
     CROSS_DOMAIN_ID_TYPE_WRITE_PIPE = 4,
 };
 
+/* DRM fourcc codes, as image requirements and wl_shm name formats. */
+#define DRM_FOURCC(a, b, c, d)                                                                     \
+    ((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) | ((uint32_t)(d) << 24))
 /* The layout guest proxies ask for when they want plain shared memory: one row of R8. */
-#define DRM_FORMAT_R8 0x20203852u /* 'R', '8', ' ', ' ' */
+#define DRM_FORMAT_R8 DRM_FOURCC('R', '8', ' ', ' ')
 
 #define CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND 1u
 #define CROSS_DOMAIN_MAX_IDENTIFIERS      28u

@@ -14,7 +14,7 @@ for program in kms_pattern cross_domain_test wl_hostile; do
     gcc -static -O2 -Wall -Wextra -Werror -o "$guest_dir/$program" "$here/guest/$program.c"
 done
 wayland_clients=()
-for client in wayland-info weston-simple-shm weston-simple-damage wev wl-copy wl-paste; do
+for client in wayland-info weston-simple-shm wev wl-copy wl-paste; do
     path=$(command -v "$client") || { echo "$client is missing: run scripts/install-deps.sh"; exit 1; }
     wayland_clients+=("$path")
 done
