@@ -72,6 +72,7 @@ enum neep_format {
 #define NEEP_MAX_RINGS                       64u
 #define NEEP_MAX_PENDING_FENCES_PER_TIMELINE 65536u
 #define NEEP_MAX_SUBMIT_BYTES                (16u << 20)
+#define NEEP_MAX_CONTEXTS                    1024u
 
 enum neep_log_level {
     NEEP_LOG_ERROR = 1,

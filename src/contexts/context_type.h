@@ -33,6 +33,9 @@ struct neep_context_ops {
     /* Optional: the context starts or stops using a resource. */
     int (*attach_resource)(struct neep_context *ctx, struct neep_resource *resource);
     void (*detach_resource)(struct neep_context *ctx, struct neep_resource *resource);
+    /* Optional: an attached resource's guest memory is about to go away (DETACH_BACKING);
+     * after this returns the context must not touch it. */
+    void (*release_backing)(struct neep_context *ctx, struct neep_resource *resource);
 
     /* Optional. Tracks a fence on `timeline`; the context calls neep_timeline_signal() once
      * the work before it is done. Without this hook fences complete at once. */

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cross_domain_reactor.h"
 #include "util/checked.h"
 
 static const struct neep_context_ops cross_domain_ops;
@@ -25,24 +26,58 @@ static struct cross_domain_context *from_base(struct neep_context *base)
     return base->ops == &cross_domain_ops ? (struct cross_domain_context *)base : NULL;
 }
 
-void cross_domain_item_free(struct cross_domain_item *item)
+/* What an item costs the budget beyond any copy of memory it holds. */
+#define ITEM_CHARGE_BYTES ((uint64_t)sizeof(struct cross_domain_item))
+
+void cross_domain_item_free(struct cross_domain_context *ctx, struct cross_domain_item *item)
 {
-    if (item) {
-        if (item->fd >= 0) {
-            close(item->fd);
-        }
-        free(item);
+    if (!item) {
+        return;
     }
+    cross_domain_queue_clear(ctx, &item->output);
+    if (item->fd >= 0) {
+        cross_domain_unwatch(ctx, &item->watch);
+        close(item->fd);
+        cross_domain_fds_give_back(ctx, 1);
+    }
+    neep_budget_release(ctx->base.renderer, item->charged_bytes);
+    free(item);
+}
+
+/* A new item, charged; `fd` (or -1) is counted against the fd caps by the caller. */
+static struct cross_domain_item *item_new(struct cross_domain_context *ctx,
+                                          enum cross_domain_item_kind kind)
+{
+    if (ctx->items.count >= CROSS_DOMAIN_MAX_ITEMS) {
+        cd_error(ctx, "cross-domain: %u items held; the guest must consume some first",
+                 CROSS_DOMAIN_MAX_ITEMS);
+        return NULL;
+    }
+    if (neep_budget_charge(ctx->base.renderer, ITEM_CHARGE_BYTES) < 0) {
+        return NULL;
+    }
+    struct cross_domain_item *item = calloc(1, sizeof(*item));
+    if (!item) {
+        neep_budget_release(ctx->base.renderer, ITEM_CHARGE_BYTES);
+        return NULL;
+    }
+    item->kind = kind;
+    item->fd = -1;
+    item->watch.fd = -1;
+    item->charged_bytes = ITEM_CHARGE_BYTES;
+    return item;
+}
+
+static void item_set_fd(struct cross_domain_item *item, int fd, uint32_t id)
+{
+    item->fd = fd;
+    item->watch.fd = fd;
+    item->watch.token = id;
 }
 
 int cross_domain_add_item(struct cross_domain_context *ctx, struct cross_domain_item *item,
                           uint32_t *id)
 {
-    if (ctx->items.count >= CROSS_DOMAIN_MAX_ITEMS) {
-        cd_error(ctx, "cross-domain: %u items held; the guest must consume some first",
-                 CROSS_DOMAIN_MAX_ITEMS);
-        return -E2BIG;
-    }
     /* Host item ids stay below the read-pipe namespace. */
     if (ctx->next_item_id == 0 || ctx->next_item_id >= CROSS_DOMAIN_PIPE_READ_START) {
         ctx->next_item_id = 1;
@@ -53,6 +88,124 @@ int cross_domain_add_item(struct cross_domain_context *ctx, struct cross_domain_
     int ret = id_table_insert(&ctx->items, ctx->next_item_id, item);
     if (ret == 0) {
         *id = ctx->next_item_id++;
+        item->watch.token = *id;
+    }
+    return ret;
+}
+
+static uint64_t page_align(uint64_t bytes)
+{
+    return (bytes + PAGE_BYTES - 1) / PAGE_BYTES * PAGE_BYTES;
+}
+
+/* Memory from the compositor that the guest will map (in the VMM: QEMU maps host blobs into
+ * guest memory) must not shrink under the mapping, or the VMM dies of SIGBUS. A memfd sealed
+ * against shrinking is used as it is; anything else is copied into sealed memory of ours. */
+static int sealed_memory(struct cross_domain_context *ctx, int *fd, uint64_t *size_bytes,
+                         uint64_t *charged_bytes)
+{
+    int seals = fcntl(*fd, F_GET_SEALS);
+    if (seals >= 0 && (seals & F_SEAL_SHRINK)) {
+        off_t end = lseek(*fd, 0, SEEK_END); /* after the seal check: it cannot drop now */
+        if (end < 0 || (uint64_t)end > CROSS_DOMAIN_MAX_BYTE_BUFFER) {
+            return -EINVAL;
+        }
+        *size_bytes = (uint64_t)end;
+        return 0;
+    }
+    if (*size_bytes > CROSS_DOMAIN_MAX_RECEIVED_BLOB_BYTES) {
+        cd_error(ctx,
+                 "cross-domain: the compositor sent %llu bytes of unsealed memory, at most "
+                 "%u are copied",
+                 (unsigned long long)*size_bytes, CROSS_DOMAIN_MAX_RECEIVED_BLOB_BYTES);
+        return -EFBIG;
+    }
+    uint64_t copy_bytes = page_align(*size_bytes);
+    int ret = neep_budget_charge(ctx->base.renderer, copy_bytes);
+    if (ret < 0) {
+        return ret;
+    }
+    int copy = memfd_create("neep-cross-domain-received", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (copy < 0 || ftruncate(copy, (off_t)copy_bytes) < 0) {
+        ret = -ENOMEM;
+    }
+    /* pread, not a mapping: the sender may shrink its file while we copy (the rest reads
+     * as zeros). */
+    uint8_t block[16384];
+    for (uint64_t done = 0; ret == 0 && done < *size_bytes;) {
+        size_t want =
+            *size_bytes - done < sizeof(block) ? (size_t)(*size_bytes - done) : sizeof(block);
+        ssize_t got = pread(*fd, block, want, (off_t)done);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            break;
+        }
+        if (pwrite(copy, block, (size_t)got, (off_t)done) != got) {
+            ret = -EIO;
+        }
+        done += (uint64_t)got;
+    }
+    if (ret == 0 && fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+        ret = -EIO;
+    }
+    if (ret < 0) {
+        if (copy >= 0) {
+            close(copy);
+        }
+        neep_budget_release(ctx->base.renderer, copy_bytes);
+        return ret;
+    }
+    close(*fd);
+    *fd = copy;
+    *charged_bytes += copy_bytes;
+    return 0;
+}
+
+int cross_domain_add_received_fd(struct cross_domain_context *ctx, int fd, uint32_t *id,
+                                 uint32_t *type, uint32_t *size)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    int mode = fcntl(fd, F_GETFL);
+    bool memory = end >= 0 && end <= UINT32_MAX;
+    bool write_pipe = !memory && mode >= 0 && (mode & O_ACCMODE) == O_WRONLY;
+    if (!memory && !write_pipe) {
+        cd_error(ctx, "cross-domain: the compositor sent an fd that is neither memory nor a "
+                      "pipe's write end");
+        close(fd);
+        return -EINVAL;
+    }
+    struct cross_domain_item *item = item_new(ctx, memory ? ITEM_BLOB : ITEM_WRITE_PIPE);
+    if (!item || !cross_domain_fds_take(ctx, 1)) {
+        close(fd);
+        if (item) {
+            cross_domain_item_free(ctx, item);
+        }
+        return -E2BIG;
+    }
+    int ret = 0;
+    if (memory) {
+        item->size_bytes = (uint64_t)end;
+        bool read_only = (mode & O_ACCMODE) == O_RDONLY;
+        item->map_info = MAP_CACHE_CACHED | (read_only ? MAP_ACCESS_READ : MAP_ACCESS_RW);
+        ret = sealed_memory(ctx, &fd, &item->size_bytes, &item->charged_bytes);
+        *type = CROSS_DOMAIN_ID_TYPE_VIRTGPU_BLOB;
+        *size = (uint32_t)item->size_bytes;
+    } else {
+        /* WRITE must never block: a reader that does not read gets a queue, not our thread. */
+        if (fcntl(fd, F_SETFL, mode | O_NONBLOCK) < 0) {
+            ret = -errno;
+        }
+        *type = CROSS_DOMAIN_ID_TYPE_WRITE_PIPE;
+        *size = 0;
+    }
+    item_set_fd(item, fd, 0);
+    if (ret == 0) {
+        ret = cross_domain_add_item(ctx, item, id);
+    }
+    if (ret < 0) {
+        cross_domain_item_free(ctx, item);
     }
     return ret;
 }
@@ -105,18 +258,25 @@ static int connect_channel(struct cross_domain_context *ctx, uint32_t channel_ty
         return -ENAMETOOLONG;
     }
     strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (!cross_domain_fds_take(ctx, 1)) {
+        return -EMFILE;
+    }
+    /* Non-blocking from the start: connect() on a compositor whose backlog is full fails at
+     * once (EAGAIN) instead of freezing the VMM's thread. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
         int error = errno;
         neep_log_host(&ctx->base.renderer->logger, NEEP_LOG_ERROR,
-                      "cross-domain: cannot connect to %s: %s", path, strerror(error));
+                      "cross-domain: cannot connect to %s: %s", path,
+                      error == EAGAIN ? "its listen backlog is full" : strerror(error));
         if (fd >= 0) {
             close(fd);
         }
+        cross_domain_fds_give_back(ctx, 1);
         return -EIO;
     }
-    ctx->channel_fd = fd;
-    return cross_domain_watch(ctx, fd, CROSS_DOMAIN_TOKEN_CHANNEL);
+    ctx->channel.fd = fd;
+    return 0;
 }
 
 static int cmd_init(struct cross_domain_context *ctx, const uint8_t *bytes, size_t size)
@@ -152,10 +312,7 @@ static int cmd_init(struct cross_domain_context *ctx, const uint8_t *bytes, size
     if (ret < 0) {
         ring_clear(&ctx->query_ring);
         ring_clear(&ctx->channel_ring);
-        if (ctx->channel_fd >= 0) {
-            close(ctx->channel_fd);
-            ctx->channel_fd = -1;
-        }
+        cross_domain_close_channel(ctx);
         return ret;
     }
     ctx->initialized = true;
@@ -239,20 +396,21 @@ static int cmd_get_image_requirements(struct cross_domain_context *ctx, const ui
         offset += stride * rows; /* dimensions are at most 2^14: no overflow */
     }
     /* Linux page-aligns host blob sizes; answering aligned keeps the two in step. */
-    reply.size = (offset + PAGE_BYTES - 1) / PAGE_BYTES * PAGE_BYTES;
+    reply.size = page_align(offset);
     reply.map_info = MAP_CACHE_CACHED | MAP_ACCESS_RW;
     reply.memory_idx = -1;
     reply.physical_device_idx = -1;
 
-    struct cross_domain_item *item = calloc(1, sizeof(*item));
+    struct cross_domain_item *item = item_new(ctx, ITEM_IMAGE_REQUIREMENTS);
     if (!item) {
-        return -ENOMEM;
+        return -E2BIG;
     }
-    *item = (struct cross_domain_item){ITEM_IMAGE_REQUIREMENTS, -1, reply.size, reply.map_info};
+    item->size_bytes = reply.size;
+    item->map_info = reply.map_info;
     uint32_t id;
     int ret = cross_domain_add_item(ctx, item, &id);
     if (ret < 0) {
-        free(item);
+        cross_domain_item_free(ctx, item);
         return ret;
     }
     reply.blob_id = id;
@@ -263,10 +421,52 @@ static int cmd_get_image_requirements(struct cross_domain_context *ctx, const ui
     return 0;
 }
 
-/* Resolves the identifiers of a SEND into fds to pass; read pipes are made here. */
+/* A pipe for the compositor to write into (clipboard, drag and drop): our read end becomes
+ * the guest's read-pipe id, the write end travels with the SEND. */
+static int make_read_pipe(struct cross_domain_context *ctx, uint32_t id, int *write_end)
+{
+    uint32_t expected = ctx->next_read_pipe_id + 1;
+    if (expected == 0) {
+        expected = CROSS_DOMAIN_PIPE_READ_START;
+    }
+    if (*write_end >= 0 || id != expected) {
+        cd_error(ctx, "cross-domain SEND: read pipe %u out of step (expected %u, one per SEND)", id,
+                 expected);
+        return -EINVAL;
+    }
+    /* Both ends count until the write end is sent: the caller gives one back then. */
+    struct cross_domain_item *item = item_new(ctx, ITEM_READ_PIPE);
+    if (!item || !cross_domain_fds_take(ctx, 2)) {
+        if (item) {
+            cross_domain_item_free(ctx, item);
+        }
+        return -E2BIG;
+    }
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC) < 0) {
+        cross_domain_fds_give_back(ctx, 2);
+        cross_domain_item_free(ctx, item);
+        return -EIO;
+    }
+    fcntl(ends[0], F_SETFL, O_NONBLOCK);
+    item_set_fd(item, ends[0], id);
+    int ret = id_table_insert(&ctx->items, id, item);
+    if (ret < 0) {
+        close(ends[1]);
+        cross_domain_fds_give_back(ctx, 1);
+        cross_domain_item_free(ctx, item);
+        return ret;
+    }
+    ctx->next_read_pipe_id = id;
+    *write_end = ends[1];
+    return 0;
+}
+
+/* Resolves the identifiers of a SEND into fds to pass (borrowed; a read pipe's write end is
+ * returned separately for the caller to close). */
 static int send_identifiers(struct cross_domain_context *ctx,
                             const struct cross_domain_send_receive *send, int *fds,
-                            int *pipe_write_end, uint32_t *pipe_id)
+                            int *pipe_write_end)
 {
     for (uint32_t i = 0; i < send->num_identifiers; i++) {
         uint32_t id = send->identifiers[i];
@@ -282,44 +482,11 @@ static int send_identifiers(struct cross_domain_context *ctx,
             break;
         }
         case CROSS_DOMAIN_ID_TYPE_READ_PIPE: {
-            uint32_t expected = ctx->next_read_pipe_id + 1;
-            if (expected == 0) {
-                expected = CROSS_DOMAIN_PIPE_READ_START;
-            }
-            if (*pipe_write_end >= 0 || id != expected) {
-                cd_error(ctx,
-                         "cross-domain SEND: read pipe %u out of step (expected %u, one "
-                         "per SEND)",
-                         id, expected);
-                return -EINVAL;
-            }
-            int ends[2];
-            if (pipe2(ends, O_CLOEXEC) < 0) {
-                return -EIO;
-            }
-            struct cross_domain_item *item = calloc(1, sizeof(*item));
-            if (!item) {
-                close(ends[0]);
-                close(ends[1]);
-                return -ENOMEM;
-            }
-            *item = (struct cross_domain_item){ITEM_READ_PIPE, ends[0], 0, 0};
-            int ret = id_table_insert(&ctx->items, id, item);
-            if (ret == 0) {
-                ret = cross_domain_watch(ctx, ends[0], id);
-                if (ret < 0) {
-                    id_table_remove(&ctx->items, id);
-                }
-            }
+            int ret = make_read_pipe(ctx, id, pipe_write_end);
             if (ret < 0) {
-                cross_domain_item_free(item);
-                close(ends[1]);
                 return ret;
             }
-            ctx->next_read_pipe_id = id;
-            *pipe_write_end = ends[1];
-            *pipe_id = id;
-            fds[i] = ends[1];
+            fds[i] = *pipe_write_end;
             break;
         }
         default:
@@ -329,6 +496,11 @@ static int send_identifiers(struct cross_domain_context *ctx,
         }
     }
     return 0;
+}
+
+static void forget_item(struct cross_domain_context *ctx, uint32_t id)
+{
+    cross_domain_item_free(ctx, id_table_remove(&ctx->items, id));
 }
 
 static int cmd_send(struct cross_domain_context *ctx, const uint8_t *bytes, size_t size)
@@ -345,49 +517,29 @@ static int cmd_send(struct cross_domain_context *ctx, const uint8_t *bytes, size
                  send.num_identifiers, send.opaque_data_size, size);
         return -EINVAL;
     }
-    if (ctx->channel_fd < 0) {
+    if (send.num_identifiers > 0 && send.opaque_data_size == 0) {
+        /* A stream socket drops fds sent with no byte to carry them. */
+        cd_error(ctx, "cross-domain SEND: %u identifiers without a data byte to carry them",
+                 send.num_identifiers);
+        return -EINVAL;
+    }
+    if (ctx->channel.fd < 0) {
         cd_error(ctx, "cross-domain SEND without an open channel");
         return -EINVAL;
     }
-    int fds[CROSS_DOMAIN_MAX_IDENTIFIERS];
+    int fds[CROSS_DOMAIN_MAX_IDENTIFIERS] = {0};
     int pipe_write_end = -1;
-    uint32_t pipe_id = 0;
-    int ret = send_identifiers(ctx, &send, fds, &pipe_write_end, &pipe_id);
-    if (ret == 0) {
-        struct iovec iov = {(void *)(bytes + sizeof(send)), send.opaque_data_size};
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(CROSS_DOMAIN_MAX_IDENTIFIERS * sizeof(int))];
-        } control;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (send.num_identifiers > 0) {
-            msg.msg_control = &control;
-            msg.msg_controllen = CMSG_SPACE(send.num_identifiers * sizeof(int));
-            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(send.num_identifiers * sizeof(int));
-            memcpy(CMSG_DATA(c), fds, send.num_identifiers * sizeof(int));
-        }
-        ssize_t sent;
-        do {
-            sent = sendmsg(ctx->channel_fd, &msg, MSG_NOSIGNAL);
-        } while (sent < 0 && errno == EINTR);
-        if (sent != (ssize_t)send.opaque_data_size) {
-            neep_log_host(&ctx->base.renderer->logger, NEEP_LOG_WARN,
-                          "cross-domain: the compositor did not take a message (%s)",
-                          sent < 0 ? strerror(errno) : "short write");
-            ret = -EIO;
-        }
+    int ret = send_identifiers(ctx, &send, fds, &pipe_write_end);
+    if (ret == 0 && send.opaque_data_size > 0) {
+        ret = cross_domain_channel_output(ctx, bytes + sizeof(send), send.opaque_data_size, fds,
+                                          send.num_identifiers);
     }
     if (pipe_write_end >= 0) {
         close(pipe_write_end); /* the compositor has its copy; EOF must reach the guest */
+        cross_domain_fds_give_back(ctx, 1);
         if (ret < 0) {
-            struct cross_domain_item *item = id_table_remove(&ctx->items, pipe_id);
-            if (item) {
-                cross_domain_unwatch(ctx, item->fd);
-                cross_domain_item_free(item);
-            }
+            /* The id stays used: the guest counted it when it sent. */
+            forget_item(ctx, ctx->next_read_pipe_id);
         }
     }
     return ret;
@@ -407,30 +559,30 @@ static int cmd_write(struct cross_domain_context *ctx, const uint8_t *bytes, siz
         return -EINVAL;
     }
     struct cross_domain_item *item = id_table_get(&ctx->items, request.identifier);
-    if (!item || item->kind != ITEM_WRITE_PIPE) {
+    if (!item || item->kind != ITEM_WRITE_PIPE || item->hang_up_when_drained) {
         cd_error(ctx, "cross-domain WRITE: %u is not a write pipe", request.identifier);
         return -EINVAL;
     }
-    const uint8_t *data = bytes + sizeof(request);
-    size_t left = request.opaque_data_size;
-    int ret = 0;
-    while (left > 0) {
-        ssize_t written = write(item->fd, data, left);
-        if (written < 0 && errno == EINTR) {
-            continue;
-        }
-        if (written <= 0) {
-            /* The reader went away; like a closed pipe in any program, drop the rest. */
-            ret = -EPIPE;
-            break;
-        }
-        data += written;
-        left -= (size_t)written;
+    int ret =
+        cross_domain_pipe_output(ctx, item, bytes + sizeof(request), request.opaque_data_size);
+    if (ret < 0) {
+        /* The reader went away or stopped reading; like a closed pipe in any program, the
+         * rest is dropped (the guest's clipboard source just finishes). */
+        neep_log_host(&ctx->base.renderer->logger, NEEP_LOG_INFO,
+                      "cross-domain: pipe %u of context %u closed (%s)", request.identifier,
+                      ctx->base.id,
+                      ret == -EPIPE ? "its reader left" : "its reader is not reading");
+        forget_item(ctx, request.identifier);
+        return 0;
     }
-    if (request.hang_up || ret < 0) {
-        cross_domain_item_free(id_table_remove(&ctx->items, request.identifier));
+    if (request.hang_up) {
+        if (item->output.head) {
+            item->hang_up_when_drained = true; /* the event thread closes it when drained */
+        } else {
+            forget_item(ctx, request.identifier);
+        }
     }
-    return ret == -EPIPE ? 0 : ret;
+    return 0;
 }
 
 /* Walks the concatenated commands of one SUBMIT_3D. */
@@ -440,7 +592,7 @@ static int cross_domain_submit(struct neep_context *base, const uint8_t *command
     struct cross_domain_context *ctx = from_base(base);
     size_t pos = 0;
     int ret = 0;
-    pthread_mutex_lock(&ctx->lock);
+    cross_domain_lock(ctx);
     while (ret == 0 && pos < size_bytes) {
         struct cross_domain_header hdr;
         if (size_bytes - pos < sizeof(hdr)) {
@@ -483,7 +635,7 @@ static int cross_domain_submit(struct neep_context *base, const uint8_t *command
         }
         pos += hdr.cmd_size;
     }
-    pthread_mutex_unlock(&ctx->lock);
+    cross_domain_unlock(ctx);
     return ret;
 }
 
@@ -496,7 +648,7 @@ static int cross_domain_create_fence(struct neep_context *base, struct neep_time
         neep_timeline_signal(timeline, fence_id);
         return 0;
     }
-    pthread_mutex_lock(&ctx->lock);
+    cross_domain_lock(ctx);
     int ret = 0;
     if (!ctx->channel_ring.resource_id) {
         cd_error(ctx, "cross-domain: channel-ring fence before INIT with a channel");
@@ -508,24 +660,26 @@ static int cross_domain_create_fence(struct neep_context *base, struct neep_time
         ctx->poll_timeline = timeline;
         ctx->poll_fence_id = fence_id;
         ctx->poll_pending = true;
-        pthread_cond_signal(&ctx->wake);
+        /* Sources that became ready while no POLL waited fire now (level-triggered). */
+        cross_domain_rearm_all(ctx);
     }
-    pthread_mutex_unlock(&ctx->lock);
+    cross_domain_unlock(ctx);
     return ret;
 }
 
-static void cross_domain_detach(struct neep_context *base, struct neep_resource *resource)
+/* The guest may reuse a ring's memory once it is detached or its backing is: no more replies
+ * into it. */
+static void cross_domain_forget_memory(struct neep_context *base, struct neep_resource *resource)
 {
     struct cross_domain_context *ctx = from_base(base);
-    pthread_mutex_lock(&ctx->lock);
-    /* The guest may reuse that memory: no more replies into it. */
+    cross_domain_lock(ctx);
     if (ctx->query_ring.resource_id == resource->id) {
         ring_clear(&ctx->query_ring);
     }
     if (ctx->channel_ring.resource_id == resource->id) {
         ring_clear(&ctx->channel_ring);
     }
-    pthread_mutex_unlock(&ctx->lock);
+    cross_domain_unlock(ctx);
 }
 
 static int cross_domain_create_blob(struct neep_context *base, uint32_t resource_id,
@@ -536,7 +690,7 @@ static int cross_domain_create_blob(struct neep_context *base, uint32_t resource
     if (create->blob_id > UINT32_MAX) {
         return -EINVAL;
     }
-    pthread_mutex_lock(&ctx->lock);
+    cross_domain_lock(ctx);
     int ret = 0;
     uint32_t id = (uint32_t)create->blob_id;
     struct cross_domain_item *item = id_table_get(&ctx->items, id);
@@ -544,8 +698,9 @@ static int cross_domain_create_blob(struct neep_context *base, uint32_t resource
         cd_error(ctx, "cross-domain blob %u: no item %u to make it from", resource_id, id);
         ret = -EINVAL;
     } else if (create->size_bytes < item->size_bytes ||
-               create->size_bytes - item->size_bytes >= PAGE_BYTES) {
-        /* Equal, or the same size rounded up to a page as Linux does. */
+               page_align(create->size_bytes) != page_align(item->size_bytes)) {
+        /* Equal, or the same size rounded up to a page as Linux does: never a mapping with a
+         * page the memory does not have. */
         cd_error(ctx, "cross-domain blob %u: %llu bytes asked, item %u holds %llu", resource_id,
                  (unsigned long long)create->size_bytes, id, (unsigned long long)item->size_bytes);
         ret = -EINVAL;
@@ -563,41 +718,45 @@ static int cross_domain_create_blob(struct neep_context *base, uint32_t resource
                                               item->map_info};
         }
     } else {
-        /* A received fd: consumed by this blob. */
+        /* A received fd: consumed by this blob, whose resource now owns (and charges) it. */
         id_table_remove(&ctx->items, id);
         *out = (struct neep_blob_storage){item->fd, NEEP_HANDLE_MEM_SHM, create->size_bytes,
                                           item->map_info};
+        cross_domain_unwatch(ctx, &item->watch);
         item->fd = -1;
-        cross_domain_item_free(item);
+        cross_domain_fds_give_back(ctx, 1);
+        cross_domain_item_free(ctx, item);
     }
-    pthread_mutex_unlock(&ctx->lock);
+    cross_domain_unlock(ctx);
     return ret;
 }
 
 static void cross_domain_destroy(struct neep_context *base)
 {
     struct cross_domain_context *ctx = from_base(base);
-    cross_domain_channel_stop(ctx);
-    for (size_t i = 0; i < ctx->items.capacity; i++) {
-        if (ctx->items.keys[i]) {
-            cross_domain_item_free(ctx->items.values[i]);
+    if (ctx->reactor) {
+        cross_domain_lock(ctx);
+        for (size_t i = 0; i < ctx->items.capacity; i++) {
+            if (ctx->items.keys[i]) {
+                cross_domain_item_free(ctx, ctx->items.values[i]);
+            }
         }
+        cross_domain_close_channel(ctx);
+        ring_clear(&ctx->query_ring);
+        ring_clear(&ctx->channel_ring);
+        cross_domain_unlock(ctx);
+        cross_domain_reactor_leave(ctx);
     }
     id_table_finish(&ctx->items);
-    ring_clear(&ctx->query_ring);
-    ring_clear(&ctx->channel_ring);
-    if (ctx->channel_fd >= 0) {
-        close(ctx->channel_fd);
-    }
-    pthread_cond_destroy(&ctx->wake);
-    pthread_mutex_destroy(&ctx->lock);
+    neep_budget_release(ctx->base.renderer, sizeof(*ctx));
     free(ctx);
 }
 
 static const struct neep_context_ops cross_domain_ops = {
     .destroy = cross_domain_destroy,
     .submit = cross_domain_submit,
-    .detach_resource = cross_domain_detach,
+    .detach_resource = cross_domain_forget_memory,
+    .release_backing = cross_domain_forget_memory,
     .create_fence = cross_domain_create_fence,
     .create_blob = cross_domain_create_blob,
 };
@@ -625,21 +784,23 @@ static int cross_domain_probe(struct neep_renderer *renderer, uint32_t *max_vers
 static int cross_domain_create(struct neep_renderer *renderer, uint32_t context_init,
                                struct neep_context **out)
 {
+    int ret = neep_budget_charge(renderer, sizeof(struct cross_domain_context));
+    if (ret < 0) {
+        return ret;
+    }
     struct cross_domain_context *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) {
+        neep_budget_release(renderer, sizeof(*ctx));
         return -ENOMEM;
     }
     ctx->base.ops = &cross_domain_ops;
     ctx->base.renderer = renderer;
-    ctx->channel_fd = -1;
-    ctx->epoll_fd = -1;
-    ctx->wake_fd = -1;
+    ctx->channel.fd = -1;
+    ctx->channel.token = CROSS_DOMAIN_TOKEN_CHANNEL;
     ctx->next_item_id = 1;
     ctx->next_read_pipe_id = CROSS_DOMAIN_PIPE_READ_START;
-    pthread_mutex_init(&ctx->lock, NULL);
-    pthread_cond_init(&ctx->wake, NULL);
     id_table_init(&ctx->items);
-    int ret = cross_domain_channel_start(ctx);
+    ret = cross_domain_reactor_join(ctx);
     if (ret < 0) {
         cross_domain_destroy(&ctx->base);
         return ret;

@@ -50,6 +50,11 @@ int neep_context_create(struct neep_renderer *renderer, uint32_t ctx_id, uint32_
         renderer_error(renderer, "context id %u is already in use", ctx_id);
         return -EEXIST;
     }
+    if (renderer->contexts.count >= NEEP_MAX_CONTEXTS) {
+        renderer_error(renderer, "context %u: the guest already has %u contexts", ctx_id,
+                       NEEP_MAX_CONTEXTS);
+        return -E2BIG;
+    }
     const struct neep_capset *capset = capset_for_init(renderer, context_init);
     if (!capset) {
         renderer_error(renderer, "context %u: capset %u is not enabled (context_init 0x%x)", ctx_id,
@@ -191,6 +196,20 @@ void neep_contexts_detach_resource_everywhere(struct neep_renderer *renderer,
         struct neep_context *ctx = table->values[i];
         if (id_table_remove(&ctx->attached_resources, resource->id) && ctx->ops->detach_resource) {
             ctx->ops->detach_resource(ctx, resource);
+        }
+    }
+}
+
+void neep_contexts_release_backing(struct neep_renderer *renderer, struct neep_resource *resource)
+{
+    struct id_table *table = &renderer->contexts;
+    for (size_t i = 0; i < table->capacity; i++) {
+        if (!table->keys[i]) {
+            continue;
+        }
+        struct neep_context *ctx = table->values[i];
+        if (ctx->ops->release_backing && id_table_get(&ctx->attached_resources, resource->id)) {
+            ctx->ops->release_backing(ctx, resource);
         }
     }
 }

@@ -17,6 +17,7 @@
 
 struct neep_context;
 struct neep_context_type;
+struct cross_domain_reactor;
 
 /* Budget charged per resource or context for bookkeeping beyond its payload. */
 #define NEEP_OBJECT_OVERHEAD_BYTES 512u
@@ -122,6 +123,11 @@ struct neep_renderer {
     struct neep_timeline *ready_tail;
     neep_fence_notify_fn fence_notify;
     void *fence_notify_user_data;
+
+    /* Cross-domain's event thread, shared by its contexts (contexts/cross_domain_reactor.c);
+     * tests may pump it by hand instead. */
+    struct cross_domain_reactor *cross_domain_reactor;
+    bool cross_domain_manual_pump;
 };
 
 #define renderer_log(renderer, level, ...) neep_log_guest(&(renderer)->logger, level, __VA_ARGS__)
@@ -154,6 +160,8 @@ struct neep_context *neep_context_lookup(const struct neep_renderer *renderer, u
 void neep_contexts_destroy_all(struct neep_renderer *renderer);
 void neep_contexts_detach_resource_everywhere(struct neep_renderer *renderer,
                                               struct neep_resource *resource);
+/* Tells every context the resource is attached to that its guest memory goes away. */
+void neep_contexts_release_backing(struct neep_renderer *renderer, struct neep_resource *resource);
 
 /* fence.c */
 int neep_fences_init(struct neep_renderer *renderer);

@@ -294,6 +294,7 @@ int neep_resource_detach_backing(struct neep_renderer *renderer, uint32_t resour
     if (!resource) {
         return -ENOENT;
     }
+    neep_contexts_release_backing(renderer, resource);
     drop_backing(renderer, resource);
     return 0;
 }
