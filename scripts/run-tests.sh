@@ -50,6 +50,10 @@ for target in build/sanitize/fuzz/fuzz_*; do
     [ -f "$target" ] && [ -x "$target" ] || continue
     name=$(basename "$target" | sed 's/^fuzz_//')
     mkdir -p "$corpus_root/$name"
+    # The corpus kept from long campaigns (scripts/fuzz-campaign.sh) seeds the short run.
+    if [ -d "fuzz/corpus/$name" ]; then
+        cp -r "fuzz/corpus/$name/." "$corpus_root/$name/"
+    fi
     log="build/sanitize/fuzz-$name.log"
     if "$target" -max_total_time="$fuzz_seconds" -max_len=4096 -rss_limit_mb=2048 \
         -print_final_stats=1 "$corpus_root/$name" >"$log" 2>&1; then

@@ -736,6 +736,7 @@ static void cross_domain_destroy(struct neep_context *base)
     struct cross_domain_context *ctx = from_base(base);
     if (ctx->reactor) {
         cross_domain_lock(ctx);
+        cross_domain_reactor_forget(ctx);
         for (size_t i = 0; i < ctx->items.capacity; i++) {
             if (ctx->items.keys[i]) {
                 cross_domain_item_free(ctx, ctx->items.values[i]);

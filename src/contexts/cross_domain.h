@@ -120,6 +120,9 @@ struct cross_domain_context {
 
 /* cross_domain_reactor.c: the event thread, shared by the contexts of one renderer. */
 int cross_domain_reactor_join(struct cross_domain_context *ctx);
+/* With the lock held: no event reaches the context after this returns. */
+void cross_domain_reactor_forget(struct cross_domain_context *ctx);
+/* Without the lock, after forget: the thread stops with the renderer's last context. */
 void cross_domain_reactor_leave(struct cross_domain_context *ctx);
 void cross_domain_lock(struct cross_domain_context *ctx);
 void cross_domain_unlock(struct cross_domain_context *ctx);

@@ -241,22 +241,24 @@ int cross_domain_reactor_join(struct cross_domain_context *ctx)
     return ret;
 }
 
-void cross_domain_reactor_leave(struct cross_domain_context *ctx)
+void cross_domain_reactor_forget(struct cross_domain_context *ctx)
 {
     struct cross_domain_reactor *reactor = ctx->reactor;
-    if (!reactor) {
-        return;
-    }
-    /* The caller has unwatched and closed the context's fds under the lock; now make sure
-     * the thread is not signalling this context's fence with the lock dropped. */
-    pthread_mutex_lock(&reactor->lock);
+    /* From here no event finds this context; one may be having its fence signalled with the
+     * lock dropped, so wait for that to finish. */
     id_table_remove(&reactor->contexts, ctx->serial);
     while (reactor->signalling_serial == ctx->serial) {
         pthread_cond_wait(&reactor->signalled, &reactor->lock);
     }
+}
+
+void cross_domain_reactor_leave(struct cross_domain_context *ctx)
+{
+    struct cross_domain_reactor *reactor = ctx->reactor;
+    ctx->reactor = NULL;
+    pthread_mutex_lock(&reactor->lock);
     bool last = reactor->contexts.count == 0;
     pthread_mutex_unlock(&reactor->lock);
-    ctx->reactor = NULL;
     if (last) {
         /* The embedder's thread owns context creation, so nobody joins concurrently. */
         ctx->base.renderer->cross_domain_reactor = NULL;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Long fuzzing, outside CI: runs each fuzz target (or those named) for a given time, starting
+# from the corpus kept in fuzz/corpus/<target> plus the generated seeds, then minimises what it
+# found back into fuzz/corpus/<target> (commit that: CI seeds its short runs from it).
+# Crashes are kept under build/fuzz-findings/<target>/. Prints one line per target:
+# executions, coverage (edges), corpus size, and findings.
+#
+#   scripts/fuzz-campaign.sh SECONDS [TARGET...]     e.g. scripts/fuzz-campaign.sh 1800 relay
+#   NEEP_FUZZ_JOBS=2 runs that many workers per target (default 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:?usage: fuzz-campaign.sh SECONDS [TARGET...]}
+shift
+jobs=${NEEP_FUZZ_JOBS:-1}
+build=build/sanitize
+
+if [ ! -d "$build/meson-private" ]; then
+    CC=clang meson setup "$build" --buildtype=debug -Db_sanitize=address,undefined \
+        -Db_lundef=false -Dfuzzing=true -Dc_args=-fno-sanitize-recover=all \
+        -Dc_link_args=-fno-sanitize-recover=all >/dev/null
+fi
+ninja -C "$build" >/dev/null
+
+targets=("$@")
+if [ ${#targets[@]} = 0 ]; then
+    for binary in "$build"/fuzz/fuzz_*; do
+        [ -x "$binary" ] && [ -f "$binary" ] && targets+=("$(basename "$binary" | sed 's/^fuzz_//')")
+    done
+fi
+
+seeds=$(mktemp -d)
+trap 'rm -rf "$seeds"' EXIT
+python3 scripts/make-fuzz-seeds.py "$seeds"
+
+printf '%-18s %14s %8s %8s %s\n' target executions edges corpus findings
+for name in "${targets[@]}"; do
+    binary="$build/fuzz/fuzz_$name"
+    corpus="fuzz/corpus/$name"
+    findings="build/fuzz-findings/$name"
+    work=$(mktemp -d)
+    mkdir -p "$corpus" "$findings" "$seeds/$name"
+    log="build/fuzz-campaign-$name.log"
+    # -fork keeps going after a crash and counts executions across workers.
+    "$binary" -fork="$jobs" -ignore_crashes=1 -max_total_time="$seconds" -max_len=4096 \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
+        "$work" "$corpus" "$seeds/$name" >"$log" 2>&1 || true
+    # Minimise everything seen into a fresh corpus.
+    merged=$(mktemp -d)
+    "$binary" -merge=1 -max_len=4096 -rss_limit_mb=2048 "$merged" "$corpus" "$work" \
+        "$seeds/$name" >>"$log" 2>&1 || true
+    if [ -n "$(ls -A "$merged")" ]; then
+        rm -rf "$corpus"
+        mv "$merged" "$corpus"
+    else
+        rm -rf "$merged"
+    fi
+    rm -rf "$work"
+    executions=$(grep -oE '^#[0-9]+:' "$log" | tail -n 1 | tr -d '#:' || true)
+    edges=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+' || true)
+    found=$(find "$findings" -type f | wc -l)
+    printf '%-18s %14s %8s %8s %s\n' "$name" "${executions:-?}" "${edges:-?}" \
+        "$(ls "$corpus" | wc -l)" "$found (in $findings)"
+done
