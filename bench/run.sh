@@ -19,6 +19,8 @@ echo "== neep-gpu vs Debian's vhost-user-gpu (1920x1080, B8G8R8X8)"
     "neep-gpu=$(pwd)/build/bench/src/neep-gpu" "debian=/usr/lib/qemu/vhost-user-gpu"
 echo "== full-frame copy path"
 ./build/bench/bench/transfer_bench
+echo "== cross-domain SEND to a compositor socket vs sendmsg directly (256-byte messages)"
+./build/bench/bench/cross_domain_send_bench
 
 if [ "${2:-}" = --guest ]; then
     guest=build/bench/vm-guest

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,7 +66,7 @@ void cross_domain_rearm_all(struct cross_domain_context *ctx)
 /* write() to a pipe whose reader left raises SIGPIPE in the calling thread, which would kill
  * an embedder that does not ignore it. Block it around the write and take back the one the
  * write raised (one that was pending before is not ours and stays). */
-static ssize_t write_without_sigpipe(int fd, const void *data, size_t size)
+static ssize_t writev_without_sigpipe(int fd, const struct iovec *iov, int iov_count)
 {
     sigset_t pipe_signal, old_mask, pending;
     sigemptyset(&pipe_signal);
@@ -76,7 +77,7 @@ static ssize_t write_without_sigpipe(int fd, const void *data, size_t size)
     pthread_sigmask(SIG_BLOCK, &pipe_signal, &old_mask);
     ssize_t written;
     do {
-        written = write(fd, data, size);
+        written = writev(fd, iov, iov_count);
     } while (written < 0 && errno == EINTR);
     int error = errno;
     if (written < 0 && error == EPIPE && !was_pending) {
@@ -88,20 +89,20 @@ static ssize_t write_without_sigpipe(int fd, const void *data, size_t size)
     return written;
 }
 
-/* One non-blocking send of bytes, with fds when given; returns bytes taken or -errno. */
-static ssize_t send_some(int fd, bool is_socket, const uint8_t *data, size_t size, const int *fds,
-                         uint32_t fd_count)
+/* One non-blocking send of the bytes in `iov`, with fds when given; returns bytes taken or
+ * -errno. */
+static ssize_t send_some(int fd, bool is_socket, const struct iovec *iov, int iov_count,
+                         const int *fds, uint32_t fd_count)
 {
     if (!is_socket) {
-        ssize_t written = write_without_sigpipe(fd, data, size);
+        ssize_t written = writev_without_sigpipe(fd, iov, iov_count);
         return written < 0 ? -errno : written;
     }
-    struct iovec iov = {(void *)data, size};
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(CROSS_DOMAIN_MAX_IDENTIFIERS * sizeof(int))];
     } control;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iov_count};
     if (fd_count > 0) {
         memset(&control, 0, sizeof(control));
         msg.msg_control = &control;
@@ -117,6 +118,13 @@ static ssize_t send_some(int fd, bool is_socket, const uint8_t *data, size_t siz
         sent = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (sent < 0 && errno == EINTR);
     return sent < 0 ? -errno : sent;
+}
+
+static ssize_t send_one(int fd, bool is_socket, const uint8_t *data, size_t size, const int *fds,
+                        uint32_t fd_count)
+{
+    struct iovec iov = {(void *)data, size};
+    return send_some(fd, is_socket, &iov, 1, fds, fd_count);
 }
 
 static uint64_t chunk_charge_bytes(size_t size_bytes)
@@ -190,34 +198,51 @@ static int enqueue(struct cross_domain_context *ctx, struct cross_domain_queue *
     return 0;
 }
 
+/* Chunks gathered into one send: fewer syscalls for a queue of small Wayland messages. */
+#define FLUSH_MAX_CHUNKS 64
+
 /* Sends queued chunks until the peer would block: 0 (drained or waiting) or -errno. */
 static int flush(struct cross_domain_context *ctx, struct cross_domain_queue *queue, int fd,
                  bool is_socket)
 {
     while (queue->head) {
-        struct cross_domain_chunk *chunk = queue->head;
-        ssize_t sent = send_some(fd, is_socket, chunk->data + chunk->sent_bytes,
-                                 chunk->size_bytes - chunk->sent_bytes, chunk->fds,
-                                 chunk->sent_bytes == 0 ? chunk->fd_count : 0);
+        /* A chunk with fds starts a send of its own: they travel with its first byte. */
+        struct cross_domain_chunk *first = queue->head;
+        struct iovec iov[FLUSH_MAX_CHUNKS];
+        int iov_count = 0;
+        for (struct cross_domain_chunk *chunk = first; chunk && iov_count < FLUSH_MAX_CHUNKS;
+             chunk = chunk->next) {
+            if (chunk != first && chunk->fd_count > 0) {
+                break;
+            }
+            iov[iov_count++] = (struct iovec){chunk->data + chunk->sent_bytes,
+                                              chunk->size_bytes - chunk->sent_bytes};
+        }
+        ssize_t sent = send_some(fd, is_socket, iov, iov_count, first->fds, first->fd_count);
         if (sent == -EAGAIN || sent == 0) {
             return 0;
         }
         if (sent < 0) {
             return (int)sent;
         }
-        /* The fds travelled with the first byte. */
-        for (uint32_t i = 0; i < chunk->fd_count; i++) {
-            close(chunk->fds[i]);
+        for (uint32_t i = 0; i < first->fd_count; i++) {
+            close(first->fds[i]);
         }
-        cross_domain_fds_give_back(ctx, chunk->fd_count);
-        chunk->fd_count = 0;
-        chunk->sent_bytes += (size_t)sent;
-        if (chunk->sent_bytes == chunk->size_bytes) {
-            queue->head = chunk->next;
-            if (!queue->head) {
-                queue->tail = NULL;
+        cross_domain_fds_give_back(ctx, first->fd_count);
+        first->fd_count = 0;
+        for (size_t left = (size_t)sent; left > 0;) {
+            struct cross_domain_chunk *chunk = queue->head;
+            size_t taken = chunk->size_bytes - chunk->sent_bytes;
+            taken = taken < left ? taken : left;
+            chunk->sent_bytes += taken;
+            left -= taken;
+            if (chunk->sent_bytes == chunk->size_bytes) {
+                queue->head = chunk->next;
+                if (!queue->head) {
+                    queue->tail = NULL;
+                }
+                chunk_free(ctx, chunk);
             }
-            chunk_free(ctx, chunk);
         }
     }
     return 0;
@@ -254,8 +279,16 @@ int cross_domain_channel_output(struct cross_domain_context *ctx, const uint8_t 
                  ctx->base.id);
         return -EPIPE;
     }
+    if (ctx->channel_out.head) {
+        /* Move what waits first, here: no need to wait for the event thread's turn. */
+        int ret = flush(ctx, &ctx->channel_out, ctx->channel.fd, true);
+        if (ret < 0) {
+            output_failed(ctx, strerror(-ret));
+            return -EIO;
+        }
+    }
     if (!ctx->channel_out.head) {
-        ssize_t sent = send_some(ctx->channel.fd, true, data, size_bytes, fds, fd_count);
+        ssize_t sent = send_one(ctx->channel.fd, true, data, size_bytes, fds, fd_count);
         if (sent < 0 && sent != -EAGAIN) {
             output_failed(ctx, strerror((int)-sent));
             return -EIO;
@@ -280,8 +313,11 @@ int cross_domain_channel_output(struct cross_domain_context *ctx, const uint8_t 
 int cross_domain_pipe_output(struct cross_domain_context *ctx, struct cross_domain_item *item,
                              const uint8_t *data, size_t size_bytes)
 {
+    if (item->output.head && flush(ctx, &item->output, item->fd, false) < 0) {
+        return -EPIPE;
+    }
     if (!item->output.head && size_bytes > 0) {
-        ssize_t written = send_some(item->fd, false, data, size_bytes, NULL, 0);
+        ssize_t written = send_one(item->fd, false, data, size_bytes, NULL, 0);
         if (written < 0 && written != -EAGAIN) {
             return -EPIPE;
         }
