@@ -8,10 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,6 +39,9 @@ void cross_domain_item_free(struct cross_domain_context *ctx, struct cross_domai
         return;
     }
     cross_domain_queue_clear(ctx, &item->output);
+    if (item->kind == ITEM_READ_PIPE && item->fd >= 0) {
+        ctx->read_pipe_count--; /* counted once it had its fd */
+    }
     if (item->fd >= 0) {
         cross_domain_unwatch(ctx, &item->watch);
         close(item->fd);
@@ -98,29 +105,16 @@ static uint64_t page_align(uint64_t bytes)
     return (bytes + PAGE_BYTES - 1) / PAGE_BYTES * PAGE_BYTES;
 }
 
-/* Memory from the compositor that the guest will map (in the VMM: QEMU maps host blobs into
- * guest memory) must not shrink under the mapping, or the VMM dies of SIGBUS. A memfd sealed
- * against shrinking is used as it is; anything else is copied into sealed memory of ours. */
-static int sealed_memory(struct cross_domain_context *ctx, int *fd, uint64_t *size_bytes,
-                         uint64_t *charged_bytes)
+/* Seals for memory we hand out: its size is fixed, and nobody may add seals (a compositor
+ * given the fd could otherwise forbid writable mappings under the guest). */
+#define HANDED_OUT_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/* A copy of the first `size_bytes` of shmem `fd` in sealed memory of ours, charged. pread,
+ * not a mapping: the sender may shrink its file while we copy (the rest reads as zeros). */
+static int copy_to_sealed_memory(struct cross_domain_context *ctx, int fd, uint64_t size_bytes,
+                                 int *copy_fd, uint64_t *charged_bytes)
 {
-    int seals = fcntl(*fd, F_GET_SEALS);
-    if (seals >= 0 && (seals & F_SEAL_SHRINK)) {
-        off_t end = lseek(*fd, 0, SEEK_END); /* after the seal check: it cannot drop now */
-        if (end < 0 || (uint64_t)end > CROSS_DOMAIN_MAX_BYTE_BUFFER) {
-            return -EINVAL;
-        }
-        *size_bytes = (uint64_t)end;
-        return 0;
-    }
-    if (*size_bytes > CROSS_DOMAIN_MAX_RECEIVED_BLOB_BYTES) {
-        cd_error(ctx,
-                 "cross-domain: the compositor sent %llu bytes of unsealed memory, at most "
-                 "%u are copied",
-                 (unsigned long long)*size_bytes, CROSS_DOMAIN_MAX_RECEIVED_BLOB_BYTES);
-        return -EFBIG;
-    }
-    uint64_t copy_bytes = page_align(*size_bytes);
+    uint64_t copy_bytes = page_align(size_bytes);
     int ret = neep_budget_charge(ctx->base.renderer, copy_bytes);
     if (ret < 0) {
         return ret;
@@ -129,13 +123,11 @@ static int sealed_memory(struct cross_domain_context *ctx, int *fd, uint64_t *si
     if (copy < 0 || ftruncate(copy, (off_t)copy_bytes) < 0) {
         ret = -ENOMEM;
     }
-    /* pread, not a mapping: the sender may shrink its file while we copy (the rest reads
-     * as zeros). */
     uint8_t block[16384];
-    for (uint64_t done = 0; ret == 0 && done < *size_bytes;) {
+    for (uint64_t done = 0; ret == 0 && done < size_bytes;) {
         size_t want =
-            *size_bytes - done < sizeof(block) ? (size_t)(*size_bytes - done) : sizeof(block);
-        ssize_t got = pread(*fd, block, want, (off_t)done);
+            size_bytes - done < sizeof(block) ? (size_t)(size_bytes - done) : sizeof(block);
+        ssize_t got = pread(fd, block, want, (off_t)done);
         if (got < 0 && errno == EINTR) {
             continue;
         }
@@ -147,7 +139,7 @@ static int sealed_memory(struct cross_domain_context *ctx, int *fd, uint64_t *si
         }
         done += (uint64_t)got;
     }
-    if (ret == 0 && fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+    if (ret == 0 && fcntl(copy, F_ADD_SEALS, HANDED_OUT_SEALS) < 0) {
         ret = -EIO;
     }
     if (ret < 0) {
@@ -157,48 +149,107 @@ static int sealed_memory(struct cross_domain_context *ctx, int *fd, uint64_t *si
         neep_budget_release(ctx->base.renderer, copy_bytes);
         return ret;
     }
-    close(*fd);
-    *fd = copy;
+    *copy_fd = copy;
     *charged_bytes += copy_bytes;
+    return 0;
+}
+
+/* Memory from the compositor that the guest will map (in the VMM: QEMU maps host blobs into
+ * guest memory) must not shrink under the mapping, or the VMM dies of SIGBUS. Only shmem
+ * (memfd, tmpfs, shm_open) counts as memory: F_GET_SEALS answers for it without asking any
+ * filesystem server, where lseek or read on a FUSE or NFS file could wait forever. A memfd
+ * sealed against shrinking is used as it is; other shmem is copied into sealed memory. */
+static int received_memory(struct cross_domain_context *ctx, int *fd, int seals,
+                           struct cross_domain_item *item)
+{
+    struct statfs fs;
+    bool hugetlb = fstatfs(*fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC; /* local: no wait */
+    off_t end = lseek(*fd, 0, SEEK_END);
+    if (end < 0 || (uint64_t)end > CROSS_DOMAIN_MAX_BYTE_BUFFER) {
+        cd_error(ctx, "cross-domain: the compositor sent memory of %lld bytes", (long long)end);
+        return -EINVAL;
+    }
+    item->size_bytes = (uint64_t)end; /* after the seal check, for sealed memory: it cannot drop */
+    if ((seals & F_SEAL_SHRINK) && !hugetlb) {
+        return 0;
+    }
+    if (item->size_bytes > CROSS_DOMAIN_MAX_RECEIVED_COPY_BYTES) {
+        cd_error(ctx,
+                 "cross-domain: the compositor sent %llu bytes of memory not sealed against "
+                 "shrinking; at most %u are copied",
+                 (unsigned long long)item->size_bytes, CROSS_DOMAIN_MAX_RECEIVED_COPY_BYTES);
+        return -EFBIG;
+    }
+    int copy;
+    int ret = copy_to_sealed_memory(ctx, *fd, item->size_bytes, &copy, &item->charged_bytes);
+    if (ret == 0) {
+        cross_domain_close_later(ctx, *fd);
+        *fd = copy;
+    }
+    return ret;
+}
+
+/* A pipe's write end gets an open file description of our own, non-blocking: the sender
+ * shares the one it sent and could make it blocking again under us. */
+static int received_write_pipe(struct cross_domain_context *ctx, int *fd)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", *fd);
+    int own = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (own < 0 && errno == ENXIO) {
+        /* No reader is left: writes into it would go nowhere anyway. */
+        cross_domain_close_later(ctx, *fd);
+        *fd = -1;
+        return 0;
+    }
+    if (own < 0) {
+        cd_error(ctx, "cross-domain: cannot reopen a pipe from the compositor: %s",
+                 strerror(errno));
+        return -EIO;
+    }
+    cross_domain_close_later(ctx, *fd);
+    *fd = own;
     return 0;
 }
 
 int cross_domain_add_received_fd(struct cross_domain_context *ctx, int fd, uint32_t *id,
                                  uint32_t *type, uint32_t *size)
 {
-    off_t end = lseek(fd, 0, SEEK_END);
+    /* Classified without a call that could reach a filesystem server. */
+    int seals = fcntl(fd, F_GET_SEALS);
     int mode = fcntl(fd, F_GETFL);
-    bool memory = end >= 0 && end <= UINT32_MAX;
-    bool write_pipe = !memory && mode >= 0 && (mode & O_ACCMODE) == O_WRONLY;
-    if (!memory && !write_pipe) {
-        cd_error(ctx, "cross-domain: the compositor sent an fd that is neither memory nor a "
-                      "pipe's write end");
-        close(fd);
+    struct statx stat;
+    bool fifo = seals < 0 &&
+                statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stat) == 0 &&
+                S_ISFIFO(stat.stx_mode) && mode >= 0 && (mode & O_ACCMODE) == O_WRONLY;
+    if (seals < 0 && !fifo) {
+        cd_error(ctx, "cross-domain: the compositor sent an fd that is neither shared memory "
+                      "nor a pipe's write end");
+        cross_domain_close_later(ctx, fd);
         return -EINVAL;
     }
-    struct cross_domain_item *item = item_new(ctx, memory ? ITEM_BLOB : ITEM_WRITE_PIPE);
+    struct cross_domain_item *item = item_new(ctx, fifo ? ITEM_WRITE_PIPE : ITEM_BLOB);
     if (!item || !cross_domain_fds_take(ctx, 1)) {
-        close(fd);
+        cross_domain_close_later(ctx, fd);
         if (item) {
             cross_domain_item_free(ctx, item);
         }
         return -E2BIG;
     }
-    int ret = 0;
-    if (memory) {
-        item->size_bytes = (uint64_t)end;
-        bool read_only = (mode & O_ACCMODE) == O_RDONLY;
-        item->map_info = MAP_CACHE_CACHED | (read_only ? MAP_ACCESS_READ : MAP_ACCESS_RW);
-        ret = sealed_memory(ctx, &fd, &item->size_bytes, &item->charged_bytes);
-        *type = CROSS_DOMAIN_ID_TYPE_VIRTGPU_BLOB;
-        *size = (uint32_t)item->size_bytes;
-    } else {
-        /* WRITE must never block: a reader that does not read gets a queue, not our thread. */
-        if (fcntl(fd, F_SETFL, mode | O_NONBLOCK) < 0) {
-            ret = -errno;
-        }
+    int ret;
+    if (fifo) {
+        ret = received_write_pipe(ctx, &fd);
         *type = CROSS_DOMAIN_ID_TYPE_WRITE_PIPE;
         *size = 0;
+    } else {
+        bool read_only = (mode & O_ACCMODE) == O_RDONLY;
+        item->map_info = MAP_CACHE_CACHED | (read_only ? MAP_ACCESS_READ : MAP_ACCESS_RW);
+        ret = received_memory(ctx, &fd, seals, item);
+        *type = CROSS_DOMAIN_ID_TYPE_VIRTGPU_BLOB;
+        *size = (uint32_t)item->size_bytes;
+    }
+    if (fd < 0) {
+        cross_domain_fds_give_back(ctx, 1);
     }
     item_set_fd(item, fd, 0);
     if (ret == 0) {
@@ -210,14 +261,17 @@ int cross_domain_add_received_fd(struct cross_domain_context *ctx, int fd, uint3
     return ret;
 }
 
-static void ring_clear(struct cross_domain_ring *ring)
+/* Takes a copy of an attached guest blob's memory list for replies. */
+static void ring_clear(struct cross_domain_context *ctx, struct cross_domain_ring *ring)
 {
     free(ring->iov);
+    neep_budget_release(ctx->base.renderer, ring->charged_bytes);
     memset(ring, 0, sizeof(*ring));
 }
 
-/* Takes a copy of an attached guest blob's memory list for replies. */
-static int ring_take(struct cross_domain_context *ctx, uint32_t resource_id,
+/* Takes a copy of the part of an attached guest blob's memory list that replies can reach
+ * (replies are at most CROSS_DOMAIN_RING_BYTES), charged to the budget. */
+static int ring_take(struct cross_domain_context *ctx, uint32_t resource_id, uint64_t min_bytes,
                      struct cross_domain_ring *ring)
 {
     struct neep_resource *resource = id_table_get(&ctx->base.attached_resources, resource_id);
@@ -226,15 +280,32 @@ static int ring_take(struct cross_domain_context *ctx, uint32_t resource_id,
                  resource_id, ctx->base.id);
         return -EINVAL;
     }
-    size_t bytes = resource->backing_count * sizeof(struct iovec);
+    uint64_t size = resource->size_bytes < resource->backing_bytes ? resource->size_bytes
+                                                                   : resource->backing_bytes;
+    if (size < min_bytes) {
+        cd_error(ctx, "cross-domain INIT: ring %u holds %llu bytes, too small for a reply of %llu",
+                 resource_id, (unsigned long long)size, (unsigned long long)min_bytes);
+        return -EINVAL;
+    }
+    size = size < CROSS_DOMAIN_RING_BYTES ? size : CROSS_DOMAIN_RING_BYTES;
+    size_t count = 0;
+    for (uint64_t covered = 0; covered < size; count++) {
+        covered += resource->backing[count].iov_len;
+    }
+    uint64_t bytes = (uint64_t)count * sizeof(struct iovec);
+    int ret = neep_budget_charge(ctx->base.renderer, bytes);
+    if (ret < 0) {
+        return ret;
+    }
     ring->iov = malloc(bytes);
     if (!ring->iov) {
+        neep_budget_release(ctx->base.renderer, bytes);
         return -ENOMEM;
     }
     memcpy(ring->iov, resource->backing, bytes);
-    ring->iov_count = resource->backing_count;
-    ring->size_bytes = resource->size_bytes < resource->backing_bytes ? resource->size_bytes
-                                                                      : resource->backing_bytes;
+    ring->iov_count = count;
+    ring->size_bytes = size;
+    ring->charged_bytes = bytes;
     ring->resource_id = resource_id;
     return 0;
 }
@@ -302,16 +373,21 @@ static int cmd_init(struct cross_domain_context *ctx, const uint8_t *bytes, size
         cd_error(ctx, "cross-domain INIT: channel type %u is not supported", init.channel_type);
         return -EINVAL;
     }
-    int ret = ring_take(ctx, init.query_ring_id, &ctx->query_ring);
+    /* Rings must hold the replies they are for: a layout, and a RECEIVE with a byte. */
+    uint64_t query_min = sizeof(struct cross_domain_image_requirements);
+    uint64_t channel_min = sizeof(struct cross_domain_send_receive) + 1;
+    bool shared = init.channel_type != 0 && init.query_ring_id == init.channel_ring_id;
+    int ret =
+        ring_take(ctx, init.query_ring_id, shared ? channel_min : query_min, &ctx->query_ring);
     if (ret == 0 && init.channel_type != 0) {
-        ret = ring_take(ctx, init.channel_ring_id, &ctx->channel_ring);
+        ret = ring_take(ctx, init.channel_ring_id, channel_min, &ctx->channel_ring);
     }
     if (ret == 0 && init.channel_type != 0) {
         ret = connect_channel(ctx, init.channel_type);
     }
     if (ret < 0) {
-        ring_clear(&ctx->query_ring);
-        ring_clear(&ctx->channel_ring);
+        ring_clear(ctx, &ctx->query_ring);
+        ring_clear(ctx, &ctx->channel_ring);
         cross_domain_close_channel(ctx);
         return ret;
     }
@@ -434,6 +510,11 @@ static int make_read_pipe(struct cross_domain_context *ctx, uint32_t id, int *wr
                  expected);
         return -EINVAL;
     }
+    if (ctx->read_pipe_count >= CROSS_DOMAIN_MAX_READ_PIPES) {
+        cd_error(ctx, "cross-domain SEND: %u read pipes are open; host programs must close some",
+                 CROSS_DOMAIN_MAX_READ_PIPES);
+        return -E2BIG;
+    }
     /* Both ends count until the write end is sent: the caller gives one back then. */
     struct cross_domain_item *item = item_new(ctx, ITEM_READ_PIPE);
     if (!item || !cross_domain_fds_take(ctx, 2)) {
@@ -450,6 +531,7 @@ static int make_read_pipe(struct cross_domain_context *ctx, uint32_t id, int *wr
     }
     fcntl(ends[0], F_SETFL, O_NONBLOCK);
     item_set_fd(item, ends[0], id);
+    ctx->read_pipe_count++; /* from here item_free counts it out */
     int ret = id_table_insert(&ctx->items, id, item);
     if (ret < 0) {
         close(ends[1]);
@@ -459,6 +541,7 @@ static int make_read_pipe(struct cross_domain_context *ctx, uint32_t id, int *wr
     }
     ctx->next_read_pipe_id = id;
     *write_end = ends[1];
+    cross_domain_arm_item(ctx, item); /* a POLL may be waiting already */
     return 0;
 }
 
@@ -674,10 +757,10 @@ static void cross_domain_forget_memory(struct neep_context *base, struct neep_re
     struct cross_domain_context *ctx = from_base(base);
     cross_domain_lock(ctx);
     if (ctx->query_ring.resource_id == resource->id) {
-        ring_clear(&ctx->query_ring);
+        ring_clear(ctx, &ctx->query_ring);
     }
     if (ctx->channel_ring.resource_id == resource->id) {
-        ring_clear(&ctx->channel_ring);
+        ring_clear(ctx, &ctx->channel_ring);
     }
     cross_domain_unlock(ctx);
 }
@@ -708,7 +791,7 @@ static int cross_domain_create_blob(struct neep_context *base, uint32_t resource
         /* A template: fresh zeroed memory each time, sealed against resizing. */
         int fd = memfd_create("neep-cross-domain", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0 || ftruncate(fd, (off_t)create->size_bytes) < 0 ||
-            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
+            fcntl(fd, F_ADD_SEALS, HANDED_OUT_SEALS) < 0) {
             if (fd >= 0) {
                 close(fd);
             }
@@ -743,8 +826,8 @@ static void cross_domain_destroy(struct neep_context *base)
             }
         }
         cross_domain_close_channel(ctx);
-        ring_clear(&ctx->query_ring);
-        ring_clear(&ctx->channel_ring);
+        ring_clear(ctx, &ctx->query_ring);
+        ring_clear(ctx, &ctx->channel_ring);
         cross_domain_unlock(ctx);
         cross_domain_reactor_leave(ctx);
     }

@@ -67,7 +67,8 @@ struct cross_domain_ring {
     uint32_t resource_id; /* 0 when unset */
     struct iovec *iov;
     size_t iov_count;
-    uint64_t size_bytes;
+    uint64_t size_bytes; /* what replies may use: at most CROSS_DOMAIN_RING_BYTES */
+    uint64_t charged_bytes;
 };
 
 /* map_info of host blobs: cached, with access from the memory's open mode. */
@@ -86,8 +87,11 @@ struct cross_domain_ring {
 #define CROSS_DOMAIN_MAX_FDS 1024u
 /* Bytes one context may have waiting for the compositor and its pipes' readers. */
 #define CROSS_DOMAIN_MAX_QUEUED_BYTES (4u << 20)
-/* Largest compositor memory fd copied into sealed memory (keymaps are tens of KiB). */
-#define CROSS_DOMAIN_MAX_RECEIVED_BLOB_BYTES (64u << 20)
+/* Largest compositor memory copied into sealed memory (keymaps are tens of KiB): copies are
+ * made on the event thread, so this bounds how long one message can hold it. */
+#define CROSS_DOMAIN_MAX_RECEIVED_COPY_BYTES (4u << 20)
+/* Read pipes one context may have open: each waits for a host program to close its end. */
+#define CROSS_DOMAIN_MAX_READ_PIPES 32u
 
 struct cross_domain_reactor;
 
@@ -108,7 +112,8 @@ struct cross_domain_context {
     uint32_t next_item_id; /* host items count up from 1 */
     uint32_t next_read_pipe_id;
 
-    uint32_t fds_held;     /* charged against both fd caps */
+    uint32_t fds_held; /* charged against both fd caps */
+    uint32_t read_pipe_count;
     uint64_t queued_bytes; /* channel_out plus every write pipe's output */
     uint64_t queue_charged_bytes;
 
@@ -131,6 +136,8 @@ void cross_domain_unlock(struct cross_domain_context *ctx);
 int cross_domain_arm(struct cross_domain_context *ctx, struct cross_domain_watch *watch,
                      uint32_t events);
 void cross_domain_unwatch(struct cross_domain_context *ctx, struct cross_domain_watch *watch);
+/* Closes an fd from the compositor once the lock is dropped (on the event thread). */
+void cross_domain_close_later(struct cross_domain_context *ctx, int fd);
 /* Counts fds against the context's and the renderer's caps; false (logged) when over. */
 bool cross_domain_fds_take(struct cross_domain_context *ctx, uint32_t count);
 void cross_domain_fds_give_back(struct cross_domain_context *ctx, uint32_t count);
@@ -138,6 +145,7 @@ void cross_domain_fds_give_back(struct cross_domain_context *ctx, uint32_t count
 /* cross_domain_io.c: runs on the event thread (or the embedder's, for a first try). */
 /* What the channel and each pipe are armed for, from the context's state. */
 void cross_domain_rearm_all(struct cross_domain_context *ctx);
+void cross_domain_arm_item(struct cross_domain_context *ctx, struct cross_domain_item *item);
 /* Handles a ready fd; returns true if the POLL fence was answered (caller signals it). */
 bool cross_domain_handle_event(struct cross_domain_context *ctx, uint32_t token, uint32_t events);
 /* Queues bytes (and fds, whose ownership moves to the queue) behind what waits already and

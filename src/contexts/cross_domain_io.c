@@ -50,15 +50,23 @@ static uint32_t item_interest(const struct cross_domain_context *ctx,
     return item->kind == ITEM_WRITE_PIPE && item->output.head ? EPOLLOUT : 0u;
 }
 
+void cross_domain_arm_item(struct cross_domain_context *ctx, struct cross_domain_item *item)
+{
+    cross_domain_arm(ctx, &item->watch, item_interest(ctx, item));
+}
+
 void cross_domain_rearm_all(struct cross_domain_context *ctx)
 {
-    cross_domain_arm(ctx, &ctx->channel, channel_interest(ctx));
+    /* Pipes first: sources ready at once are answered in the order they are armed, and a
+     * compositor that writes into a pipe, closes it and then sends a message expects the
+     * pipe's end to arrive before the message. */
     for (size_t i = 0; i < ctx->items.capacity; i++) {
         if (ctx->items.keys[i]) {
             struct cross_domain_item *item = ctx->items.values[i];
             cross_domain_arm(ctx, &item->watch, item_interest(ctx, item));
         }
     }
+    cross_domain_arm(ctx, &ctx->channel, channel_interest(ctx));
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -313,6 +321,9 @@ int cross_domain_channel_output(struct cross_domain_context *ctx, const uint8_t 
 int cross_domain_pipe_output(struct cross_domain_context *ctx, struct cross_domain_item *item,
                              const uint8_t *data, size_t size_bytes)
 {
+    if (item->fd < 0) {
+        return -EPIPE; /* its reader was gone when it arrived */
+    }
     if (item->output.head && flush(ctx, &item->output, item->fd, false) < 0) {
         return -EPIPE;
     }
@@ -393,7 +404,7 @@ static bool receive(struct cross_domain_context *ctx)
                 if (fd_count < CROSS_DOMAIN_MAX_IDENTIFIERS) {
                     fds[fd_count++] = fd;
                 } else {
-                    close(fd);
+                    cross_domain_close_later(ctx, fd);
                 }
             }
         }
@@ -404,7 +415,7 @@ static bool receive(struct cross_domain_context *ctx)
                      got < 0 ? strerror(error) : "too many fds in one message");
         }
         for (uint32_t i = 0; i < fd_count; i++) {
-            close(fds[i]);
+            cross_domain_close_later(ctx, fds[i]);
         }
         report_end(ctx);
         return true;
@@ -413,9 +424,13 @@ static bool receive(struct cross_domain_context *ctx)
         if (cross_domain_add_received_fd(ctx, fds[i], &reply->identifiers[i],
                                          &reply->identifier_types[i],
                                          &reply->identifier_sizes[i]) < 0) {
-            /* An fd the guest cannot be given would desynchronise the stream: end it. */
+            /* An fd the guest cannot be given would desynchronise the stream: end it, and
+             * forget what this message made already (the guest never hears of it). */
+            for (uint32_t j = 0; j < i; j++) {
+                cross_domain_item_free(ctx, id_table_remove(&ctx->items, reply->identifiers[j]));
+            }
             for (uint32_t j = i + 1; j < fd_count; j++) {
-                close(fds[j]);
+                cross_domain_close_later(ctx, fds[j]);
             }
             report_end(ctx);
             return true;

@@ -34,6 +34,11 @@ struct cross_domain_reactor {
     uint32_t next_serial;
     uint32_t fds_held;          /* by all contexts, against CROSS_DOMAIN_MAX_FDS */
     uint32_t signalling_serial; /* context whose fence is being signalled unlocked, or 0 */
+
+    /* fds from the compositor to close once the lock is dropped: closing a file of a FUSE or
+     * NFS server may wait for that server. */
+    int closing[64];
+    uint32_t closing_count;
 };
 
 #define WAKE_SERIAL 0u
@@ -81,6 +86,33 @@ void cross_domain_unwatch(struct cross_domain_context *ctx, struct cross_domain_
     }
     watch->registered = false;
     watch->armed_events = 0;
+}
+
+void cross_domain_close_later(struct cross_domain_context *ctx, int fd)
+{
+    struct cross_domain_reactor *reactor = ctx->reactor;
+    if (reactor->closing_count == sizeof(reactor->closing) / sizeof(reactor->closing[0])) {
+        close(fd);
+        return;
+    }
+    reactor->closing[reactor->closing_count++] = fd;
+}
+
+/* Called with the lock held; drops it while closing. */
+static void close_pending(struct cross_domain_reactor *reactor)
+{
+    int fds[sizeof(reactor->closing) / sizeof(reactor->closing[0])];
+    uint32_t count = reactor->closing_count;
+    memcpy(fds, reactor->closing, count * sizeof(int));
+    reactor->closing_count = 0;
+    if (count == 0) {
+        return;
+    }
+    pthread_mutex_unlock(&reactor->lock);
+    for (uint32_t i = 0; i < count; i++) {
+        close(fds[i]);
+    }
+    pthread_mutex_lock(&reactor->lock);
 }
 
 bool cross_domain_fds_take(struct cross_domain_context *ctx, uint32_t count)
@@ -148,6 +180,7 @@ static void *reactor_thread(void *arg)
         if (count > 0 && !reactor->stopping) {
             handle_events(reactor, events, count);
         }
+        close_pending(reactor);
     }
     pthread_mutex_unlock(&reactor->lock);
     return NULL;
@@ -163,6 +196,9 @@ static void reactor_free(struct cross_domain_reactor *reactor)
         ssize_t ignored = write(reactor->wake_fd, &one, sizeof(one));
         (void)ignored;
         pthread_join(reactor->thread, NULL);
+    }
+    for (uint32_t i = 0; i < reactor->closing_count; i++) {
+        close(reactor->closing[i]);
     }
     if (reactor->epoll_fd >= 0) {
         close(reactor->epoll_fd);
@@ -279,6 +315,7 @@ int neep_cross_domain_pump(struct neep_renderer *renderer, int timeout_ms)
     }
     pthread_mutex_lock(&reactor->lock);
     handle_events(reactor, events, count);
+    close_pending(reactor);
     pthread_mutex_unlock(&reactor->lock);
     return count;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,9 @@ struct rutabaga {
     pthread_t fence_thread;
     bool fence_thread_running;
     int stop_fd;
+    /* Set by rutabaga_finish: a context's thread may still complete a fence while the
+     * renderer is torn down, and the VMM no longer waits for any. */
+    atomic_bool finishing;
 };
 
 static void forward_log(void *user_data, enum neep_log_level level, const char *message)
@@ -283,6 +287,7 @@ RUTABAGA_EXPORT int32_t rutabaga_finish(struct rutabaga **ptr)
     /* The fence thread first, while the fd it polls is still open; fences that complete
      * during teardown are not delivered (QEMU no longer waits for any). */
     struct rutabaga *rutabaga = *ptr;
+    atomic_store(&rutabaga->finishing, true);
     stop_fence_thread(rutabaga);
     neep_renderer_destroy(rutabaga->renderer);
     free(rutabaga);
@@ -559,6 +564,9 @@ RUTABAGA_EXPORT int32_t rutabaga_submit_command(struct rutabaga *ptr, struct rut
 static void deliver_fence(void *user_data, const struct neep_fence *fence)
 {
     struct rutabaga *rutabaga = user_data;
+    if (atomic_load(&rutabaga->finishing)) {
+        return;
+    }
     struct rutabaga_fence out = {
         .flags = fence->flags,
         .fence_id = fence->fence_id,

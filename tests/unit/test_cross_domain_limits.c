@@ -92,7 +92,7 @@ static int compositor_read_exactly(struct rig *rig, uint8_t *data, size_t size)
 
 /* Defect 3: read pipes bypassed the item cap, so a guest that never POLLs made the host hold
  * one fd per SEND without limit. */
-TEST(read_pipes_count_against_the_fd_limit)
+TEST(read_pipes_are_capped)
 {
     struct rig rig;
     rig_init(&rig);
@@ -107,11 +107,52 @@ TEST(read_pipes_count_against_the_fd_limit)
             refused++;
         }
     }
-    CHECK(refused > 0);
-    CHECK(strstr(rig.log.last_error, "host fds") != NULL);
+    CHECK_EQ(refused, 400 - 32);
+    CHECK(strstr(rig.log.last_error, "read pipes are open") != NULL);
     /* The compositor's socket holds the write ends in flight; ours are the read ends. */
-    int held = count_entries("/proc/self/fd") - fds_before;
-    CHECK(held <= 128 + 4);
+    CHECK(count_entries("/proc/self/fd") - fds_before <= 32 + 2);
+    /* A host program closing its end frees the slot (the guest sees the hang-up). */
+    uint8_t data[8];
+    int write_end;
+    CHECK_EQ(compositor_receive(&rig, data, sizeof(data), &write_end), 8);
+    close(write_end);
+    uint64_t poll_id = start_poll(&rig);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    CHECK_EQ(send_message(&rig, CTX, 8, 0, next_pipe), 0);
+    rig_finish(&rig);
+}
+
+/* Fds from the compositor count too: past the per-context limit the stream ends (the guest
+ * cannot be given an fd it was not sent), and nothing of the failed message stays. */
+TEST(received_fds_are_capped)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    int fds_before = count_entries("/proc/self/fd");
+    int memory[28];
+    for (int i = 0; i < 28; i++) {
+        memory[i] = memfd_create("m", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        CHECK_EQ(ftruncate(memory[i], 4096), 0);
+        CHECK_EQ(fcntl(memory[i], F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    }
+    int ended_at = -1;
+    for (int message = 0; message < 6 && ended_at < 0; message++) {
+        uint64_t poll_id = start_poll(&rig);
+        compositor_send(&rig, "k", 1, memory, 28);
+        CHECK(fence_done(&rig, poll_id, 2000));
+        struct cross_domain_send_receive reply;
+        memcpy(&reply, rig.channel_ring, sizeof(reply));
+        if (reply.opaque_data_size == 0) {
+            ended_at = message;
+        }
+    }
+    CHECK_EQ(ended_at, 4); /* 4 * 28 = 112 fit in 128 with the socket; the fifth does not */
+    CHECK(strstr(rig.log.last_error, "host fds") != NULL);
+    for (int i = 0; i < 28; i++) {
+        close(memory[i]);
+    }
+    CHECK(count_entries("/proc/self/fd") - fds_before <= 128); /* what the guest may still use */
     rig_finish(&rig);
 }
 
@@ -459,5 +500,75 @@ TEST(fds_need_a_data_byte_to_travel)
     init_channel(&rig);
     CHECK_EQ(send_message(&rig, CTX, 0, 0, CROSS_DOMAIN_PIPE_READ_START + 1), -EINVAL);
     CHECK(strstr(rig.log.last_error, "data byte") != NULL);
+    rig_finish(&rig);
+}
+
+/* Review finding: the pipe's open file description was shared with its sender, which could
+ * make it blocking again; a full pipe then blocked WRITE on the embedder's thread. */
+TEST(a_sender_cannot_make_our_pipe_writes_block)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    int ends[2];
+    CHECK_EQ(pipe2(ends, O_CLOEXEC), 0);
+    uint64_t poll_id = start_poll(&rig);
+    compositor_send(&rig, "x", 1, &ends[1], 1); /* it keeps its copy of the write end */
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_send_receive reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.identifier_types[0], CROSS_DOMAIN_ID_TYPE_WRITE_PIPE);
+    CHECK_EQ(fcntl(ends[1], F_SETFL, 0), 0); /* blocking again, for every holder if shared */
+    alarm(30);
+    double start = now_seconds();
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(write_to_pipe(&rig, reply.identifiers[0], 60000, false), 0);
+    }
+    CHECK(now_seconds() - start < 1.0);
+    alarm(0);
+    close(ends[0]);
+    close(ends[1]);
+    rig_finish(&rig);
+}
+
+/* Review finding: any seekable fd counted as memory, and was probed with calls that can wait
+ * forever on a FUSE or NFS file. Only shared memory and pipes are taken now. */
+TEST(only_shared_memory_and_pipes_are_taken_from_the_compositor)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    int file = open("/proc/self/exe", O_RDONLY | O_CLOEXEC); /* a file on a real filesystem */
+    CHECK(file >= 0);
+    uint64_t poll_id = start_poll(&rig);
+    compositor_send(&rig, "f", 1, &file, 1);
+    close(file);
+    CHECK(fence_done(&rig, poll_id, 2000));
+    struct cross_domain_send_receive reply;
+    memcpy(&reply, rig.channel_ring, sizeof(reply));
+    CHECK_EQ(reply.opaque_data_size, 0); /* the end of the stream */
+    CHECK(strstr(rig.log.last_error, "neither shared memory nor a pipe") != NULL);
+    rig_finish(&rig);
+}
+
+/* Review finding: memory we hand out was not sealed against new seals, so a compositor given
+ * it could forbid the guest's writable mapping. */
+TEST(memory_we_hand_out_takes_no_new_seals)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    struct cross_domain_image_requirements reqs = query_requirements(&rig, 4096, 1, 0x20203852);
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                    .blob_flags =
+                                        NEEP_BLOB_FLAG_USE_MAPPABLE | NEEP_BLOB_FLAG_USE_SHAREABLE,
+                                    .blob_id = reqs.blob_id,
+                                    .size_bytes = reqs.size};
+    CHECK_EQ(neep_resource_create_blob(rig.renderer, CTX, 300, &blob, NULL, 0), 0);
+    int fd;
+    uint32_t handle_type;
+    CHECK_EQ(neep_resource_export(rig.renderer, 300, &fd, &handle_type), 0);
+    CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) < 0);
+    close(fd);
     rig_finish(&rig);
 }
