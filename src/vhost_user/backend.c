@@ -179,6 +179,7 @@ static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int 
         close(kick_fd);
         vq->kick_fd = -1;
         vq->started = false;
+        memset(&vq->ring, 0, sizeof(vq->ring));
         return ret;
     }
     process_queue(backend, vq->index);
@@ -305,6 +306,25 @@ static int handle_set_mem_table(struct vu_backend *backend, struct message *msg)
     return 0;
 }
 
+/*
+ * The vhost-user spec lets ring configuration (SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE)
+ * change only a stopped ring, as QEMU only ever sends it before SET_VRING_KICK starts one or
+ * after GET_VRING_BASE stops it. A started ring's geometry is what its mapping was validated
+ * for, so a change is refused (a repeat of the current value is harmless and accepted).
+ */
+static bool refuse_on_started_ring(struct vu_backend *backend, const struct vu_virtqueue *vq,
+                                   const char *what)
+{
+    if (!vq->started) {
+        return false;
+    }
+    backend_error(backend,
+                  "%s on queue %u while it runs is refused: ring configuration applies to "
+                  "stopped rings (stop it with GET_VRING_BASE first)",
+                  what, vq->index);
+    return true;
+}
+
 static int handle_set_vring_num(struct vu_backend *backend, struct message *msg)
 {
     struct vu_virtqueue *vq = queue_for(backend, msg->payload.state.index);
@@ -312,6 +332,9 @@ static int handle_set_vring_num(struct vu_backend *backend, struct message *msg)
     if (!vq || num == 0 || num > VU_MAX_QUEUE_SIZE || (num & (num - 1))) {
         backend_error(backend, "bad queue size %u", num);
         return -EINVAL;
+    }
+    if (num != vq->size && refuse_on_started_ring(backend, vq, "SET_VRING_NUM")) {
+        return -EBUSY;
     }
     vq->size = num;
     return 0;
@@ -323,7 +346,14 @@ static int handle_set_vring_addr(struct vu_backend *backend, struct message *msg
     if (!vq) {
         return -EINVAL;
     }
-    vq->addr = msg->payload.addr;
+    const struct vhost_vring_addr *addr = &msg->payload.addr;
+    bool same_place = vq->addr_set && addr->desc_user_addr == vq->addr.desc_user_addr &&
+                      addr->avail_user_addr == vq->addr.avail_user_addr &&
+                      addr->used_user_addr == vq->addr.used_user_addr;
+    if (!same_place && refuse_on_started_ring(backend, vq, "SET_VRING_ADDR")) {
+        return -EBUSY;
+    }
+    vq->addr = *addr;
     vq->addr_set = true;
     return 0;
 }
@@ -333,6 +363,10 @@ static int handle_set_vring_base(struct vu_backend *backend, struct message *msg
     struct vu_virtqueue *vq = queue_for(backend, msg->payload.state.index);
     if (!vq || msg->payload.state.num > 0xffff) {
         return -EINVAL;
+    }
+    if (msg->payload.state.num != vq->last_avail_idx &&
+        refuse_on_started_ring(backend, vq, "SET_VRING_BASE")) {
+        return -EBUSY;
     }
     vq->last_avail_idx = (uint16_t)msg->payload.state.num;
     vq->used_idx = (uint16_t)msg->payload.state.num;
@@ -369,12 +403,21 @@ static int handle_set_vring_kick(struct vu_backend *backend, struct message *msg
         backend_error(backend, "queue %u: polling without a kick fd is not supported", vq->index);
         return -EINVAL;
     }
-    /* A new kick fd replaces the old one; the call fd (possibly sent first) stays. */
-    if (vq->kick_fd >= 0) {
+    if (vq->started) {
+        /* A new kick fd for a running ring: only the fd changes, not the ring. */
+        int kick_fd = take_fd(msg);
         backend->watch->remove(backend->watch_user_data, vq->kick_fd);
         close(vq->kick_fd);
-        vq->kick_fd = -1;
+        vq->kick_fd = kick_fd;
+        int ret = backend->watch->add(backend->watch_user_data, kick_fd, on_kick, vq);
+        if (ret < 0) {
+            stop_queue(backend, vq);
+            return ret;
+        }
+        process_queue(backend, vq->index);
+        return 0;
     }
+    /* The call fd (possibly sent first) stays. */
     return start_queue(backend, vq, take_fd(msg));
 }
 
