@@ -232,8 +232,12 @@ static void process_queue(struct vu_backend *backend, uint32_t index)
     if (!vq->started || !vq->enabled || vq->broken) {
         return;
     }
+    /* At most a ring's worth of chains per call: a guest that keeps offering chains (or whose
+     * ring aliases itself so our used writes offer more) cannot hold the embedder's thread. */
+    uint32_t budget = vq->ring.size;
+    bool more;
     do {
-        for (;;) {
+        for (; budget > 0; budget--) {
             const char *reason = NULL;
             int got = vu_virtqueue_pop(vq, &backend->memory, backend->chain, &reason);
             if (got < 0) {
@@ -256,7 +260,18 @@ static void process_queue(struct vu_backend *backend, uint32_t index)
                                 on_complete, backend);
         }
         flush_notifications(backend);
-    } while (vu_virtqueue_rearm(vq));
+        more = vu_virtqueue_rearm(vq);
+    } while (more && budget > 0);
+    if (more) {
+        /* Yield: signal our own kick so the embedder comes back after serving its other fds. */
+        uint64_t one = 1;
+        if (write(vq->kick_fd, &one, sizeof(one)) != sizeof(one)) {
+            backend_error(backend,
+                          "queue %u: chains are left and its kick fd cannot be signalled; "
+                          "they wait for the next kick",
+                          index);
+        }
+    }
     release_memory_if_dropped(backend);
 }
 

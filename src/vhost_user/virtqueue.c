@@ -62,6 +62,19 @@ int vu_virtqueue_map(struct vu_virtqueue *vq, const struct vu_memory_table *memo
         *reason = "ring lies outside guest memory";
         return -EINVAL;
     }
+    /* Each part is the guest's or ours alone: a used ring over the available index would let
+     * our own writes offer chains forever. (All three lie inside regions, so no sum wraps.) */
+    const uint64_t starts[3] = {vq->addr.desc_user_addr, vq->addr.avail_user_addr,
+                                vq->addr.used_user_addr};
+    const uint64_t lengths[3] = {desc_bytes, avail_bytes, used_bytes};
+    for (int i = 0; i < 3; i++) {
+        for (int j = i + 1; j < 3; j++) {
+            if (starts[i] < starts[j] + lengths[j] && starts[j] < starts[i] + lengths[i]) {
+                *reason = "ring parts overlap";
+                return -EINVAL;
+            }
+        }
+    }
     vq->ring = ring;
     return 0;
 }

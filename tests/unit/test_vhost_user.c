@@ -641,3 +641,49 @@ TEST(a_context_ring_keeps_replaced_memory_until_the_context_goes)
     rig_finish(&rig);
     compositor_finish(&compositor);
 }
+
+/* ---- rings that feed themselves ----------------------------------------------------------- */
+
+TEST(a_ring_that_offers_itself_chains_cannot_hold_the_backend)
+{
+    struct rig rig;
+    rig_init(&rig);
+    /* The same memory twice: guest 0 as the rig maps it, and its bytes from 0x8000 again at
+     * another front-end address. The ring's used part, seen through the second, lies exactly
+     * on its available part: each used index written is a new available index. */
+    const uint64_t alias_uva = uva(&rig, 0) + 2 * GUEST_BYTES;
+    struct vu_memory_region regions[2] = {{0, GUEST_BYTES, uva(&rig, 0), 0},
+                                          {0x1000000, 0x10000, alias_uva, 0x8000}};
+    int fds[2] = {rig.guest_fd, rig.guest_fd};
+    set_mem_table(&rig, regions, fds, 2, 0);
+    stop_queue(&rig, 0);
+    /* Every head reads 0, and chain 0 is a command with nothing writable: its used element
+     * (id 0, length 0) keeps the available entries it overwrites pointing at it. */
+    struct virtio_gpu_ctrl_hdr info = {.type = VIRTIO_GPU_CMD_GET_DISPLAY_INFO};
+    memcpy(rig.guest + COMMAND_GPA, &info, sizeof(info));
+    struct vring_desc *desc = (struct vring_desc *)(rig.guest + 0x8000);
+    desc[0] = (struct vring_desc){COMMAND_GPA, sizeof(info), 0, 0};
+    struct vring_avail *avail = (struct vring_avail *)(rig.guest + 0x9000);
+    memset(avail, 0, 0x100);
+    avail->idx = 2; /* two chains offered before the ring starts */
+    CHECK_EQ(set_state(&rig, VU_SET_VRING_BASE, 0, 0), 0);
+    struct vhost_vring_addr addr = {.index = 0,
+                                    .desc_user_addr = uva(&rig, 0x8000),
+                                    .avail_user_addr = uva(&rig, 0x9000),
+                                    .used_user_addr = alias_uva + 0x1000};
+    CHECK_EQ(vu_test_request(&rig.f, VU_SET_VRING_ADDR, &addr, sizeof(addr), NULL, 0), 0);
+    uint64_t index = 0;
+    CHECK_EQ(vu_test_request(&rig.f, VU_SET_VRING_KICK, &index, 8, &rig.kick[0], 1), 0);
+    CHECK_EQ(set_state(&rig, VU_SET_VRING_ENABLE, 0, 1), 0);
+
+    /* The back-end did some of the endless work, a ring's worth per call (the enable, then
+     * each of the test loop's 64 rounds), gave the thread back and asked to be called again
+     * through the kick; it still answers the front-end. */
+    uint16_t offered = avail->idx;
+    CHECK(offered > 2 + QUEUE_SIZE);
+    CHECK(offered <= 2 + 65 * QUEUE_SIZE);
+    struct pollfd kick_fd = {.fd = rig.kick[0], .events = POLLIN};
+    CHECK_EQ(poll(&kick_fd, 1, 0), 1);
+    CHECK_EQ(stop_queue(&rig, 0), (uint16_t)(offered - 2));
+    rig_finish(&rig);
+}
