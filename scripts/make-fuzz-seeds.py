@@ -179,3 +179,47 @@ churn += vu_command(gpu_hdr(0x0301) + struct.pack("<IIIIIIII", 0, 9, 9, 0, 0, 0,
                     response_units=1)  # MOVE_CURSOR
 with open(f"{out}/vhost_user/memory-churn", "wb") as f:
     f.write(bytes([0]) + churn)
+
+# Every other command once, on a device with cross-domain (capsets, contexts, blobs): the
+# fuzzer starts from each command's right size and fields.
+more = vu_negotiate() + vu_start(0, 0x0000) + vu_start(1, 0x4000)
+more += vu_command(gpu_hdr(0x0108) + struct.pack("<I4x", 0), response_units=1)  # GET_CAPSET_INFO
+more += vu_command(gpu_hdr(0x0109) + struct.pack("<II", 5, 0))  # GET_CAPSET
+more += vu_command(gpu_hdr(0x0101) + struct.pack("<IIII", 1, 1, 8, 8), response_units=1)
+more += vu_command(gpu_hdr(0x010b) + struct.pack("<I4x", 1), response_units=1)  # ASSIGN_UUID
+more += vu_command(gpu_hdr(0x0200, ctx=2) + struct.pack("<II", 4, 5) + b"test" + bytes(60))
+more += vu_command(gpu_hdr(0x0204, ctx=2) + struct.pack("<12I", 2, 2, 2, 2, 8, 8, 1, 1, 0, 0, 0, 0),
+                   response_units=1)  # RESOURCE_CREATE_3D
+more += vu_command(gpu_hdr(0x0205, ctx=2) + struct.pack("<IIIIII", 0, 0, 0, 8, 8, 1)
+                   + struct.pack("<QIIII", 0, 2, 0, 32, 0), response_units=1)  # TRANSFER_TO_HOST_3D
+more += vu_command(gpu_hdr(0x0206, ctx=2) + struct.pack("<IIIIII", 0, 0, 0, 8, 8, 1)
+                   + struct.pack("<QIIII", 0, 2, 0, 32, 0), response_units=1)  # TRANSFER_FROM_HOST_3D
+reqs = struct.pack("<BBHIIIII", 2, 0, 24, 0, 64, 64, 0x34325258, 0x11)  # GET_IMAGE_REQUIREMENTS
+more += vu_command(gpu_hdr(0x0207, ctx=2) + struct.pack("<I4x", len(reqs)) + reqs, response_units=1)
+more += vu_command(gpu_hdr(0x010c, ctx=2) + struct.pack("<IIIIQQ", 3, 2, 1, 0, 1, 65536), response_units=1)
+more += vu_command(gpu_hdr(0x010d) + struct.pack("<IIII", 0, 0, 8, 8) + struct.pack("<6I", 0, 3, 8, 8, 2, 0)
+                   + struct.pack("<4I", 32, 0, 0, 0) + struct.pack("<4I", 0, 0, 0, 0),
+                   response_units=1)  # SET_SCANOUT_BLOB
+more += vu_command(gpu_hdr(0x0208) + struct.pack("<I4xQ", 3, 0), response_units=1)  # MAP_BLOB
+more += vu_command(gpu_hdr(0x0209) + struct.pack("<I4x", 3), response_units=1)  # UNMAP_BLOB
+more += vu_command(gpu_hdr(0x0203, ctx=2) + struct.pack("<I4x", 1), response_units=1)  # CTX_DETACH
+more += vu_command(gpu_hdr(0x0201, ctx=2), response_units=1)  # CTX_DESTROY
+with open(f"{out}/vhost_user/more-commands", "wb") as f:
+    f.write(bytes([0x81]) + more)
+
+# Cross-domain rings in memory the front-end then replaces under them, past the bound.
+rings = vu_negotiate() + vu_start(0, 0x0000) + vu_start(1, 0x4000)
+rings += vu_command(gpu_hdr(0x0200, ctx=1) + struct.pack("<II", 0, 5) + bytes(64), response_units=1)
+for rid, gpa in ((101, 0x10000), (102, 0x11000)):
+    rings += vu_command(gpu_hdr(0x010c, ctx=1) + struct.pack("<IIIIQQ", rid, 1, 1, 1, 0, 4096)
+                        + struct.pack("<QII", gpa, 4096, 0), response_units=1)
+    rings += vu_command(gpu_hdr(0x0202, ctx=1) + struct.pack("<I4x", rid), response_units=1)
+rings += vu_command(gpu_hdr(0x0207, ctx=1) + struct.pack("<I4x", len(init)) + init, response_units=1)
+for rid in range(1, 10):
+    rings += bytes([REPLACE_MEMFD, 1, SET_MEM_TABLE, 2, 0, 0, 0, 0, 1, 2, 0, 0])
+    rings += vu_command(gpu_hdr(0x0101) + struct.pack("<IIII", rid, 2, 16, 16), response_units=1)
+    rings += vu_command(gpu_hdr(0x0106) + struct.pack("<II", rid, 1) + struct.pack("<QII", 0x10000, 1024, 0),
+                        response_units=1)
+rings += vu_command(gpu_hdr(0x0207, flags=3, fence=1, ctx=1, ring=1) + struct.pack("<I4x", len(poll)) + poll)
+with open(f"{out}/vhost_user/cross-domain-memory-churn", "wb") as f:
+    f.write(bytes([0x80]) + rings)
