@@ -277,7 +277,7 @@ static void session_init(struct session *s, uint8_t config_byte)
                    .scanout_count = 1 + config_byte % 2,
                    .scanouts = {{640, 480, true}, {320, 200, true}}},
     };
-#ifdef NEEP_HAVE_CROSS_DOMAIN
+#if NEEP_HAVE_CROSS_DOMAIN
     if (config_byte & 0x80) {
         config.device.renderer.capset_mask = 1ull << NEEP_CAPSET_CROSS_DOMAIN;
     }
