@@ -29,6 +29,10 @@ struct neep_device;
 #define NEEP_MAX_SCANOUTS 16u
 /* EDID detailed timings hold 12-bit sizes. */
 #define NEEP_MAX_SCANOUT_DIMENSION_PX 4095u
+/* Largest scanout rectangle a guest may show, per side (Linux's virtio-gpu driver allows modes
+ * up to 8192 x 8192). Larger SET_SCANOUT rectangles are refused: they bound the host memory a
+ * scanout needs for conversion (at most 256 MiB, charged to the renderer's budget). */
+#define NEEP_MAX_SCANOUT_RECT_PX 8192u
 
 struct neep_scanout_size {
     uint32_t width_px;

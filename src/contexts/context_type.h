@@ -42,6 +42,13 @@ struct neep_context_ops {
     int (*create_fence)(struct neep_context *ctx, struct neep_timeline *timeline,
                         uint64_t fence_id);
 
+    /* Optional, for contexts that keep their own copies of resources' guest backing: report
+     * every borrowed range they hold, or drop those overlapping [begin, begin + size_bytes)
+     * (see neep_renderer_visit_borrowed_memory). */
+    void (*visit_borrowed_memory)(struct neep_context *ctx, neep_borrowed_memory_fn visit,
+                                  void *user_data);
+    void (*forget_borrowed_memory)(struct neep_context *ctx, const void *begin, size_t size_bytes);
+
     /* Optional. Provides host memory for a HOST3D or HOST3D_GUEST blob. */
     int (*create_blob)(struct neep_context *ctx, uint32_t resource_id,
                        const struct neep_blob_create *create, struct neep_blob_storage *out);

@@ -765,6 +765,42 @@ static void cross_domain_forget_memory(struct neep_context *base, struct neep_re
     cross_domain_unlock(ctx);
 }
 
+static void cross_domain_visit_borrowed(struct neep_context *base, neep_borrowed_memory_fn visit,
+                                        void *user_data)
+{
+    struct cross_domain_context *ctx = from_base(base);
+    cross_domain_lock(ctx);
+    const struct cross_domain_ring *rings[] = {&ctx->query_ring, &ctx->channel_ring};
+    for (size_t r = 0; r < 2; r++) {
+        for (size_t i = 0; i < rings[r]->iov_count; i++) {
+            visit(user_data, rings[r]->iov[i].iov_base, rings[r]->iov[i].iov_len);
+        }
+    }
+    cross_domain_unlock(ctx);
+}
+
+/* The memory a ring was copied from is going away: stop replying into it (under the lock, so
+ * the event thread is not writing there meanwhile). */
+static void cross_domain_forget_borrowed(struct neep_context *base, const void *begin,
+                                         size_t size_bytes)
+{
+    struct cross_domain_context *ctx = from_base(base);
+    cross_domain_lock(ctx);
+    struct cross_domain_ring *rings[] = {&ctx->query_ring, &ctx->channel_ring};
+    for (size_t r = 0; r < 2; r++) {
+        for (size_t i = 0; i < rings[r]->iov_count; i++) {
+            if (neep_ranges_overlap(rings[r]->iov[i].iov_base, rings[r]->iov[i].iov_len, begin,
+                                    size_bytes)) {
+                cd_error(ctx, "cross-domain: context %u loses ring %u: its memory is gone",
+                         ctx->base.id, rings[r]->resource_id);
+                ring_clear(ctx, rings[r]);
+                break;
+            }
+        }
+    }
+    cross_domain_unlock(ctx);
+}
+
 static int cross_domain_create_blob(struct neep_context *base, uint32_t resource_id,
                                     const struct neep_blob_create *create,
                                     struct neep_blob_storage *out)
@@ -841,6 +877,8 @@ static const struct neep_context_ops cross_domain_ops = {
     .submit = cross_domain_submit,
     .detach_resource = cross_domain_forget_memory,
     .release_backing = cross_domain_forget_memory,
+    .visit_borrowed_memory = cross_domain_visit_borrowed,
+    .forget_borrowed_memory = cross_domain_forget_borrowed,
     .create_fence = cross_domain_create_fence,
     .create_blob = cross_domain_create_blob,
 };

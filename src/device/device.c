@@ -102,8 +102,8 @@ void neep_device_destroy(struct neep_device *device)
     }
     free_uuids(device);
     id_table_finish(&device->uuids);
+    scanout_release_staging(device);
     neep_renderer_destroy(device->renderer);
-    free(device->staging);
     free(device);
 }
 
@@ -147,6 +147,7 @@ void neep_device_reset(struct neep_device *device)
         }
         scanout->resource_id = 0;
     }
+    scanout_release_staging(device);
     free_uuids(device);
     neep_contexts_destroy_all(device->renderer);
     neep_resources_destroy_all(device->renderer);

@@ -72,9 +72,10 @@ struct neep_device {
     struct pending_command *pending_tail;
     struct pending_command *free_pending;
 
-    /* x8r8g8b8 staging for formats the display cannot take as they are. */
+    /* x8r8g8b8 staging for formats the display cannot take as they are: as large as the
+     * largest scanout showing such a format, and charged to the renderer's budget. */
     uint8_t *staging;
-    size_t staging_bytes;
+    size_t staging_bytes; /* allocated and charged */
 
     struct neep_device_stats stats;
 };
@@ -134,6 +135,8 @@ int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resou
 int scanout_flush_resource(struct neep_device *device, uint32_t resource_id,
                            const struct virtio_gpu_rect *rect);
 void scanout_forget_resource(struct neep_device *device, uint32_t resource_id);
+/* Frees the conversion staging and returns its charge (device reset and destroy). */
+void scanout_release_staging(struct neep_device *device);
 int cursor_update(struct neep_device *device, const struct virtio_gpu_update_cursor *cursor);
 void cursor_move(struct neep_device *device, const struct virtio_gpu_update_cursor *cursor);
 

@@ -55,18 +55,78 @@ static bool display_native(uint32_t format)
     return format == NEEP_FORMAT_B8G8R8A8_UNORM || format == NEEP_FORMAT_B8G8R8X8_UNORM;
 }
 
+static uint64_t rect_bytes(const struct virtio_gpu_rect *rect)
+{
+    return (uint64_t)rect->width * rect->height * 4;
+}
+
+/* Grows the staging to `needed_bytes`, charging the growth to the budget first. */
+static int reserve_staging(struct neep_device *device, uint64_t needed_bytes)
+{
+    if (needed_bytes <= device->staging_bytes) {
+        return 0;
+    }
+    if (needed_bytes > SIZE_MAX) {
+        return -ENOMEM;
+    }
+    uint64_t growth_bytes = needed_bytes - device->staging_bytes;
+    int ret = neep_budget_charge(device->renderer, growth_bytes);
+    if (ret < 0) {
+        device_error(device, "no budget for %llu bytes of scanout conversion staging",
+                     (unsigned long long)needed_bytes);
+        return ret;
+    }
+    uint8_t *staging = realloc(device->staging, (size_t)needed_bytes);
+    if (!staging) {
+        neep_budget_release(device->renderer, growth_bytes);
+        return -ENOMEM;
+    }
+    device->staging = staging;
+    device->staging_bytes = (size_t)needed_bytes;
+    return 0;
+}
+
+void scanout_release_staging(struct neep_device *device)
+{
+    free(device->staging);
+    device->staging = NULL;
+    neep_budget_release(device->renderer, device->staging_bytes);
+    device->staging_bytes = 0;
+}
+
+/* Shrinks the staging to what the scanouts still showing converted formats need. */
+static void trim_staging(struct neep_device *device)
+{
+    uint64_t needed_bytes = 0;
+    for (uint32_t i = 0; i < device->scanout_count; i++) {
+        const struct device_scanout *scanout = &device->scanouts[i];
+        const struct neep_resource *resource =
+            scanout->resource_id ? neep_resource_lookup(device->renderer, scanout->resource_id)
+                                 : NULL;
+        if (resource && !display_native(resource->format) &&
+            rect_bytes(&scanout->rect) > needed_bytes) {
+            needed_bytes = rect_bytes(&scanout->rect);
+        }
+    }
+    if (needed_bytes == 0) {
+        scanout_release_staging(device);
+    } else if (needed_bytes < device->staging_bytes) {
+        uint8_t *smaller = realloc(device->staging, (size_t)needed_bytes);
+        if (smaller) {
+            neep_budget_release(device->renderer, device->staging_bytes - needed_bytes);
+            device->staging = smaller;
+            device->staging_bytes = (size_t)needed_bytes;
+        }
+    }
+}
+
 /* Converts a rectangle of the resource into device->staging as tightly packed x8r8g8b8. */
 static int convert_rect(struct neep_device *device, const struct neep_resource *resource,
                         uint32_t x, uint32_t y, uint32_t width, uint32_t height)
 {
-    size_t needed = (size_t)width * height * 4;
-    if (needed > device->staging_bytes) {
-        uint8_t *staging = realloc(device->staging, needed);
-        if (!staging) {
-            return -ENOMEM;
-        }
-        device->staging = staging;
-        device->staging_bytes = needed;
+    int ret = reserve_staging(device, (uint64_t)width * height * 4);
+    if (ret < 0) {
+        return ret;
     }
     pixman_image_t *src = pixman_image_create_bits(
         pixman_format_for(resource->format), (int)resource->width_px, (int)resource->height_px,
@@ -150,6 +210,7 @@ int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resou
             device->display->scanout(device->display_user_data, scanout_id, 0, 0);
         }
         scanout->resource_id = 0;
+        trim_staging(device);
         return 0;
     }
     struct neep_resource *resource;
@@ -163,10 +224,23 @@ int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resou
                      resource->height_px);
         return -EINVAL;
     }
+    if (rect->width > NEEP_MAX_SCANOUT_RECT_PX || rect->height > NEEP_MAX_SCANOUT_RECT_PX) {
+        device_error(device, "SET_SCANOUT: %ux%u is larger than a scanout may be (%ux%u)",
+                     rect->width, rect->height, NEEP_MAX_SCANOUT_RECT_PX, NEEP_MAX_SCANOUT_RECT_PX);
+        return -EINVAL;
+    }
+    /* A converted format needs staging the size of the rectangle: have it before showing. */
+    if (!display_native(resource->format)) {
+        ret = reserve_staging(device, rect_bytes(rect));
+        if (ret < 0) {
+            return ret;
+        }
+    }
     bool resized = scanout->resource_id == 0 || scanout->rect.width != rect->width ||
                    scanout->rect.height != rect->height;
     scanout->resource_id = resource_id;
     scanout->rect = *rect;
+    trim_staging(device); /* this scanout may have shown a larger converted image before */
     if (resized && device->display->scanout) {
         device->display->scanout(device->display_user_data, scanout_id, rect->width, rect->height);
     }
@@ -223,6 +297,7 @@ void scanout_forget_resource(struct neep_device *device, uint32_t resource_id)
             device->scanouts[i].resource_id = 0;
         }
     }
+    trim_staging(device);
 }
 
 int cursor_update(struct neep_device *device, const struct virtio_gpu_update_cursor *cursor)

@@ -94,6 +94,7 @@ int neep_context_create(struct neep_renderer *renderer, uint32_t ctx_id, uint32_
 static void context_free(struct neep_renderer *renderer, struct neep_context *ctx)
 {
     struct id_table *attached = &ctx->attached_resources;
+    renderer->borrowed_memory_releases++; /* its copies of guest backing go with it */
     /* Stop the context's work first, so no worker signals a timeline we are about to free. */
     if (ctx->ops->detach_resource) {
         for (size_t i = 0; i < attached->capacity; i++) {
@@ -181,6 +182,7 @@ int neep_context_detach_resource(struct neep_renderer *renderer, uint32_t ctx_id
     }
     if (ctx->ops->detach_resource) {
         ctx->ops->detach_resource(ctx, resource);
+        renderer->borrowed_memory_releases++; /* it may have dropped a copy of the backing */
     }
     return 0;
 }
@@ -196,6 +198,7 @@ void neep_contexts_detach_resource_everywhere(struct neep_renderer *renderer,
         struct neep_context *ctx = table->values[i];
         if (id_table_remove(&ctx->attached_resources, resource->id) && ctx->ops->detach_resource) {
             ctx->ops->detach_resource(ctx, resource);
+            renderer->borrowed_memory_releases++;
         }
     }
 }
@@ -210,6 +213,7 @@ void neep_contexts_release_backing(struct neep_renderer *renderer, struct neep_r
         struct neep_context *ctx = table->values[i];
         if (ctx->ops->release_backing && id_table_get(&ctx->attached_resources, resource->id)) {
             ctx->ops->release_backing(ctx, resource);
+            renderer->borrowed_memory_releases++; /* it may have dropped a copy */
         }
     }
 }

@@ -111,6 +111,10 @@ struct neep_renderer {
     struct neep_capset capsets[NEEP_CAPSET_ID_MAX];
     uint32_t capset_count;
 
+    /* Counts drops of references into borrowed memory (see neep_renderer_visit_borrowed_memory),
+     * so the lender need look again only after one. Embedder thread only. */
+    uint64_t borrowed_memory_releases;
+
     struct neep_channel *channels; /* owned copies, paths strdup'd */
     size_t channel_count;
 
@@ -139,6 +143,25 @@ int neep_renderer_create_with_types(const struct neep_renderer_config *config,
                                     struct neep_renderer **out);
 int neep_budget_charge(struct neep_renderer *renderer, uint64_t bytes);
 void neep_budget_release(struct neep_renderer *renderer, uint64_t bytes);
+
+/*
+ * Borrowed memory: host memory the renderer points into without owning it, lent by the
+ * embedder (guest memory behind resource backing, and contexts' copies of such backing, like
+ * cross-domain's rings). A transport that maps guest memory asks, before it unmaps a region,
+ * whether anything still points into it; a transport that must unmap regardless makes the
+ * renderer forget those pointers first.
+ */
+typedef void (*neep_borrowed_memory_fn)(void *user_data, const void *base, size_t size_bytes);
+/* Calls `visit` for every borrowed range the renderer and its contexts hold. */
+void neep_renderer_visit_borrowed_memory(struct neep_renderer *renderer,
+                                         neep_borrowed_memory_fn visit, void *user_data);
+/* Drops every reference that overlaps [begin, begin + size_bytes): resources lose their
+ * backing, contexts the rings made from it; each loss is logged. */
+void neep_renderer_forget_borrowed_memory(struct neep_renderer *renderer, const void *begin,
+                                          size_t size_bytes);
+/* True if [base, base + size_bytes) overlaps [begin, begin + range_bytes). */
+bool neep_ranges_overlap(const void *base, size_t size_bytes, const void *begin,
+                         size_t range_bytes);
 
 /* resource.c */
 struct neep_resource *neep_resource_lookup(const struct neep_renderer *renderer, uint32_t id);

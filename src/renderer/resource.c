@@ -50,6 +50,9 @@ void neep_host_storage_release(struct neep_host_storage *storage)
 
 static void drop_backing(struct neep_renderer *renderer, struct neep_resource *resource)
 {
+    if (resource->backing) {
+        renderer->borrowed_memory_releases++;
+    }
     free(resource->backing);
     resource->backing = NULL;
     resource->backing_count = 0;
@@ -297,6 +300,57 @@ int neep_resource_detach_backing(struct neep_renderer *renderer, uint32_t resour
     neep_contexts_release_backing(renderer, resource);
     drop_backing(renderer, resource);
     return 0;
+}
+
+bool neep_ranges_overlap(const void *base, size_t size_bytes, const void *begin, size_t range_bytes)
+{
+    uintptr_t a = (uintptr_t)base, b = (uintptr_t)begin;
+    return size_bytes > 0 && range_bytes > 0 && a < b + range_bytes && b < a + size_bytes;
+}
+
+void neep_renderer_visit_borrowed_memory(struct neep_renderer *renderer,
+                                         neep_borrowed_memory_fn visit, void *user_data)
+{
+    const struct id_table *resources = &renderer->resources;
+    for (size_t i = 0; i < resources->capacity; i++) {
+        const struct neep_resource *resource = resources->keys[i] ? resources->values[i] : NULL;
+        for (size_t j = 0; resource && j < resource->backing_count; j++) {
+            visit(user_data, resource->backing[j].iov_base, resource->backing[j].iov_len);
+        }
+    }
+    const struct id_table *contexts = &renderer->contexts;
+    for (size_t i = 0; i < contexts->capacity; i++) {
+        struct neep_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
+        if (ctx && ctx->ops->visit_borrowed_memory) {
+            ctx->ops->visit_borrowed_memory(ctx, visit, user_data);
+        }
+    }
+}
+
+void neep_renderer_forget_borrowed_memory(struct neep_renderer *renderer, const void *begin,
+                                          size_t size_bytes)
+{
+    struct id_table *resources = &renderer->resources;
+    for (size_t i = 0; i < resources->capacity; i++) {
+        struct neep_resource *resource = resources->keys[i] ? resources->values[i] : NULL;
+        for (size_t j = 0; resource && j < resource->backing_count; j++) {
+            if (neep_ranges_overlap(resource->backing[j].iov_base, resource->backing[j].iov_len,
+                                    begin, size_bytes)) {
+                renderer_error(renderer,
+                               "resource %u loses its backing: the memory it lived in is gone",
+                               resource->id);
+                drop_backing(renderer, resource);
+                break;
+            }
+        }
+    }
+    struct id_table *contexts = &renderer->contexts;
+    for (size_t i = 0; i < contexts->capacity; i++) {
+        struct neep_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
+        if (ctx && ctx->ops->forget_borrowed_memory) {
+            ctx->ops->forget_borrowed_memory(ctx, begin, size_bytes);
+        }
+    }
 }
 
 int neep_resource_unref(struct neep_renderer *renderer, uint32_t resource_id)

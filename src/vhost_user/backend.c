@@ -23,6 +23,34 @@
 
 #define QUEUE_COUNT 2
 
+/* A chain's completion kept while its ring is paused, pushed when the ring resumes. */
+struct parked_completion {
+    uint16_t head;
+    uint32_t written_bytes;
+};
+
+/*
+ * What the transport knows of a queue across stops and starts.
+ *
+ * Each chain handed to the device carries its queue's generation. The generation changes
+ * whenever the ring the chain came from stops existing for the driver: a device reset, the
+ * ring restarted anywhere but where it was paused, or its memory gone from the table. A
+ * completion from another generation belongs to a driver (or a ring) that is gone and is
+ * dropped, never pushed into the new ring. A pause (GET_VRING_BASE, then the same ring started
+ * again at the same index, as QEMU does around a VM stop) keeps the generation: completions
+ * that arrive meanwhile are parked and pushed on resume.
+ */
+struct queue_lifecycle {
+    uint32_t generation;
+    bool paused; /* stopped by GET_VRING_BASE; the fields below describe the ring then */
+    uint32_t paused_size;
+    struct vhost_vring_addr paused_addr;
+    uint16_t paused_avail_idx;
+    struct parked_completion *parked;
+    uint32_t parked_count;
+    uint32_t parked_capacity;
+};
+
 struct vu_backend {
     int socket_fd;
     bool alive;
@@ -36,17 +64,15 @@ struct vu_backend {
     uint64_t acked_protocol_features;
 
     struct vu_memory_table memory;
+    /* The renderer's borrowed_memory_releases when retired mappings were last checked. */
+    uint64_t releases_checked;
     struct vu_virtqueue queues[QUEUE_COUNT];
+    struct queue_lifecycle lifecycle[QUEUE_COUNT];
     struct vu_chain *chain; /* scratch for one descriptor chain */
     bool notify_pending[QUEUE_COUNT];
 
     struct neep_device *device;
     struct vu_display display;
-
-    /* The control ring as it was when stopped: a restart elsewhere means a new driver. */
-    bool control_was_stopped;
-    uint64_t stopped_desc_addr;
-    uint16_t stopped_avail_idx;
 };
 
 #define backend_error(backend, ...) neep_log_guest((backend)->logger, NEEP_LOG_ERROR, __VA_ARGS__)
@@ -57,22 +83,136 @@ static void *translate(void *user_data, uint64_t gpa, uint64_t length, uint64_t 
     return vu_memory_gpa(&backend->memory, gpa, length, contiguous);
 }
 
+/* ---- guest memory lent to the renderer ---------------------------------------------------- */
+
+/*
+ * A memory table replaced by SET_MEM_TABLE may still hold resources' backing (and copies of
+ * it, like cross-domain's rings): those mappings are retired, not unmapped. Rather than
+ * tracking every reference, the renderer is asked which borrowed ranges it still holds; a
+ * retired mapping none of them touches is unmapped. That is checked when a table is replaced
+ * and after each batch of commands that dropped a reference (the renderer counts those), so a
+ * mapping goes as soon as nothing can point into it. At most VU_MAX_RETIRED_REGIONS stay:
+ * past that the oldest is taken from the renderer by force (the resources in it lose their
+ * backing, with a log line), so a front-end replacing tables in a loop cannot pile up
+ * mappings.
+ */
+struct retired_use {
+    const struct vu_memory_table *memory;
+    bool in_use[VU_MAX_RETIRED_REGIONS + VU_MAX_MEM_REGIONS];
+};
+
+static void mark_retired_use(void *user_data, const void *base, size_t size_bytes)
+{
+    struct retired_use *use = user_data;
+    for (uint32_t i = 0; i < use->memory->retired_count; i++) {
+        const struct vu_mapped_region *region = &use->memory->retired[i];
+        if (neep_ranges_overlap(base, size_bytes, region->mmap_base, region->mmap_bytes)) {
+            use->in_use[i] = true;
+        }
+    }
+}
+
+static void release_unused_memory(struct vu_backend *backend)
+{
+    struct neep_renderer *renderer = neep_device_renderer(backend->device);
+    backend->releases_checked = renderer->borrowed_memory_releases;
+    if (backend->memory.retired_count == 0) {
+        return;
+    }
+    struct retired_use use = {.memory = &backend->memory};
+    neep_renderer_visit_borrowed_memory(renderer, mark_retired_use, &use);
+    vu_memory_release_unused_retired(&backend->memory, use.in_use);
+    while (backend->memory.retired_count > VU_MAX_RETIRED_REGIONS) {
+        const struct vu_mapped_region *oldest = &backend->memory.retired[0];
+        backend_error(backend,
+                      "the front-end replaced guest memory still in use more than %u times; "
+                      "the oldest replaced region (guest 0x%llx, %llu bytes) is released",
+                      VU_MAX_RETIRED_REGIONS, (unsigned long long)oldest->gpa,
+                      (unsigned long long)oldest->size);
+        neep_renderer_forget_borrowed_memory(renderer, oldest->mmap_base, oldest->mmap_bytes);
+        memset(use.in_use, 0, sizeof(use.in_use));
+        for (uint32_t i = 1; i < backend->memory.retired_count; i++) {
+            use.in_use[i] = true;
+        }
+        vu_memory_release_unused_retired(&backend->memory, use.in_use);
+    }
+    backend->releases_checked = renderer->borrowed_memory_releases;
+}
+
+/* After commands: look again only if one of them dropped a reference. */
+static void release_memory_if_dropped(struct vu_backend *backend)
+{
+    if (backend->memory.retired_count > 0 &&
+        neep_device_renderer(backend->device)->borrowed_memory_releases !=
+            backend->releases_checked) {
+        release_unused_memory(backend);
+    }
+}
+
 /* ---- queue processing ------------------------------------------------------------------- */
 
-static void *pack_cookie(uint32_t queue, uint16_t head)
+/* A cookie is the chain's head, its queue and its queue's generation (as many bits of it as
+ * fit in a pointer: 47 on 64-bit hosts). */
+#define COOKIE_QUEUE_SHIFT      16
+#define COOKIE_GENERATION_SHIFT 17
+#define COOKIE_GENERATION_MASK  (UINTPTR_MAX >> COOKIE_GENERATION_SHIFT)
+_Static_assert(QUEUE_COUNT <= 2, "one cookie bit names the queue");
+
+static void *pack_cookie(uint32_t queue, uint16_t head, uint32_t generation)
 {
-    return (void *)(uintptr_t)((queue << 16) | head);
+    uintptr_t packed = ((uintptr_t)generation & COOKIE_GENERATION_MASK) << COOKIE_GENERATION_SHIFT |
+                       (uintptr_t)queue << COOKIE_QUEUE_SHIFT | head;
+    return (void *)packed;
+}
+
+static void park_completion(struct vu_backend *backend, uint32_t queue, uint16_t head,
+                            uint32_t written_bytes)
+{
+    struct queue_lifecycle *life = &backend->lifecycle[queue];
+    if (life->parked_count == life->parked_capacity) {
+        /* A ring holds at most VU_MAX_QUEUE_SIZE chains in flight (a guest offering one head
+         * twice gets no more). */
+        uint32_t grown = life->parked_capacity ? life->parked_capacity * 2 : 16;
+        struct parked_completion *bigger =
+            grown <= VU_MAX_QUEUE_SIZE ? realloc(life->parked, grown * sizeof(*bigger)) : NULL;
+        if (!bigger) {
+            backend_error(backend, "queue %u: too many completions while paused; dropping one",
+                          queue);
+            return;
+        }
+        life->parked = bigger;
+        life->parked_capacity = grown;
+    }
+    life->parked[life->parked_count++] = (struct parked_completion){head, written_bytes};
+}
+
+/* The queue's ring is gone for the driver: nothing handed out before may come back to it. */
+static void new_generation(struct vu_backend *backend, uint32_t queue)
+{
+    struct queue_lifecycle *life = &backend->lifecycle[queue];
+    life->generation++;
+    life->parked_count = 0;
 }
 
 static void on_complete(void *user_data, void *cookie, uint32_t response_bytes)
 {
     struct vu_backend *backend = user_data;
     uintptr_t packed = (uintptr_t)cookie;
-    uint32_t queue = (uint32_t)(packed >> 16);
-    if (queue >= QUEUE_COUNT) {
+    uint32_t queue = (uint32_t)(packed >> COOKIE_QUEUE_SHIFT) & 1;
+    uint16_t head = (uint16_t)packed;
+    uintptr_t generation = packed >> COOKIE_GENERATION_SHIFT;
+    struct vu_virtqueue *vq = &backend->queues[queue];
+    if (generation != (backend->lifecycle[queue].generation & COOKIE_GENERATION_MASK)) {
+        neep_log_guest(backend->logger, NEEP_LOG_DEBUG,
+                       "queue %u: dropping the completion of chain %u from a ring since reset",
+                       queue, head);
         return;
     }
-    vu_virtqueue_push(&backend->queues[queue], (uint16_t)(packed & 0xffff), response_bytes);
+    if (!vq->started) {
+        park_completion(backend, queue, head, response_bytes);
+        return;
+    }
+    vu_virtqueue_push(vq, head, response_bytes);
     backend->notify_pending[queue] = true;
 }
 
@@ -92,8 +232,12 @@ static void process_queue(struct vu_backend *backend, uint32_t index)
     if (!vq->started || !vq->enabled || vq->broken) {
         return;
     }
+    /* At most a ring's worth of chains per call: a guest that keeps offering chains (or whose
+     * ring aliases itself so our used writes offer more) cannot hold the embedder's thread. */
+    uint32_t budget = vq->ring.size;
+    bool more;
     do {
-        for (;;) {
+        for (; budget > 0; budget--) {
             const char *reason = NULL;
             int got = vu_virtqueue_pop(vq, &backend->memory, backend->chain, &reason);
             if (got < 0) {
@@ -108,14 +252,27 @@ static void process_queue(struct vu_backend *backend, uint32_t index)
                 .out_count = backend->chain->out_count,
                 .in = backend->chain->in,
                 .in_count = backend->chain->in_count,
-                .cookie = pack_cookie(index, backend->chain->head),
+                .cookie =
+                    pack_cookie(index, backend->chain->head, backend->lifecycle[index].generation),
             };
             neep_device_process(backend->device,
                                 index == 0 ? NEEP_QUEUE_CONTROL : NEEP_QUEUE_CURSOR, &command,
                                 on_complete, backend);
         }
         flush_notifications(backend);
-    } while (vu_virtqueue_rearm(vq));
+        more = vu_virtqueue_rearm(vq);
+    } while (more && budget > 0);
+    if (more) {
+        /* Yield: signal our own kick so the embedder comes back after serving its other fds. */
+        uint64_t one = 1;
+        if (write(vq->kick_fd, &one, sizeof(one)) != sizeof(one)) {
+            backend_error(backend,
+                          "queue %u: chains are left and its kick fd cannot be signalled; "
+                          "they wait for the next kick",
+                          index);
+        }
+    }
+    release_memory_if_dropped(backend);
 }
 
 static void on_kick(void *arg)
@@ -145,6 +302,29 @@ static void stop_queue(struct vu_backend *backend, struct vu_virtqueue *vq)
     vu_virtqueue_stop(vq);
 }
 
+/* The guest reset the device (or the front-end did): every chain in flight is forgotten. */
+static void reset_device(struct vu_backend *backend)
+{
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        new_generation(backend, i);
+        backend->lifecycle[i].paused = false;
+    }
+    neep_device_reset(backend->device);
+    vu_memory_release_retired(&backend->memory);
+    backend->releases_checked = neep_device_renderer(backend->device)->borrowed_memory_releases;
+}
+
+/* True if the queue restarts exactly as GET_VRING_BASE left it. */
+static bool resumes_paused_ring(const struct vu_backend *backend, const struct vu_virtqueue *vq)
+{
+    const struct queue_lifecycle *life = &backend->lifecycle[vq->index];
+    return life->paused && vq->size == life->paused_size &&
+           vq->addr.desc_user_addr == life->paused_addr.desc_user_addr &&
+           vq->addr.avail_user_addr == life->paused_addr.avail_user_addr &&
+           vq->addr.used_user_addr == life->paused_addr.used_user_addr &&
+           vq->last_avail_idx == life->paused_avail_idx;
+}
+
 static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int kick_fd)
 {
     const char *reason = NULL;
@@ -154,23 +334,26 @@ static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int 
         vq->started = false;
         return -EINVAL;
     }
-    if (vq->index == 0 && backend->control_was_stopped) {
-        /* Same ring, same place: a pause. Anything else: the guest reset the device. */
-        bool resumed = vq->addr.desc_user_addr == backend->stopped_desc_addr &&
-                       vq->last_avail_idx == backend->stopped_avail_idx && vq->last_avail_idx != 0;
-        if (!resumed) {
-            neep_log_host(backend->logger, NEEP_LOG_INFO,
-                          "guest restarted the device: releasing the guest's resources");
-            neep_device_reset(backend->device);
-            vu_memory_release_retired(&backend->memory);
-        }
-        backend->control_was_stopped = false;
+    struct queue_lifecycle *life = &backend->lifecycle[vq->index];
+    /* A control ring at a fresh index (0) is never a pause: the driver starts from scratch. */
+    bool resumed = resumes_paused_ring(backend, vq) && !(vq->index == 0 && vq->last_avail_idx == 0);
+    if (vq->index == 0 && life->paused && !resumed) {
+        /* The control ring came back somewhere else: the guest reset the device. */
+        neep_log_host(backend->logger, NEEP_LOG_INFO,
+                      "guest restarted the device: releasing the guest's resources");
+        reset_device(backend);
+    } else if (!resumed) {
+        new_generation(backend, vq->index);
     }
+    life->paused = false;
     vq->event_idx = backend->acked_features & (1ull << VU_F_RING_EVENT_IDX);
     vq->kick_fd = kick_fd;
     vq->started = true;
     vq->broken = false;
     vq->signalled_used_valid = false;
+    /* Continue from what the driver has seen, as Linux's vhost does: chains in flight over a
+     * pause are still to be used, so SET_VRING_BASE (the next avail index) may run ahead. */
+    vq->used_idx = vu_virtqueue_published_used_idx(vq);
     if (!(backend->acked_features & (1ull << VU_F_PROTOCOL_FEATURES))) {
         vq->enabled = true; /* without protocol features rings start enabled */
     }
@@ -179,8 +362,15 @@ static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int 
         close(kick_fd);
         vq->kick_fd = -1;
         vq->started = false;
+        memset(&vq->ring, 0, sizeof(vq->ring));
         return ret;
     }
+    for (uint32_t i = 0; i < life->parked_count; i++) {
+        vu_virtqueue_push(vq, life->parked[i].head, life->parked[i].written_bytes);
+        backend->notify_pending[vq->index] = true;
+    }
+    life->parked_count = 0;
+    flush_notifications(backend);
     process_queue(backend, vq->index);
     return 0;
 }
@@ -271,9 +461,7 @@ static int handle_reset(struct vu_backend *backend, struct message *msg)
         backend->queues[i].last_avail_idx = 0;
         backend->queues[i].used_idx = 0;
     }
-    neep_device_reset(backend->device);
-    vu_memory_release_retired(&backend->memory);
-    backend->control_was_stopped = false;
+    reset_device(backend);
     return 0;
 }
 
@@ -294,15 +482,36 @@ static int handle_set_mem_table(struct vu_backend *backend, struct message *msg)
         backend_error(backend, "SET_MEM_TABLE refused: %s", reason);
         return ret;
     }
-    /* Running rings move with the memory. */
+    /* Running rings move with the memory, re-validated against the new table. */
     for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
         struct vu_virtqueue *vq = &backend->queues[i];
         if (vq->started && vu_virtqueue_map(vq, &backend->memory, &reason) < 0) {
-            backend_error(backend, "queue %u lost its ring: %s", i, reason);
+            backend_error(backend, "queue %u lost its ring: %s; it stays stopped", i, reason);
             stop_queue(backend, vq);
+            new_generation(backend, i);
         }
     }
+    release_unused_memory(backend);
     return 0;
+}
+
+/*
+ * The vhost-user spec lets ring configuration (SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE)
+ * change only a stopped ring, as QEMU only ever sends it before SET_VRING_KICK starts one or
+ * after GET_VRING_BASE stops it. A started ring's geometry is what its mapping was validated
+ * for, so a change is refused (a repeat of the current value is harmless and accepted).
+ */
+static bool refuse_on_started_ring(struct vu_backend *backend, const struct vu_virtqueue *vq,
+                                   const char *what)
+{
+    if (!vq->started) {
+        return false;
+    }
+    backend_error(backend,
+                  "%s on queue %u while it runs is refused: ring configuration applies to "
+                  "stopped rings (stop it with GET_VRING_BASE first)",
+                  what, vq->index);
+    return true;
 }
 
 static int handle_set_vring_num(struct vu_backend *backend, struct message *msg)
@@ -312,6 +521,9 @@ static int handle_set_vring_num(struct vu_backend *backend, struct message *msg)
     if (!vq || num == 0 || num > VU_MAX_QUEUE_SIZE || (num & (num - 1))) {
         backend_error(backend, "bad queue size %u", num);
         return -EINVAL;
+    }
+    if (num != vq->size && refuse_on_started_ring(backend, vq, "SET_VRING_NUM")) {
+        return -EBUSY;
     }
     vq->size = num;
     return 0;
@@ -323,7 +535,14 @@ static int handle_set_vring_addr(struct vu_backend *backend, struct message *msg
     if (!vq) {
         return -EINVAL;
     }
-    vq->addr = msg->payload.addr;
+    const struct vhost_vring_addr *addr = &msg->payload.addr;
+    bool same_place = vq->addr_set && addr->desc_user_addr == vq->addr.desc_user_addr &&
+                      addr->avail_user_addr == vq->addr.avail_user_addr &&
+                      addr->used_user_addr == vq->addr.used_user_addr;
+    if (!same_place && refuse_on_started_ring(backend, vq, "SET_VRING_ADDR")) {
+        return -EBUSY;
+    }
+    vq->addr = *addr;
     vq->addr_set = true;
     return 0;
 }
@@ -334,8 +553,11 @@ static int handle_set_vring_base(struct vu_backend *backend, struct message *msg
     if (!vq || msg->payload.state.num > 0xffff) {
         return -EINVAL;
     }
-    vq->last_avail_idx = (uint16_t)msg->payload.state.num;
-    vq->used_idx = (uint16_t)msg->payload.state.num;
+    if (msg->payload.state.num != vq->last_avail_idx &&
+        refuse_on_started_ring(backend, vq, "SET_VRING_BASE")) {
+        return -EBUSY;
+    }
+    vq->last_avail_idx = (uint16_t)msg->payload.state.num; /* used_idx comes from the ring */
     return 0;
 }
 
@@ -345,11 +567,11 @@ static int handle_get_vring_base(struct vu_backend *backend, struct message *msg
     if (!vq) {
         return -EINVAL;
     }
-    if (vq->index == 0) {
-        backend->control_was_stopped = true;
-        backend->stopped_desc_addr = vq->addr.desc_user_addr;
-        backend->stopped_avail_idx = vq->last_avail_idx;
-    }
+    struct queue_lifecycle *life = &backend->lifecycle[vq->index];
+    life->paused = true;
+    life->paused_size = vq->size;
+    life->paused_addr = vq->addr;
+    life->paused_avail_idx = vq->last_avail_idx;
     stop_queue(backend, vq);
     vq->enabled = false;
     msg->has_reply = true;
@@ -369,12 +591,21 @@ static int handle_set_vring_kick(struct vu_backend *backend, struct message *msg
         backend_error(backend, "queue %u: polling without a kick fd is not supported", vq->index);
         return -EINVAL;
     }
-    /* A new kick fd replaces the old one; the call fd (possibly sent first) stays. */
-    if (vq->kick_fd >= 0) {
+    if (vq->started) {
+        /* A new kick fd for a running ring: only the fd changes, not the ring. */
+        int kick_fd = take_fd(msg);
         backend->watch->remove(backend->watch_user_data, vq->kick_fd);
         close(vq->kick_fd);
-        vq->kick_fd = -1;
+        vq->kick_fd = kick_fd;
+        int ret = backend->watch->add(backend->watch_user_data, kick_fd, on_kick, vq);
+        if (ret < 0) {
+            stop_queue(backend, vq);
+            return ret;
+        }
+        process_queue(backend, vq->index);
+        return 0;
     }
+    /* The call fd (possibly sent first) stays. */
     return start_queue(backend, vq, take_fd(msg));
 }
 
@@ -699,6 +930,7 @@ void vu_backend_destroy(struct vu_backend *backend)
     disconnect(backend);
     for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
         stop_queue(backend, &backend->queues[i]);
+        new_generation(backend, i); /* what the device still completes goes nowhere */
     }
     if (backend->device) {
         backend->watch->remove(backend->watch_user_data, neep_device_fence_fd(backend->device));
@@ -708,6 +940,9 @@ void vu_backend_destroy(struct vu_backend *backend)
     vu_memory_finish(&backend->memory);
     if (backend->socket_fd >= 0) {
         close(backend->socket_fd);
+    }
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        free(backend->lifecycle[i].parked);
     }
     free(backend->chain);
     free(backend);

@@ -9,6 +9,9 @@
 
 #include "util/checked.h"
 
+#define RETIRED_CAPACITY                                                                           \
+    (sizeof(((struct vu_memory_table *)0)->retired) / sizeof(struct vu_mapped_region))
+
 void vu_memory_init(struct vu_memory_table *table)
 {
     memset(table, 0, sizeof(*table));
@@ -27,9 +30,20 @@ void vu_memory_release_retired(struct vu_memory_table *table)
     for (uint32_t i = 0; i < table->retired_count; i++) {
         unmap_region(&table->retired[i]);
     }
-    free(table->retired);
-    table->retired = NULL;
     table->retired_count = 0;
+}
+
+void vu_memory_release_unused_retired(struct vu_memory_table *table, const bool *in_use)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < table->retired_count; i++) {
+        if (in_use[i]) {
+            table->retired[kept++] = table->retired[i];
+        } else {
+            unmap_region(&table->retired[i]);
+        }
+    }
+    table->retired_count = kept;
 }
 
 void vu_memory_finish(struct vu_memory_table *table)
@@ -103,6 +117,10 @@ int vu_memory_set(struct vu_memory_table *table, const struct vu_memory *message
         (int)message->nregions != fd_count) {
         *reason = "region count does not match the fds sent";
         ret = -EINVAL;
+    } else if (table->retired_count + table->count > RETIRED_CAPACITY) {
+        /* Every current region might be retired below; never unmap one still in use. */
+        *reason = "too many replaced regions are still in use";
+        ret = -EBUSY;
     }
     for (uint32_t i = 0; ret == 0 && i < message->nregions; i++) {
         ret = map_region(&message->regions[i], fds[i], &fresh[i], reason);
@@ -136,14 +154,7 @@ int vu_memory_set(struct vu_memory_table *table, const struct vu_memory *message
             }
         }
         if (!kept) {
-            struct vu_mapped_region *grown =
-                realloc(table->retired, (table->retired_count + 1) * sizeof(*grown));
-            if (grown) {
-                table->retired = grown;
-                table->retired[table->retired_count++] = table->regions[old];
-            } else {
-                unmap_region(&table->regions[old]);
-            }
+            table->retired[table->retired_count++] = table->regions[old];
         }
     }
     memcpy(table->regions, fresh, mapped * sizeof(fresh[0]));

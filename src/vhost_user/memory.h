@@ -5,6 +5,7 @@
 #ifndef NEEP_VHOST_USER_MEMORY_H
 #define NEEP_VHOST_USER_MEMORY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "protocol.h"
@@ -20,21 +21,30 @@ struct vu_mapped_region {
     uint64_t file_dev, file_ino;
 };
 
+/* Replaced mappings kept alive because the renderer may still point into them. The owner
+ * releases each once nothing does, and never keeps more than this many: past it, the oldest
+ * is taken from the renderer by force (see backend.c). */
+#define VU_MAX_RETIRED_REGIONS 8u
+
 struct vu_memory_table {
     struct vu_mapped_region regions[VU_MAX_MEM_REGIONS];
     uint32_t count;
-    /* Mappings replaced by a later table stay until reset: resources may still point in. */
-    struct vu_mapped_region *retired;
+    /* Oldest first. One SET_MEM_TABLE may push the count up to VU_MAX_MEM_REGIONS past
+     * VU_MAX_RETIRED_REGIONS until the owner trims it. */
+    struct vu_mapped_region retired[VU_MAX_RETIRED_REGIONS + VU_MAX_MEM_REGIONS];
     uint32_t retired_count;
 };
 
 void vu_memory_init(struct vu_memory_table *table);
 /* Unmaps everything, retired mappings included. */
 void vu_memory_finish(struct vu_memory_table *table);
-/* Drops retired mappings (after a device reset, nothing can point into them). */
+/* Unmaps every retired mapping (after a device reset, nothing can point into them). */
 void vu_memory_release_retired(struct vu_memory_table *table);
+/* Unmaps retired mapping i for which in_use[i] is false, keeping the rest in order. */
+void vu_memory_release_unused_retired(struct vu_memory_table *table, const bool *in_use);
 
-/* Installs a new table from SET_MEM_TABLE. Takes ownership of the fds in every case.
+/* Installs a new table from SET_MEM_TABLE. Mappings of the old table that the new one does
+ * not repeat exactly are retired, not unmapped. Takes ownership of the fds in every case.
  * Returns 0 or a negative errno with *reason set. */
 int vu_memory_set(struct vu_memory_table *table, const struct vu_memory *message, const int *fds,
                   int fd_count, const char **reason);

@@ -26,17 +26,20 @@ void vu_virtqueue_stop(struct vu_virtqueue *vq)
     vq->kick_fd = -1;
     vq->call_fd = -1;
     vq->started = false;
-    vq->desc = NULL;
-    vq->avail = NULL;
-    vq->used = NULL;
+    memset(&vq->ring, 0, sizeof(vq->ring));
     vq->signalled_used_valid = false;
 }
 
 int vu_virtqueue_map(struct vu_virtqueue *vq, const struct vu_memory_table *memory,
                      const char **reason)
 {
+    memset(&vq->ring, 0, sizeof(vq->ring));
     if (!vq->addr_set || vq->size == 0) {
         *reason = "ring size or addresses were never set";
+        return -EINVAL;
+    }
+    if (vq->size > VU_MAX_QUEUE_SIZE || (vq->size & (vq->size - 1))) {
+        *reason = "ring size is not a power of two up to 32768";
         return -EINVAL;
     }
     uint64_t n = vq->size;
@@ -49,16 +52,30 @@ int vu_virtqueue_map(struct vu_virtqueue *vq, const struct vu_memory_table *memo
         *reason = "ring addresses are misaligned";
         return -EINVAL;
     }
-    vq->desc = vu_memory_uva(memory, vq->addr.desc_user_addr, desc_bytes);
-    vq->avail = vu_memory_uva(memory, vq->addr.avail_user_addr, avail_bytes);
-    vq->used = vu_memory_uva(memory, vq->addr.used_user_addr, used_bytes);
-    if (!vq->desc || !vq->avail || !vq->used) {
-        vq->desc = NULL;
-        vq->avail = NULL;
-        vq->used = NULL;
+    struct vu_ring_mapping ring = {
+        .desc = vu_memory_uva(memory, vq->addr.desc_user_addr, desc_bytes),
+        .avail = vu_memory_uva(memory, vq->addr.avail_user_addr, avail_bytes),
+        .used = vu_memory_uva(memory, vq->addr.used_user_addr, used_bytes),
+        .size = vq->size,
+    };
+    if (!ring.desc || !ring.avail || !ring.used) {
         *reason = "ring lies outside guest memory";
         return -EINVAL;
     }
+    /* Each part is the guest's or ours alone: a used ring over the available index would let
+     * our own writes offer chains forever. (All three lie inside regions, so no sum wraps.) */
+    const uint64_t starts[3] = {vq->addr.desc_user_addr, vq->addr.avail_user_addr,
+                                vq->addr.used_user_addr};
+    const uint64_t lengths[3] = {desc_bytes, avail_bytes, used_bytes};
+    for (int i = 0; i < 3; i++) {
+        for (int j = i + 1; j < 3; j++) {
+            if (starts[i] < starts[j] + lengths[j] && starts[j] < starts[i] + lengths[i]) {
+                *reason = "ring parts overlap";
+                return -EINVAL;
+            }
+        }
+    }
+    vq->ring = ring;
     return 0;
 }
 
@@ -180,24 +197,25 @@ static int walk(const struct vu_memory_table *memory, struct vu_chain *chain,
 int vu_virtqueue_pop(struct vu_virtqueue *vq, const struct vu_memory_table *memory,
                      struct vu_chain *chain, const char **reason)
 {
-    if (vq->broken || !vq->avail) {
+    const struct vu_ring_mapping *ring = &vq->ring;
+    if (vq->broken || !ring->avail) {
         return 0;
     }
-    uint16_t avail_idx = load_u16(&vq->avail->idx);
+    uint16_t avail_idx = load_u16(&ring->avail->idx);
     uint16_t pending = (uint16_t)(avail_idx - vq->last_avail_idx);
     if (pending == 0) {
         return 0;
     }
-    if (pending > vq->size) {
+    if (pending > ring->size) {
         *reason = "available index moved further than the ring is long";
         vq->broken = true;
         return -EINVAL;
     }
-    uint16_t head = vq->avail->ring[vq->last_avail_idx % vq->size];
+    uint16_t head = ring->avail->ring[vq->last_avail_idx % ring->size];
     chain->head = head;
     chain->out_count = 0;
     chain->in_count = 0;
-    int ret = walk(memory, chain, vq->desc, vq->size, head, true, reason);
+    int ret = walk(memory, chain, ring->desc, ring->size, head, true, reason);
     if (ret < 0) {
         vq->broken = true;
         return ret;
@@ -208,31 +226,38 @@ int vu_virtqueue_pop(struct vu_virtqueue *vq, const struct vu_memory_table *memo
 
 void vu_virtqueue_push(struct vu_virtqueue *vq, uint16_t head, uint32_t written_bytes)
 {
-    if (!vq->used) {
+    const struct vu_ring_mapping *ring = &vq->ring;
+    if (!ring->used) {
         return;
     }
-    volatile struct vring_used_elem *elem = &vq->used->ring[vq->used_idx % vq->size];
+    volatile struct vring_used_elem *elem = &ring->used->ring[vq->used_idx % ring->size];
     elem->id = head;
     elem->len = written_bytes;
     vq->used_idx++;
-    __atomic_store_n(&vq->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+    __atomic_store_n(&ring->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+}
+
+uint16_t vu_virtqueue_published_used_idx(const struct vu_virtqueue *vq)
+{
+    return vq->ring.used ? load_u16(&vq->ring.used->idx) : 0;
 }
 
 void vu_virtqueue_notify(struct vu_virtqueue *vq)
 {
-    if (vq->call_fd < 0 || !vq->avail) {
+    const struct vu_ring_mapping *ring = &vq->ring;
+    if (vq->call_fd < 0 || !ring->avail) {
         return;
     }
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     bool signal;
     if (vq->event_idx) {
-        uint16_t used_event = load_u16(&vq->avail->ring[vq->size]);
+        uint16_t used_event = load_u16(&ring->avail->ring[ring->size]);
         uint16_t old = vq->signalled_used;
         signal = !vq->signalled_used_valid || vring_need_event(used_event, vq->used_idx, old);
         vq->signalled_used = vq->used_idx;
         vq->signalled_used_valid = true;
     } else {
-        signal = !(load_u16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+        signal = !(load_u16(&ring->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
     }
     if (signal) {
         uint64_t one = 1;
@@ -243,14 +268,15 @@ void vu_virtqueue_notify(struct vu_virtqueue *vq)
 
 bool vu_virtqueue_rearm(struct vu_virtqueue *vq)
 {
-    if (!vq->avail || vq->broken) {
+    const struct vu_ring_mapping *ring = &vq->ring;
+    if (!ring->avail || vq->broken) {
         return false;
     }
     if (vq->event_idx) {
         /* avail_event lives just past the used ring's elements. */
-        volatile uint16_t *avail_event = (volatile uint16_t *)&vq->used->ring[vq->size];
+        volatile uint16_t *avail_event = (volatile uint16_t *)&ring->used->ring[ring->size];
         __atomic_store_n(avail_event, vq->last_avail_idx, __ATOMIC_RELEASE);
     }
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return load_u16(&vq->avail->idx) != vq->last_avail_idx;
+    return load_u16(&ring->avail->idx) != vq->last_avail_idx;
 }

@@ -25,22 +25,31 @@ struct vu_chain {
     size_t in_count;
 };
 
+/* The ring as last validated by vu_virtqueue_map: pointers into guest memory and the size
+ * they were checked for. Every ring access goes through these, never through the requested
+ * configuration, so a later SET_VRING_NUM or a new memory table cannot widen what is read. */
+struct vu_ring_mapping {
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+    uint32_t size; /* 0 while unmapped */
+};
+
 struct vu_virtqueue {
     uint32_t index;
     void *owner; /* the transport's, for callbacks */
+    /* Requested by the front-end (SET_VRING_NUM, SET_VRING_ADDR); applied at start. */
     uint32_t size;
     struct vhost_vring_addr addr;
     bool addr_set;
-    bool started; /* has a kick fd */
+    bool started; /* has a kick fd and a mapped ring */
     bool enabled;
     bool broken;
     bool event_idx;
     int kick_fd;
     int call_fd;
 
-    struct vring_desc *desc;
-    struct vring_avail *avail;
-    struct vring_used *used;
+    struct vu_ring_mapping ring;
     uint16_t last_avail_idx;
     uint16_t used_idx;
     uint16_t signalled_used;
@@ -51,7 +60,8 @@ void vu_virtqueue_init(struct vu_virtqueue *vq, uint32_t index);
 /* Closes the fds and forgets the ring (not the memory). */
 void vu_virtqueue_stop(struct vu_virtqueue *vq);
 
-/* Resolves the ring addresses in `memory`. 0 or -EINVAL with *reason. */
+/* Validates the requested size and addresses against `memory` and maps the ring (replacing
+ * any earlier mapping). 0, or -EINVAL with *reason and the ring unmapped. */
 int vu_virtqueue_map(struct vu_virtqueue *vq, const struct vu_memory_table *memory,
                      const char **reason);
 
@@ -60,8 +70,12 @@ int vu_virtqueue_map(struct vu_virtqueue *vq, const struct vu_memory_table *memo
 int vu_virtqueue_pop(struct vu_virtqueue *vq, const struct vu_memory_table *memory,
                      struct vu_chain *chain, const char **reason);
 
-/* Hands a chain back as used, with `written_bytes` written into its device-writable part. */
+/* Hands a chain back as used, with `written_bytes` written into its device-writable part.
+ * Does nothing while the ring is unmapped. */
 void vu_virtqueue_push(struct vu_virtqueue *vq, uint16_t head, uint32_t written_bytes);
+
+/* The used index the ring itself shows (what the driver has seen); 0 while unmapped. */
+uint16_t vu_virtqueue_published_used_idx(const struct vu_virtqueue *vq);
 
 /* Interrupts the guest if it asked for it (event index or flags). */
 void vu_virtqueue_notify(struct vu_virtqueue *vq);

@@ -17,6 +17,7 @@
 
 #include "cross_domain_rig.h"
 #include "harness.h"
+#include "renderer/renderer_internal.h"
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
@@ -443,4 +444,53 @@ TEST(bad_commands_fail_only_their_context)
     CHECK_EQ(submit(&rig, 2, &other, 20), 0);
     rig_finish(&rig);
     free(other_ring);
+}
+
+/* Counts the borrowed ranges that overlap `begin`..+4096. */
+struct borrowed_count {
+    const void *begin;
+    int overlapping;
+    int total;
+};
+
+static void count_borrowed(void *user_data, const void *base, size_t size_bytes)
+{
+    struct borrowed_count *count = user_data;
+    count->total++;
+    count->overlapping += neep_ranges_overlap(base, size_bytes, count->begin, 4096);
+}
+
+static struct borrowed_count borrowed_in(struct rig *rig, const void *begin)
+{
+    struct borrowed_count count = {begin, 0, 0};
+    neep_renderer_visit_borrowed_memory(rig->renderer, count_borrowed, &count);
+    return count;
+}
+
+/* The transport lending guest memory asks what still points into it, and may take it back. */
+TEST(rings_report_and_forget_the_guest_memory_they_borrow)
+{
+    struct rig rig;
+    rig_init(&rig);
+    init_channel(&rig);
+    /* Each ring's memory: the blob's backing and the context's copy of it. */
+    CHECK_EQ(borrowed_in(&rig, rig.channel_ring).overlapping, 2);
+    CHECK_EQ(borrowed_in(&rig, rig.query_ring).overlapping, 2);
+
+    /* Detaching the blob's backing takes the context's copy with it. */
+    CHECK_EQ(neep_resource_detach_backing(rig.renderer, CHANNEL_RING_ID), 0);
+    CHECK_EQ(borrowed_in(&rig, rig.channel_ring).overlapping, 0);
+    /* Without its channel ring the context cannot be polled; it says so. */
+    struct cross_domain_poll request = {.hdr = header(CROSS_DOMAIN_CMD_POLL, 16)};
+    CHECK_EQ(submit(&rig, CTX, &request, sizeof(request)), -EINVAL);
+
+    uint64_t releases = rig.renderer->borrowed_memory_releases;
+    int errors = rig.log.error_count;
+    neep_renderer_forget_borrowed_memory(rig.renderer, rig.query_ring, 4096);
+    CHECK_EQ(borrowed_in(&rig, rig.query_ring).overlapping, 0);
+    CHECK(strstr(rig.log.last_error, "loses ring"));
+    CHECK_EQ(rig.log.error_count, errors + 2); /* the blob's backing and the ring, each said */
+    CHECK(rig.renderer->borrowed_memory_releases > releases);
+    CHECK_EQ(borrowed_in(&rig, rig.query_ring).total, 0);
+    rig_finish(&rig);
 }

@@ -5,6 +5,7 @@
 
 #include "device_support.h"
 #include "harness.h"
+#include "renderer/renderer_internal.h"
 
 #define OK VIRTIO_GPU_RESP_OK_NODATA
 
@@ -232,6 +233,79 @@ TEST(reset_releases_everything)
     /* The same ids work again, as after a guest reboot. */
     neep_device_set_acked_features(t.device, neep_device_features(t.device));
     CHECK_EQ(test_create_2d(&t, 1, 1, 64, 64), OK);
+    test_device_finish(&t);
+}
+
+static uint64_t memory_used(struct test_device *t)
+{
+    return neep_renderer_memory_used_bytes(neep_device_renderer(t->device));
+}
+
+/* A format the display cannot take as it is goes through staging the size of the scanout. */
+TEST(conversion_staging_is_charged_to_the_budget)
+{
+    struct test_device t;
+    test_device_init(&t, 2);
+    const uint32_t w = 2048, h = 1024;
+    const uint64_t staging_bytes = (uint64_t)w * h * 4;
+    CHECK_EQ(test_create_2d(&t, 1, VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, w, h), OK);
+    CHECK_EQ(test_create_2d(&t, 2, VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, w / 2, h), OK);
+    uint64_t before = memory_used(&t);
+    CHECK_EQ(test_set_scanout(&t, 0, 1, 0, 0, w, h), OK);
+    CHECK_EQ(memory_used(&t), before + staging_bytes);
+    /* One staging serves every scanout: it is as large as the largest converted one. */
+    CHECK_EQ(test_set_scanout(&t, 1, 2, 0, 0, w / 2, h), OK);
+    CHECK_EQ(memory_used(&t), before + staging_bytes);
+    CHECK_EQ(test_flush(&t, 2, 0, 0, w / 2, h), OK);
+    CHECK_EQ(memory_used(&t), before + staging_bytes);
+    /* It shrinks as the larger scanout goes, and goes with the last one. */
+    CHECK_EQ(test_set_scanout(&t, 0, 0, 0, 0, 0, 0), OK);
+    CHECK_EQ(memory_used(&t), before + staging_bytes / 2);
+    struct virtio_gpu_resource_unref unref = {.hdr.type = VIRTIO_GPU_CMD_RESOURCE_UNREF,
+                                              .resource_id = 2};
+    CHECK_EQ(test_device_send(&t, &unref, sizeof(unref)), OK);
+    CHECK_EQ(memory_used(&t), before - NEEP_OBJECT_OVERHEAD_BYTES - staging_bytes / 2);
+    /* Native formats need none. */
+    CHECK_EQ(test_create_2d(&t, 3, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, w, h), OK);
+    before = memory_used(&t);
+    CHECK_EQ(test_set_scanout(&t, 0, 3, 0, 0, w, h), OK);
+    CHECK_EQ(memory_used(&t), before);
+    CHECK_EQ(test_set_scanout(&t, 1, 1, 0, 0, w, h), OK);
+    neep_device_reset(t.device);
+    CHECK_EQ(memory_used(&t), 0);
+    test_device_finish(&t);
+}
+
+TEST(a_scanout_whose_staging_is_over_budget_is_refused)
+{
+    struct test_device t;
+    test_device_init(&t, 1); /* a 256 MiB budget */
+    CHECK_EQ(test_create_2d(&t, 1, VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, 4096, 4096), OK);
+    /* Leave less than the 64 MiB the conversion would need. */
+    CHECK_EQ(test_create_2d(&t, 2, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 8192, 5120), OK);
+    uint64_t before = memory_used(&t);
+    CHECK_EQ(test_set_scanout(&t, 0, 1, 0, 0, 4096, 4096), VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY);
+    CHECK_EQ(memory_used(&t), before);
+    CHECK_EQ(t.display.scanout_calls, 0); /* the scanout did not change */
+    /* A window of it that fits is fine. */
+    CHECK_EQ(test_set_scanout(&t, 0, 1, 0, 0, 1024, 1024), OK);
+    CHECK_EQ(memory_used(&t), before + 1024 * 1024 * 4);
+    test_device_finish(&t);
+}
+
+TEST(scanout_rectangles_are_capped)
+{
+    struct test_device t;
+    test_device_init(&t, 1);
+    CHECK_EQ(test_create_2d(&t, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 16384, 16), OK);
+    CHECK_EQ(test_create_2d(&t, 2, VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, 16, 16384), OK);
+    CHECK_EQ(test_set_scanout(&t, 0, 1, 0, 0, NEEP_MAX_SCANOUT_RECT_PX + 1, 16),
+             VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    CHECK_EQ(test_set_scanout(&t, 0, 2, 0, 0, 16, NEEP_MAX_SCANOUT_RECT_PX + 1),
+             VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
+    CHECK_EQ(t.display.scanout_calls, 0);
+    CHECK_EQ(test_set_scanout(&t, 0, 1, 8192, 0, NEEP_MAX_SCANOUT_RECT_PX, 16), OK);
+    CHECK_EQ(t.display.scanout_width[0], NEEP_MAX_SCANOUT_RECT_PX);
     test_device_finish(&t);
 }
 

@@ -328,3 +328,24 @@ TEST(the_guest_is_interrupted_only_when_it_asks)
     close(call[0]);
     fixture_finish(&f);
 }
+
+TEST(overlapping_ring_parts_do_not_start)
+{
+    struct ring_fixture f;
+    fixture_init(&f);
+    const char *reason = NULL;
+    /* All three parts at one address: our used-index writes would land on the avail index. */
+    f.vq.addr.avail_user_addr = f.vq.addr.desc_user_addr;
+    f.vq.addr.used_user_addr = f.vq.addr.desc_user_addr;
+    CHECK_EQ(vu_virtqueue_map(&f.vq, &f.memory, &reason), -EINVAL);
+    CHECK(reason && strstr(reason, "overlap"));
+    CHECK(f.vq.ring.used == NULL);
+    /* The used ring starting inside the available ring's last word (its used_event). */
+    f.vq.addr.avail_user_addr = UVA_BASE + AVAIL_GPA;
+    f.vq.addr.used_user_addr = UVA_BASE + AVAIL_GPA + 4 + 2 * QUEUE_SIZE;
+    CHECK_EQ(vu_virtqueue_map(&f.vq, &f.memory, &reason), -EINVAL);
+    /* Back to back is fine. */
+    f.vq.addr.used_user_addr = UVA_BASE + AVAIL_GPA + 4 + 2 * QUEUE_SIZE + 4;
+    CHECK_EQ(vu_virtqueue_map(&f.vq, &f.memory, &reason), 0);
+    fixture_finish(&f);
+}
