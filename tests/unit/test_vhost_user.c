@@ -3,7 +3,6 @@
  * memfds and eventfds) and the guest driver (rings and commands in the shared memory), and
  * drives the back-end's callbacks itself. Hostile front-ends and guests included.
  */
-#include <errno.h>
 #include <linux/virtio_gpu.h>
 #include <linux/virtio_ring.h>
 #include <poll.h>
@@ -24,7 +23,8 @@
 
 #define GUEST_BYTES (4u << 20)
 #define QUEUE_SIZE  8u
-/* Guest-physical layout: each queue's rings, then command slots, then pixel memory. */
+/* Guest-physical layout: each queue's rings, then command slots (cross-domain's rings at
+ * QUERY_RING_GPA, pixel memory in a second region at PIXELS_REGION_GPA). */
 #define RING_GPA(queue)    (0x4000ull * (queue))
 #define DESC_OFFSET        0x0
 #define AVAIL_OFFSET       0x1000
@@ -32,7 +32,6 @@
 #define COMMAND_GPA        0x10000ull
 #define COMMAND_SLOT_BYTES 0x1000u
 #define RESPONSE_OFFSET    0x800u
-#define PIXELS_GPA         0x100000ull
 
 struct guest_ring {
     uint32_t size;
