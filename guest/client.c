@@ -155,10 +155,12 @@ bool proxy_client_queue(struct proxy_client *client, const uint8_t *message, siz
     bool fits = queued_bytes(client) + size <= PROXY_CLIENT_MAX_QUEUED_BYTES &&
                 client->outgoing_fd_count + fd_count <= PROXY_MAX_QUEUED_FDS;
     if (fits && queue->end + size > queue->capacity) {
-        /* Compact, then grow. */
-        memmove(queue->data, queue->data + queue->start, queue->end - queue->start);
-        queue->end -= queue->start;
-        queue->start = 0;
+        /* Compact, then grow (an empty queue has no memory yet: no arithmetic on NULL). */
+        if (queue->start > 0) {
+            memmove(queue->data, queue->data + queue->start, queue->end - queue->start);
+            queue->end -= queue->start;
+            queue->start = 0;
+        }
         size_t capacity = queue->capacity ? queue->capacity : 16384;
         while (queue->end + size > capacity) {
             capacity *= 2;

@@ -241,7 +241,7 @@ static struct relay_record *shm_client(int *pool_fd, uint32_t **pixels)
     CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, 6u, 2u * 16384));
     CHECK(request(r, 6, WL_SHM_POOL_CREATE_BUFFER, 6, 7u, 0u, 64u, 64u, 256u, 1u));
     CHECK(request(r, 6, WL_SHM_POOL_CREATE_BUFFER, 6, 8u, 16384u, 64u, 64u, 256u, 1u));
-    CHECK_EQ(r->blob_count, 2);
+    CHECK_EQ(fake_host.shadow_count, 2);
     return r;
 }
 
@@ -262,10 +262,10 @@ TEST(shadow_buffers_get_the_damaged_bytes_and_what_other_buffers_showed)
     /* A buffer shown the first time is copied whole, whatever the damage says. */
     show(r, 7, 0, 0, 1, 1);
     CHECK_EQ(r->client.shm_copied_bytes, 16384);
-    CHECK(memcmp(r->blob_maps[0], pixels, 16384) == 0);
+    CHECK(memcmp(fake_host.shadow_maps[0], pixels, 16384) == 0);
     show(r, 8, 0, 0, 8, 8);
     CHECK_EQ(r->client.shm_copied_bytes, 2 * 16384);
-    CHECK(memcmp(r->blob_maps[1], pixels + 4096, 16384) == 0);
+    CHECK(memcmp(fake_host.shadow_maps[1], pixels + 4096, 16384) == 0);
     /* Buffer 7 again, damaged at (10,10) 4x4: it also owes buffer 8's 8x8. */
     for (int y = 0; y < 8; y++) {
         for (int x = 0; x < 8; x++) {
@@ -280,7 +280,7 @@ TEST(shadow_buffers_get_the_damaged_bytes_and_what_other_buffers_showed)
     pixels[40 * 64 + 40] = 0x123456; /* undamaged: a proxy must not copy it */
     show(r, 7, 10, 10, 4, 4);
     CHECK_EQ(r->client.shm_copied_bytes, 2 * 16384 + 8 * 8 * 4 + 4 * 4 * 4);
-    uint32_t *shadow = (uint32_t *)r->blob_maps[0];
+    uint32_t *shadow = (uint32_t *)fake_host.shadow_maps[0];
     CHECK_EQ(shadow[0], 0x00ff00);
     CHECK_EQ(shadow[11 * 64 + 12], 0xff0000);
     CHECK(shadow[40 * 64 + 40] != 0x123456);

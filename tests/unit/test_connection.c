@@ -1,0 +1,131 @@
+/*
+ * Whole neep-wl connections on the host (connection_support.c): a Wayland client on one end
+ * of a socket, the real client.c and channel.c in the middle, and the host recorded by
+ * fake_host.c, which checks every command as a host would and reassembles what the
+ * compositor would read.
+ */
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "connection_support.h"
+#include "harness.h"
+#include "wayland-client-protocol.h"
+
+/* Builds messages into one buffer, remembering where each starts. */
+struct builder {
+    uint8_t bytes[16384];
+    size_t size;
+    size_t starts[32];
+    uint32_t count;
+};
+
+static void put_word(struct builder *b, uint32_t word)
+{
+    CHECK(b->size + 4 <= sizeof(b->bytes));
+    memcpy(b->bytes + b->size, &word, 4);
+    b->size += 4;
+}
+
+static void begin(struct builder *b, uint32_t object, uint16_t opcode)
+{
+    CHECK(b->count < 32);
+    b->starts[b->count++] = b->size;
+    put_word(b, object);
+    put_word(b, opcode); /* the size goes in at end() */
+}
+
+/* A string argument of `length` characters (a pattern, or `text` if given). */
+static void put_string(struct builder *b, const char *text, size_t length)
+{
+    put_word(b, (uint32_t)length + 1);
+    size_t padded = (length + 1 + 3) & ~(size_t)3;
+    CHECK(b->size + padded <= sizeof(b->bytes));
+    memset(b->bytes + b->size, 0, padded);
+    for (size_t i = 0; i < length; i++) {
+        b->bytes[b->size + i] = text ? (uint8_t)text[i] : (uint8_t)('a' + i % 26);
+    }
+    b->size += padded;
+}
+
+static size_t end(struct builder *b)
+{
+    size_t start = b->starts[b->count - 1];
+    size_t size = b->size - start;
+    uint32_t word;
+    memcpy(&word, b->bytes + start + 4, 4);
+    word |= (uint32_t)size << 16;
+    memcpy(b->bytes + start + 4, &word, 4);
+    return size;
+}
+
+static void message(struct builder *b, uint32_t object, uint16_t opcode, int count,
+                    const uint32_t *words)
+{
+    begin(b, object, opcode);
+    for (int i = 0; i < count; i++) {
+        put_word(b, words[i]);
+    }
+    end(b);
+}
+
+static void bind_global(struct builder *b, uint32_t name, const char *interface, uint32_t version,
+                        uint32_t id)
+{
+    begin(b, 2, WL_REGISTRY_BIND);
+    put_word(b, name);
+    put_string(b, interface, strlen(interface));
+    put_word(b, version);
+    put_word(b, id);
+    end(b);
+}
+
+/* Sends the builder's messages from `first` on, then lets neep-wl handle them. */
+static void deliver(struct test_connection *c, struct builder *b, uint32_t first, const int *fds,
+                    uint32_t fd_count)
+{
+    size_t start = b->starts[first];
+    CHECK(connection_send(c, b->bytes + start, b->size - start, fds, fd_count));
+    CHECK(connection_pump(c, 1000));
+    CHECK(c->client != NULL);
+    if (fake_host.violation[0]) {
+        fprintf(stderr, "the host would refuse: %s\n", fake_host.violation);
+    }
+    CHECK(!fake_host.violation[0]);
+}
+
+/* A data device (5) on a seat (4), and an offer (0xff000001) the compositor made. */
+static void data_offer(struct test_connection *c, struct builder *b)
+{
+    message(b, 1, WL_DISPLAY_GET_REGISTRY, 1, (uint32_t[]){2});
+    bind_global(b, 1, "wl_data_device_manager", 3, 3);
+    bind_global(b, 2, "wl_seat", 5, 4);
+    message(b, 3, WL_DATA_DEVICE_MANAGER_GET_DATA_DEVICE, 2, (uint32_t[]){5, 4});
+    deliver(c, b, 0, NULL, 0);
+    uint32_t offer[] = {5, 12u << 16 | 0u /* data_offer */, 0xff000001u};
+    CHECK(fake_host_receive((const uint8_t *)offer, sizeof(offer), NULL, NULL, NULL, 0));
+    CHECK(connection_pump(c, 1000));
+    uint8_t got[64];
+    int fds[CONNECTION_MAX_FDS];
+    uint32_t fd_count;
+    CHECK_EQ(connection_read(c, got, sizeof(got), fds, &fd_count), sizeof(offer));
+    CHECK(memcmp(got, offer, sizeof(offer)) == 0);
+}
+
+TEST(requests_reach_the_host_and_events_the_client)
+{
+    struct test_connection c;
+    CHECK(connection_open(&c));
+    static struct builder b;
+    data_offer(&c, &b); /* the first event a client gets, too */
+    CHECK_EQ(fake_host.stream_bytes, b.size);
+    CHECK(memcmp(fake_host.stream, b.bytes, b.size) == 0);
+    CHECK_EQ(fake_host.sends, 1);
+    /* The compositor hangs up: so does neep-wl, as a compositor would. */
+    CHECK(fake_host_end());
+    CHECK(connection_pump(&c, 1000));
+    CHECK(c.client == NULL);
+    uint8_t got[64];
+    CHECK_EQ(recv(c.peer_fd, got, sizeof(got), MSG_DONTWAIT), 0);
+    connection_close(&c);
+}
