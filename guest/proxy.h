@@ -46,10 +46,13 @@ struct byte_queue {
     size_t capacity;
 };
 
-/* Messages for the host, gathered into one SEND. */
+/* Messages for the host, gathered into one SEND: the command's fixed part with the data
+ * right behind it, submitted as one block. Appends check the room left in `data` (see
+ * proxy_client_send): a message longer than that continues in the next SEND. */
 struct send_batch {
-    uint8_t buffer[CROSS_DOMAIN_RING_BYTES];
-    size_t data_bytes;
+    struct cross_domain_send_receive command;
+    uint8_t data[VIRTGPU_SEND_MAX_DATA_BYTES];
+    size_t data_bytes; /* at most sizeof(data) */
     uint32_t identifier_count;
     bool has_read_pipe;
 };
@@ -157,7 +160,8 @@ void proxy_client_fail(struct proxy_client *client, uint32_t object_id, uint32_t
 /* Queues one message (already in client ids) with its fds for the client. */
 bool proxy_client_queue(struct proxy_client *client, const uint8_t *message, size_t size,
                         const int *fds, uint32_t fd_count);
-/* Adds one message (already in host ids) and its identifiers to the host batch. */
+/* Adds one message (already in host ids, any size up to WIRE_MAX_MESSAGE_BYTES) and its
+ * identifiers to the host batch; a message that does not fit goes on in the next SEND. */
 bool proxy_client_send(struct proxy_client *client, const uint8_t *message, size_t size,
                        const uint32_t *ids, const uint32_t *types, uint32_t id_count);
 bool proxy_client_flush_host(struct proxy_client *client);

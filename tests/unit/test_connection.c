@@ -11,6 +11,7 @@
 #include "connection_support.h"
 #include "harness.h"
 #include "wayland-client-protocol.h"
+#include "xdg-shell-client-protocol.h"
 
 /* Builds messages into one buffer, remembering where each starts. */
 struct builder {
@@ -94,6 +95,52 @@ static void deliver(struct test_connection *c, struct builder *b, uint32_t first
     CHECK(!fake_host.violation[0]);
 }
 
+/* get_registry(2); bind xdg_wm_base (3) and wl_compositor (4); a surface (5), its
+ * xdg_surface (6) and toplevel (7). */
+static void toplevel(struct builder *b)
+{
+    message(b, 1, WL_DISPLAY_GET_REGISTRY, 1, (uint32_t[]){2});
+    bind_global(b, 1, "xdg_wm_base", 1, 3);
+    bind_global(b, 2, "wl_compositor", 4, 4);
+    message(b, 4, WL_COMPOSITOR_CREATE_SURFACE, 1, (uint32_t[]){5});
+    message(b, 3, XDG_WM_BASE_GET_XDG_SURFACE, 2, (uint32_t[]){6, 5});
+    message(b, 6, XDG_SURFACE_GET_TOPLEVEL, 1, (uint32_t[]){7});
+}
+
+TEST(long_messages_reach_the_host_byte_for_byte)
+{
+    struct test_connection c;
+    CHECK(connection_open(&c));
+    static struct builder b;
+    toplevel(&b);
+    /* Titles of 3.8 KB and of the Wayland maximum (4096 bytes with the header). */
+    begin(&b, 7, XDG_TOPLEVEL_SET_TITLE);
+    put_string(&b, NULL, 3800);
+    CHECK_EQ(end(&b), 3816);
+    begin(&b, 7, XDG_TOPLEVEL_SET_TITLE);
+    put_string(&b, NULL, 4083);
+    CHECK_EQ(end(&b), WIRE_MAX_MESSAGE_BYTES);
+    begin(&b, 7, XDG_TOPLEVEL_SET_APP_ID);
+    put_string(&b, "after", 5);
+    end(&b);
+    deliver(&c, &b, 0, NULL, 0);
+    /* Client ids map to the same host ids here, so the compositor reads exactly the client's
+     * bytes, in several SENDs. */
+    CHECK_EQ(fake_host.stream_bytes, b.size);
+    CHECK(memcmp(fake_host.stream, b.bytes, b.size) == 0);
+    CHECK_EQ(fake_host.messages, b.count);
+    CHECK(fake_host.sends >= 3);
+    /* The maximum again, on its own, right after a batch ended exactly full. */
+    uint32_t first = b.count;
+    begin(&b, 7, XDG_TOPLEVEL_SET_TITLE);
+    put_string(&b, NULL, 4083);
+    end(&b);
+    deliver(&c, &b, first, NULL, 0);
+    CHECK_EQ(fake_host.stream_bytes, b.size);
+    CHECK(memcmp(fake_host.stream, b.bytes, b.size) == 0);
+    connection_close(&c);
+}
+
 /* A data device (5) on a seat (4), and an offer (0xff000001) the compositor made. */
 static void data_offer(struct test_connection *c, struct builder *b)
 {
@@ -110,6 +157,35 @@ static void data_offer(struct test_connection *c, struct builder *b)
     uint32_t fd_count;
     CHECK_EQ(connection_read(c, got, sizeof(got), fds, &fd_count), sizeof(offer));
     CHECK(memcmp(got, offer, sizeof(offer)) == 0);
+}
+
+TEST(a_split_message_carries_its_pipe_with_its_first_part)
+{
+    struct test_connection c;
+    CHECK(connection_open(&c));
+    static struct builder b;
+    data_offer(&c, &b);
+    /* A small request first, so the long one starts a new SEND. */
+    uint32_t first = b.count;
+    message(&b, 1, WL_DISPLAY_SYNC, 1, (uint32_t[]){6});
+    begin(&b, 0xff000001u, WL_DATA_OFFER_RECEIVE);
+    put_string(&b, NULL, 4000); /* a MIME type nobody uses, but the wire allows it */
+    size_t receive_bytes = end(&b);
+    CHECK(receive_bytes > VIRTGPU_SEND_MAX_DATA_BYTES);
+    int ends[2];
+    CHECK_EQ(pipe2(ends, O_CLOEXEC), 0);
+    deliver(&c, &b, first, &ends[1], 1);
+    close(ends[1]);
+    CHECK_EQ(fake_host.stream_bytes, b.size);
+    CHECK(memcmp(fake_host.stream, b.bytes, b.size) == 0);
+    CHECK_EQ(fake_host.identifier_count, 1);
+    const struct fake_host_identifier *pipe = &fake_host.identifiers[0];
+    CHECK_EQ(pipe->type, CROSS_DOMAIN_ID_TYPE_READ_PIPE);
+    size_t receive_start = b.starts[b.count - 1];
+    CHECK(pipe->send_start <= receive_start && receive_start < pipe->send_end);
+    CHECK(pipe->send_end < receive_start + receive_bytes); /* it really was split */
+    connection_close(&c);
+    close(ends[0]);
 }
 
 TEST(requests_reach_the_host_and_events_the_client)
