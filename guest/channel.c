@@ -163,6 +163,10 @@ static int host_blob_fd(struct proxy_client *client, uint32_t blob_id, uint32_t 
  * end, the proxy forwards what arrives on the read end. */
 static int host_write_pipe_fd(struct proxy_client *client, uint32_t host_id)
 {
+    if (client->write_pipes.count >= PROXY_MAX_PIPES_PER_CLIENT) {
+        errno = EMFILE; /* the compositor's transfers to this client: at most this many open */
+        return -1;
+    }
     int ends[2];
     if (pipe2(ends, O_CLOEXEC | O_NONBLOCK) < 0) {
         return -1;

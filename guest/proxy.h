@@ -23,6 +23,12 @@
 /* Bytes queued for a client that does not read before the proxy gives up on it. */
 #define PROXY_CLIENT_MAX_QUEUED_BYTES (16u << 20)
 
+/* What one client may make neep-wl hold: shm pools are mappings of the client's memory (their
+ * fds are closed at once), clipboard and drag-and-drop pipes are fds each way. */
+#define PROXY_MAX_POOLS_PER_CLIENT      512u
+#define PROXY_MAX_POOL_BYTES_PER_CLIENT (16ull << 30)
+#define PROXY_MAX_PIPES_PER_CLIENT      64u
+
 /* Marks in the id maps. */
 #define ID_CLIENT_ONLY 0xffffffffu /* in to_host: an object the host never sees (shm pools) */
 #define ID_PROXY_OWNED 0xffffffffu /* in to_client: a host object of the proxy's own */
@@ -121,6 +127,8 @@ struct proxy_client {
     struct id_table pools;
     struct id_table buffers;
     struct id_table surfaces;
+    uint32_t shm_pool_count; /* pools mapped, including destroyed ones buffers still use */
+    uint64_t shm_pool_bytes; /* their mapped bytes */
     uint64_t shm_commits;
     uint64_t shm_copied_bytes;
     uint64_t shm_copy_ns;

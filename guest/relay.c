@@ -102,6 +102,15 @@ static bool request_fd(struct proxy_client *client, uint32_t object_id, int fd, 
                           "neep-wl passes only pipes to the host compositor in this request");
         return false;
     }
+    /* Each transfer holds the client's pipe until the host hangs up. */
+    if (client->read_pipes.count >= PROXY_MAX_PIPES_PER_CLIENT) {
+        close(fd);
+        proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_NO_MEMORY,
+                          "%zu transfers (receive requests) are open: neep-wl's limit per client "
+                          "is %u",
+                          client->read_pipes.count, PROXY_MAX_PIPES_PER_CLIENT);
+        return false;
+    }
     /* One read pipe per SEND: the host checks their sequence. */
     if (client->batch.has_read_pipe && !proxy_client_flush_host(client)) {
         close(fd);

@@ -4,6 +4,7 @@
  * fake_host.c, which checks every command as a host would and reassembles what the
  * compositor would read.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -203,5 +204,34 @@ TEST(requests_reach_the_host_and_events_the_client)
     CHECK(c.client == NULL);
     uint8_t got[64];
     CHECK_EQ(recv(c.peer_fd, got, sizeof(got), MSG_DONTWAIT), 0);
+    connection_close(&c);
+}
+
+TEST(compositor_pipes_are_capped_per_client)
+{
+    struct test_connection c;
+    CHECK(connection_open(&c));
+    uint32_t ids[CROSS_DOMAIN_MAX_IDENTIFIERS], types[CROSS_DOMAIN_MAX_IDENTIFIERS];
+    uint32_t next_id = 1;
+    /* Write pipes the compositor opened (wl_data_source.send) whose events never came. */
+    while (c.client && next_id <= PROXY_MAX_PIPES_PER_CLIENT + 1) {
+        uint32_t count = 0;
+        for (; count < CROSS_DOMAIN_MAX_IDENTIFIERS && next_id <= PROXY_MAX_PIPES_PER_CLIENT + 1;
+             count++) {
+            ids[count] = next_id++;
+            types[count] = CROSS_DOMAIN_ID_TYPE_WRITE_PIPE;
+        }
+        CHECK(fake_host_receive(NULL, 0, ids, types, NULL, count));
+        CHECK(connection_pump(&c, 1000));
+    }
+    CHECK(c.client == NULL);
+    uint8_t got[512];
+    int fds[CONNECTION_MAX_FDS];
+    uint32_t fd_count;
+    size_t size = connection_read(&c, got, sizeof(got) - 1, fds, &fd_count);
+    CHECK(size > 20);
+    got[size] = 0;
+    CHECK(strstr((const char *)got + 20, "type 4") != NULL);
+    CHECK(strstr((const char *)got + 20, strerror(EMFILE)) != NULL);
     connection_close(&c);
 }

@@ -3,6 +3,7 @@
  * translation both ways, registry filtering, shm shadow buffers and their damage copies,
  * and the hostile requests each get an error and never a crash.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -357,5 +358,106 @@ TEST(receive_pipes_become_read_pipes_and_other_fds_are_refused)
     CHECK(fd_fifo_push(&r->client.client_fds, memfd));
     CHECK(
         !request(r, 0xff000001u, WL_DATA_OFFER_RECEIVE, 4, 11u, 0x74786574u, 0x616c702fu, 0x6e69u));
+    finish(r);
+}
+
+static int open_fd_count(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    CHECK(dir);
+    int count = 0;
+    while (readdir(dir)) {
+        count++;
+    }
+    closedir(dir);
+    return count;
+}
+
+TEST(shm_pools_hold_no_file_descriptors)
+{
+    struct relay_record *r = start();
+    CHECK(bind(r, "wl_shm", 1, 3));
+    int before = open_fd_count();
+    for (uint32_t i = 0; i < 100; i++) {
+        int pool_fd = memfd_create("pool", MFD_CLOEXEC);
+        CHECK_EQ(ftruncate(pool_fd, 4096), 0);
+        CHECK(fd_fifo_push(&r->client.client_fds, pool_fd));
+        CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, 4u + i, 4096u));
+    }
+    /* Mapped, and their fds closed at once: a client cannot exhaust neep-wl's fds this way. */
+    CHECK_EQ(open_fd_count(), before);
+    /* The mapping goes on working, and grows with the pool. */
+    CHECK(request(r, 4, WL_SHM_POOL_RESIZE, 1, 8192u));
+    CHECK(request(r, 4, WL_SHM_POOL_CREATE_BUFFER, 6, 200u, 4096u, 16u, 16u, 64u, 1u));
+    CHECK(!r->client.closing);
+    finish(r);
+}
+
+TEST(shm_pools_are_capped_per_client)
+{
+    struct relay_record *r = start();
+    CHECK(bind(r, "wl_shm", 1, 3));
+    int pool_fd = memfd_create("pool", MFD_CLOEXEC);
+    CHECK_EQ(ftruncate(pool_fd, 4096), 0);
+    uint32_t id = 4;
+    for (; id < 4 + PROXY_MAX_POOLS_PER_CLIENT; id++) {
+        CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+        CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, id, 4096u));
+    }
+    CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+    CHECK(!request(r, 3, WL_SHM_CREATE_POOL, 2, id, 4096u));
+    CHECK_EQ(r->error_code, WL_DISPLAY_ERROR_NO_MEMORY);
+    CHECK(strstr(r->error, "limit of 512 pools") != NULL);
+    finish(r);
+    /* Address space: pools may claim up to 2 GiB each, but not without end. */
+    r = start();
+    CHECK(bind(r, "wl_shm", 1, 3));
+    uint32_t pools = (uint32_t)(PROXY_MAX_POOL_BYTES_PER_CLIENT / 0x7fffffffu);
+    for (id = 4; id < 4 + pools; id++) {
+        CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+        CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, id, 0x7fffffffu));
+    }
+    CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+    CHECK(!request(r, 3, WL_SHM_CREATE_POOL, 2, id, 0x7fffffffu));
+    CHECK(strstr(r->error, "MiB per client") != NULL);
+    finish(r);
+    /* Growing a pool counts too (the eighth pool cannot grow to 2 GiB while a ninth holds a
+     * page), and destroyed pools give their share back. */
+    for (int destroy_first = 0; destroy_first < 2; destroy_first++) {
+        r = start();
+        CHECK(bind(r, "wl_shm", 1, 3));
+        for (id = 4; id < 4 + pools + 1; id++) {
+            CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+            CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, id, 4096u));
+        }
+        for (id = 4; id < 4 + pools - 1; id++) {
+            CHECK(request(r, id, WL_SHM_POOL_RESIZE, 1, 0x7fffffffu));
+        }
+        if (destroy_first) {
+            CHECK(request(r, 4, WL_SHM_POOL_DESTROY, 0));
+            CHECK(request(r, id, WL_SHM_POOL_RESIZE, 1, 0x7fffffffu));
+        } else {
+            CHECK(!request(r, id, WL_SHM_POOL_RESIZE, 1, 0x7fffffffu));
+            CHECK(strstr(r->error, "wl_shm_pool.resize") != NULL);
+        }
+        finish(r);
+    }
+    close(pool_fd);
+}
+
+TEST(receive_pipes_are_capped_per_client)
+{
+    struct relay_record *r = with_data_offer();
+    int ends[2];
+    for (uint32_t i = 0; i <= PROXY_MAX_PIPES_PER_CLIENT; i++) {
+        CHECK_EQ(pipe2(ends, O_CLOEXEC), 0);
+        close(ends[0]);
+        CHECK(fd_fifo_push(&r->client.client_fds, ends[1]));
+        bool relayed = request(r, 0xff000001u, WL_DATA_OFFER_RECEIVE, 4, 11u, 0x74786574u,
+                               0x616c702fu, 0x6e69u);
+        CHECK_EQ(relayed, i < PROXY_MAX_PIPES_PER_CLIENT);
+    }
+    CHECK_EQ(r->error_code, WL_DISPLAY_ERROR_NO_MEMORY);
+    CHECK(strstr(r->error, "limit per client is 64") != NULL);
     finish(r);
 }
