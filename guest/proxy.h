@@ -143,6 +143,12 @@ struct proxy {
     const char *render_node;
     struct watch listener_watch;
     int listener_fd;
+    /* An fd kept spare so that a client can still be accepted, and told why it is refused,
+     * when neep-wl runs out of fds (-1 when it could not be had). */
+    int reserve_fd;
+    /* Whether the listener is unwatched for want of fds, and until when. */
+    bool listener_paused;
+    uint64_t listener_resume_ms; /* CLOCK_MONOTONIC */
     uint32_t next_serial;
     /* Connections polling each ring index: each new one takes the least used. */
     uint32_t ring_users[VIRTGPU_LAST_POLL_RING + 1];
@@ -156,6 +162,8 @@ void proxy_defer_free(struct proxy *proxy, void *memory);
 void proxy_collect_garbage(struct proxy *proxy);
 
 /* client.c */
+/* Tells a client that cannot be served why (wl_display.error), as the only thing it hears. */
+void proxy_refuse(int socket_fd, const char *why);
 /* Watches `fd` for `events`, whether or not it was watched before. */
 int proxy_watch_fd(struct proxy_client *client, int fd, uint32_t events, struct watch *watch);
 struct proxy_client *proxy_client_create(struct proxy *proxy, int socket_fd);
