@@ -100,9 +100,11 @@ struct proxy_client {
 
     /* Interfaces by client-side id; id maps for the client range. */
     struct wire_objects objects;
-    uint32_t *to_host;   /* index: client id */
+    /* Read through relay_host_id and relay_client_id: they grow with the ids in use. */
+    uint32_t *to_host; /* index: client id */
+    uint32_t to_host_capacity;
     uint32_t *to_client; /* index: host id */
-    uint32_t id_capacity;
+    uint32_t to_client_capacity;
     uint32_t lowest_free_host_id;
 
     /* Client to proxy. */
@@ -196,6 +198,11 @@ bool relay_event(struct proxy_client *client, uint8_t *message, size_t size);
 int relay_init(struct proxy_client *client);
 void relay_finish(struct proxy_client *client);
 uint32_t relay_alloc_host_id(struct proxy_client *client, uint32_t client_id);
+/* The host id of a client id and back; 0 for none. */
+uint32_t relay_host_id(const struct proxy_client *client, uint32_t client_id);
+uint32_t relay_client_id(const struct proxy_client *client, uint32_t host_id);
+/* Marks a client id the host never sees (shm pools); false without memory. */
+bool relay_mark_client_only(struct proxy_client *client, uint32_t client_id);
 /* Sends wl_display.delete_id for an id the host never knew. */
 bool relay_delete_client_only(struct proxy_client *client, uint32_t client_id);
 

@@ -265,7 +265,12 @@ bool shm_create_pool(struct proxy_client *client, uint32_t pool_id, uint32_t shm
     *pool = (struct shm_pool){map, (uint64_t)size_bytes, shm_host_id, 1};
     client->shm_pool_count++;
     client->shm_pool_bytes += (uint64_t)size_bytes;
-    client->to_host[pool_id] = ID_CLIENT_ONLY;
+    if (!relay_mark_client_only(client, pool_id)) {
+        id_table_remove(&client->pools, pool_id);
+        pool_unref(client, pool);
+        proxy_client_fail(client, pool_id, WL_DISPLAY_ERROR_NO_MEMORY, "out of memory");
+        return false;
+    }
     return true;
 }
 

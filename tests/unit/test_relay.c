@@ -461,3 +461,25 @@ TEST(receive_pipes_are_capped_per_client)
     CHECK(strstr(r->error, "limit per client is 64") != NULL);
     finish(r);
 }
+
+TEST(client_ids_anywhere_in_the_range_are_translated_both_ways)
+{
+    struct relay_record *r = start();
+    /* wl_display.sync on the highest id there is: the host sees the next dense id. */
+    CHECK(request(r, 1, WL_DISPLAY_SYNC, 1, WIRE_MAX_OBJECTS - 1));
+    CHECK(!r->client.closing);
+    CHECK_EQ(message_word(last_message(&r->to_host), 2), 3u);
+    CHECK_EQ(relay_host_id(&r->client, WIRE_MAX_OBJECTS - 1), 3u);
+    /* wl_callback.done, then delete_id, come back under the client's id. */
+    uint32_t words[4];
+    CHECK(event(r, words, message(words, 3, 0, 1, 7u)));
+    CHECK_EQ(message_word(last_message(&r->to_client), 0), WIRE_MAX_OBJECTS - 1);
+    CHECK(event(r, words, message(words, 1, 1, 1, 3u)));
+    CHECK_EQ(message_word(last_message(&r->to_client), 2), WIRE_MAX_OBJECTS - 1);
+    CHECK_EQ(relay_host_id(&r->client, WIRE_MAX_OBJECTS - 1), 0);
+    CHECK_EQ(relay_client_id(&r->client, 3), 0);
+    /* Past the range: refused, not allocated for. */
+    CHECK(!request(r, 1, WL_DISPLAY_SYNC, 1, WIRE_MAX_OBJECTS));
+    CHECK(strstr(r->error, "too many objects") != NULL);
+    finish(r);
+}
