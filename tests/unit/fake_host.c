@@ -65,36 +65,42 @@ void fake_host_reset(void)
     fake_host.last_read_pipe = CROSS_DOMAIN_PIPE_READ_START;
 }
 
-/* The compositor reads a stream of whole Wayland messages; check each header as it comes. */
-static void check_framing(const uint8_t *data, size_t size)
+bool wire_framing_feed(struct wire_framing *framing, const uint8_t *bytes, size_t size)
 {
-    while (size > 0) {
-        if (fake_host.message_left > 0) {
-            size_t take = size < fake_host.message_left ? size : fake_host.message_left;
-            fake_host.message_left -= take;
-            data += take;
+    while (size > 0 && !framing->broken) {
+        if (framing->message_left > 0) {
+            size_t take = size < framing->message_left ? size : framing->message_left;
+            framing->message_left -= take;
+            bytes += take;
             size -= take;
             continue;
         }
-        size_t take = sizeof(fake_host.header) - fake_host.header_bytes;
+        size_t take = sizeof(framing->header) - framing->header_bytes;
         take = size < take ? size : take;
-        memcpy(fake_host.header + fake_host.header_bytes, data, take);
-        fake_host.header_bytes += take;
-        data += take;
+        memcpy(framing->header + framing->header_bytes, bytes, take);
+        framing->header_bytes += take;
+        bytes += take;
         size -= take;
-        if (fake_host.header_bytes == sizeof(fake_host.header)) {
+        if (framing->header_bytes == sizeof(framing->header)) {
             uint32_t words[2];
-            memcpy(words, fake_host.header, sizeof(words));
+            memcpy(words, framing->header, sizeof(words));
             uint32_t message_size = words[1] >> 16;
-            if (message_size < 8 || message_size % 4 || message_size > WIRE_MAX_MESSAGE_BYTES) {
-                violation("message %u to the compositor claims %u bytes", fake_host.messages,
-                          message_size);
-                message_size = 8;
-            }
-            fake_host.message_left = message_size - 8;
-            fake_host.header_bytes = 0;
-            fake_host.messages++;
+            framing->broken =
+                message_size < 8 || message_size % 4 || message_size > WIRE_MAX_MESSAGE_BYTES;
+            framing->message_left = framing->broken ? 0 : message_size - 8;
+            framing->header_bytes = 0;
+            framing->messages++;
         }
+    }
+    return !framing->broken;
+}
+
+/* The compositor reads a stream of whole Wayland messages; check each header as it comes. */
+static void check_framing(const uint8_t *data, size_t size)
+{
+    if (!fake_host.framing.broken && !wire_framing_feed(&fake_host.framing, data, size)) {
+        violation("message %u to the compositor has a malformed size",
+                  fake_host.framing.messages - 1);
     }
 }
 

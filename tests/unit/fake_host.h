@@ -28,6 +28,19 @@ struct fake_host_identifier {
     size_t send_end;
 };
 
+/* A Wayland byte stream checked as it arrives: every header must give a size the wire allows
+ * (8 to WIRE_MAX_MESSAGE_BYTES, a multiple of 4). */
+struct wire_framing {
+    uint8_t header[8];
+    size_t header_bytes;
+    size_t message_left;
+    uint32_t messages; /* headers seen */
+    bool broken;       /* a header was not */
+};
+
+/* Feeds bytes; false once a header was malformed. */
+bool wire_framing_feed(struct wire_framing *framing, const uint8_t *bytes, size_t size);
+
 struct fake_host_blob {
     uint32_t res_handle;
     uint8_t *map;
@@ -57,11 +70,7 @@ struct fake_host {
     struct fake_host_identifier identifiers[FAKE_HOST_IDENTIFIERS];
     uint32_t identifier_count; /* all of them; those past the array are counted, not kept */
     uint32_t last_read_pipe;
-    /* Framing of the stream, checked as it arrives. */
-    uint8_t header[8];
-    size_t header_bytes;
-    size_t message_left;
-    uint32_t messages;
+    struct wire_framing framing;
 
     /* WRITEs: what clients wrote into pipes for the compositor. */
     uint32_t writes;

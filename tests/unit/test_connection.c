@@ -129,7 +129,7 @@ TEST(long_messages_reach_the_host_byte_for_byte)
      * bytes, in several SENDs. */
     CHECK_EQ(fake_host.stream_bytes, b.size);
     CHECK(memcmp(fake_host.stream, b.bytes, b.size) == 0);
-    CHECK_EQ(fake_host.messages, b.count);
+    CHECK_EQ(fake_host.framing.messages, b.count);
     CHECK(fake_host.sends >= 3);
     /* The maximum again, on its own, right after a batch ended exactly full. */
     uint32_t first = b.count;
