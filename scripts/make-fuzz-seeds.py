@@ -63,20 +63,27 @@ with open(f"{out}/wayland_wire/session", "wb") as f:
     f.write(wire)
 
 os.makedirs(f"{out}/relay", exist_ok=True)
-# A client's shm session: get_registry, bind wl_shm and wl_compositor, a surface, a pool
-# (one memfd), a buffer, attach, damage_buffer and commit; then the compositor's release.
-def request(words, fds=0):
-    return bytes([0, fds]) + struct.pack(f"<{len(words)}I", *words)
-relay = request([1, (12 << 16) | 1, 2])
-relay += bytes([0, 0]) + struct.pack("<IIII", 2, (32 << 16) | 0, 1, 7) + b"wl_shm\0\0" + struct.pack("<II", 1, 3)
-relay += bytes([0, 0]) + struct.pack("<IIII", 2, (40 << 16) | 0, 2, 14) + b"wl_compositor\0\0\0" + struct.pack("<II", 4, 4)
-relay += request([4, (12 << 16) | 0, 5])
-relay += request([3, (16 << 16) | 0, 6, 1 << 16], fds=1)
-relay += request([6, (32 << 16) | 0, 7, 0, 64, 64, 256, 1])
-relay += request([5, (20 << 16) | 1, 7, 0, 0])
-relay += request([5, (24 << 16) | 9, 0, 0, 16, 16])
-relay += request([5, (8 << 16) | 6])
-relay += bytes([1, 0]) + struct.pack("<II", 5, (8 << 16) | 0)
+# A client's shm session (fuzz/fuzz_relay.c): get_registry, bind wl_shm and wl_compositor,
+# a surface, a pool (one memfd), a buffer, attach, damage_buffer and commit; then the
+# compositor's release. Records: [op: 0 request, 1 event][fds][words - 2: 2 bytes][message].
+def relay_record(op, words, fds=0, strings=b""):
+    body = struct.pack(f"<{len(words)}I", *words) + strings
+    return bytes([op, fds]) + struct.pack("<H", (len(body) - 8) // 4) + body
+def relay_bind(name, interface, version, new_id):
+    text = interface.encode() + b"\0"
+    text += b"\0" * (-len(text) % 4)
+    body = struct.pack("<II", name, len(interface) + 1) + text + struct.pack("<II", version, new_id)
+    return bytes([0, 0]) + struct.pack("<H", len(body) // 4) + struct.pack("<II", 2, 0) + body
+relay = relay_record(0, [1, 1, 2])
+relay += relay_bind(1, "wl_shm", 1, 3)
+relay += relay_bind(2, "wl_compositor", 4, 4)
+relay += relay_record(0, [4, 0, 5])
+relay += relay_record(0, [3, 0, 6, 1 << 16], fds=1)
+relay += relay_record(0, [6, 0, 7, 0, 64, 64, 256, 1])
+relay += relay_record(0, [5, 1, 7, 0, 0])
+relay += relay_record(0, [5, 9, 0, 0, 16, 16])
+relay += relay_record(0, [5, 6])
+relay += relay_record(1, [5, 0])
 with open(f"{out}/relay/shm-session", "wb") as f:
     f.write(relay)
 
