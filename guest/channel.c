@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -38,20 +40,38 @@ void channel_free_pipes(struct proxy_client *client, struct id_table *table)
 
 /* --- to the host --- */
 
+/* The batch is submitted as one block: the SEND's fixed part, then its data. */
+_Static_assert(offsetof(struct send_batch, command) == 0 &&
+                   offsetof(struct send_batch, data) == sizeof(struct cross_domain_send_receive),
+               "a SEND's data follows its fixed part");
+/* The host walks commands by cmd_size and refuses stray bytes after the last one, while the
+ * submission is padded to 4 bytes: chunks of 4-byte-aligned messages must stay aligned. */
+_Static_assert(VIRTGPU_SEND_MAX_DATA_BYTES % 4 == 0, "split messages stay 4-byte aligned");
+_Static_assert(sizeof(struct cross_domain_send_receive) + VIRTGPU_SEND_MAX_DATA_BYTES <= UINT16_MAX,
+               "a SEND's size fits cmd_size");
+/* Any message the wire reader accepts is relayed, in at most two SENDs. */
+_Static_assert(WIRE_MAX_MESSAGE_BYTES <= 2 * VIRTGPU_SEND_MAX_DATA_BYTES,
+               "a Wayland message spans at most two SENDs");
+_Static_assert(WIRE_MAX_ARGS <= CROSS_DOMAIN_MAX_IDENTIFIERS, "a message's fds fit one SEND");
+/* What is left of an unfinished message plus one RECEIVE always fits from_host. */
+_Static_assert(sizeof(((struct proxy_client *)0)->from_host) >=
+                   WIRE_MAX_MESSAGE_BYTES - 1 + VIRTGPU_SEND_MAX_DATA_BYTES,
+               "from_host holds a partial message and a RECEIVE");
+
 bool proxy_client_flush_host(struct proxy_client *client)
 {
     struct send_batch *batch = &client->batch;
     if (batch->data_bytes == 0 && batch->identifier_count == 0) {
         return true;
     }
-    struct cross_domain_send_receive *send = (struct cross_domain_send_receive *)batch->buffer;
+    struct cross_domain_send_receive *send = &batch->command;
     send->hdr = (struct cross_domain_header){
         .cmd = CROSS_DOMAIN_CMD_SEND, .cmd_size = (uint16_t)(sizeof(*send) + batch->data_bytes)};
     send->num_identifiers = batch->identifier_count;
     send->opaque_data_size = (uint32_t)batch->data_bytes;
     size_t size = (sizeof(*send) + batch->data_bytes + 3) & ~(size_t)3;
-    int ret = virtgpu_channel_submit(&client->channel, batch->buffer, size);
-    memset(batch->buffer, 0, sizeof(struct cross_domain_send_receive));
+    int ret = virtgpu_channel_submit(&client->channel, batch, size);
+    memset(send, 0, sizeof(*send));
     batch->data_bytes = 0;
     batch->identifier_count = 0;
     batch->has_read_pipe = false;
@@ -71,22 +91,40 @@ bool proxy_client_send(struct proxy_client *client, const uint8_t *message, size
     for (uint32_t i = 0; i < id_count; i++) {
         read_pipe |= types[i] == CROSS_DOMAIN_ID_TYPE_READ_PIPE;
     }
-    if (batch->data_bytes + size > VIRTGPU_SEND_MAX_DATA_BYTES ||
-        batch->identifier_count + id_count > CROSS_DOMAIN_MAX_IDENTIFIERS ||
+    if (id_count > CROSS_DOMAIN_MAX_IDENTIFIERS) {
+        proxy_client_fail(client, 1, WL_DISPLAY_ERROR_IMPLEMENTATION,
+                          "a message with %u files, more than one SEND carries", id_count);
+        return false;
+    }
+    /* A message starts a new SEND when it does not fit whole in this one, or its identifiers
+     * do not: the host passes a SEND's fds with its first byte, so fds stay with or ahead of
+     * the message that carries them. */
+    if (size > sizeof(batch->data) - batch->data_bytes ||
+        id_count > CROSS_DOMAIN_MAX_IDENTIFIERS - batch->identifier_count ||
         (read_pipe && batch->has_read_pipe)) {
         if (!proxy_client_flush_host(client)) {
             return false;
         }
     }
-    struct cross_domain_send_receive *send = (struct cross_domain_send_receive *)batch->buffer;
     for (uint32_t i = 0; i < id_count; i++) {
-        send->identifiers[batch->identifier_count] = ids[i];
-        send->identifier_types[batch->identifier_count] = types[i];
+        batch->command.identifiers[batch->identifier_count] = ids[i];
+        batch->command.identifier_types[batch->identifier_count] = types[i];
         batch->identifier_count++;
     }
     batch->has_read_pipe |= read_pipe;
-    memcpy(batch->buffer + sizeof(*send) + batch->data_bytes, message, size);
-    batch->data_bytes += size;
+    /* Longer than a SEND's data: the rest continues in the next SEND (the compositor's
+     * socket is a byte stream, the host forwards each SEND's bytes in order). */
+    while (size > 0) {
+        if (batch->data_bytes == sizeof(batch->data) && !proxy_client_flush_host(client)) {
+            return false;
+        }
+        size_t room = sizeof(batch->data) - batch->data_bytes;
+        size_t chunk = size < room ? size : room;
+        memcpy(batch->data + batch->data_bytes, message, chunk);
+        batch->data_bytes += chunk;
+        message += chunk;
+        size -= chunk;
+    }
     return true;
 }
 
@@ -125,6 +163,10 @@ static int host_blob_fd(struct proxy_client *client, uint32_t blob_id, uint32_t 
  * end, the proxy forwards what arrives on the read end. */
 static int host_write_pipe_fd(struct proxy_client *client, uint32_t host_id)
 {
+    if (client->write_pipes.count >= PROXY_MAX_PIPES_PER_CLIENT) {
+        errno = EMFILE; /* the compositor's transfers to this client: at most this many open */
+        return -1;
+    }
     int ends[2];
     if (pipe2(ends, O_CLOEXEC | O_NONBLOCK) < 0) {
         return -1;

@@ -29,8 +29,7 @@ int proxy_watch_fd(struct proxy_client *client, int fd, uint32_t events, struct 
     return epoll_ctl(client->proxy->epoll_fd, EPOLL_CTL_ADD, fd, &event);
 }
 
-/* Tells a client that cannot be served why, as the only thing it hears. */
-static void refuse(int socket_fd, const char *why)
+void proxy_refuse(int socket_fd, const char *why)
 {
     char event[512];
     uint32_t length = (uint32_t)strnlen(why, sizeof(event) - 24) + 1;
@@ -96,7 +95,7 @@ struct proxy_client *proxy_client_create(struct proxy *proxy, int socket_fd)
         snprintf(why, sizeof(why), "neep-wl cannot reach the host compositor: %s (%s)", error,
                  strerror(errno));
         proxy_log("client %u: %s", client->serial, why);
-        refuse(socket_fd, why);
+        proxy_refuse(socket_fd, why);
         client->channel.drm_fd = -1;
         proxy_client_destroy(client);
         return NULL;
@@ -155,10 +154,12 @@ bool proxy_client_queue(struct proxy_client *client, const uint8_t *message, siz
     bool fits = queued_bytes(client) + size <= PROXY_CLIENT_MAX_QUEUED_BYTES &&
                 client->outgoing_fd_count + fd_count <= PROXY_MAX_QUEUED_FDS;
     if (fits && queue->end + size > queue->capacity) {
-        /* Compact, then grow. */
-        memmove(queue->data, queue->data + queue->start, queue->end - queue->start);
-        queue->end -= queue->start;
-        queue->start = 0;
+        /* Compact, then grow (an empty queue has no memory yet: no arithmetic on NULL). */
+        if (queue->start > 0) {
+            memmove(queue->data, queue->data + queue->start, queue->end - queue->start);
+            queue->end -= queue->start;
+            queue->start = 0;
+        }
         size_t capacity = queue->capacity ? queue->capacity : 16384;
         while (queue->end + size > capacity) {
             capacity *= 2;

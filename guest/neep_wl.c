@@ -30,6 +30,8 @@
 
 /* Lines per second a misbehaving client can make neep-wl print. */
 #define LOG_LINES_PER_SECOND 20u
+/* How long the listener goes unwatched when a connection cannot be taken off the backlog. */
+#define LISTENER_PAUSE_MS 1000u
 
 static bool verbose;
 
@@ -113,6 +115,87 @@ static int listen_on(const char *runtime_dir, const char *name)
     return fd; /* the lock stays held until exit */
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+/* Any fd will do; "/" is there even in a bare initramfs. */
+static int open_reserve(void)
+{
+    return open("/", O_PATH | O_CLOEXEC);
+}
+
+static void watch_listener(struct proxy *proxy, bool watch)
+{
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = &proxy->listener_watch};
+    epoll_ctl(proxy->epoll_fd, watch ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, proxy->listener_fd, &event);
+    proxy->listener_paused = !watch;
+}
+
+/*
+ * Takes one connection off the backlog. A connection that stays there keeps the listener
+ * readable, so a failure must not be ignored or the loop spins. Out of fds (EMFILE, ENFILE),
+ * the reserve fd makes room to accept the connection and tell the client why it is refused:
+ * it learns at once, and neep-wl serves the next one as soon as fds are free again. Without
+ * a reserve (or on another lasting failure), the listener goes unwatched for a while instead
+ * and waiting clients stay in the backlog until then.
+ */
+static void accept_client(struct proxy *proxy)
+{
+    int fd = accept4(proxy->listener_fd, NULL, NULL, SOCK_CLOEXEC);
+    int error = fd < 0 ? errno : 0;
+    if ((error == EMFILE || error == ENFILE) && proxy->reserve_fd >= 0) {
+        int shortage = error;
+        close(proxy->reserve_fd);
+        fd = accept4(proxy->listener_fd, NULL, NULL, SOCK_CLOEXEC);
+        error = fd < 0 ? errno : 0;
+        if (fd >= 0) {
+            proxy_refuse(fd, "neep-wl has no file descriptors left for another client; try "
+                             "again when other clients have ended");
+            close(fd);
+            proxy_log("refused a client: %s", strerror(shortage));
+        }
+        proxy->reserve_fd = open_reserve();
+        if (fd >= 0) {
+            return;
+        }
+    }
+    if (fd >= 0) {
+        struct proxy_client *client = proxy_client_create(proxy, fd);
+        if (client && verbose) {
+            proxy_log("client %u connected", client->serial);
+        }
+        return;
+    }
+    if (error == EAGAIN || error == EWOULDBLOCK || error == EINTR || error == ECONNABORTED) {
+        return; /* nothing waiting after all, or the client gave up: the next one may come */
+    }
+    proxy_log("cannot accept a client (%s): not listening for %u ms", strerror(error),
+              LISTENER_PAUSE_MS);
+    watch_listener(proxy, false);
+    proxy->listener_resume_ms = now_ms() + LISTENER_PAUSE_MS;
+}
+
+/* Watches the listener again once its pause is over; the epoll timeout until then. */
+static int resume_listener(struct proxy *proxy)
+{
+    if (!proxy->listener_paused) {
+        return -1;
+    }
+    uint64_t now = now_ms();
+    if (now < proxy->listener_resume_ms) {
+        return (int)(proxy->listener_resume_ms - now);
+    }
+    if (proxy->reserve_fd < 0) {
+        proxy->reserve_fd = open_reserve();
+    }
+    watch_listener(proxy, true);
+    return -1;
+}
+
 static pid_t spawn(char **argv, const char *display)
 {
     pid_t pid = fork();
@@ -172,8 +255,7 @@ int main(int argc, char **argv)
     }
     proxy.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     proxy.listener_watch = (struct watch){WATCH_LISTENER, NULL};
-    struct epoll_event listen_event = {.events = EPOLLIN, .data.ptr = &proxy.listener_watch};
-    epoll_ctl(proxy.epoll_fd, EPOLL_CTL_ADD, proxy.listener_fd, &listen_event);
+    watch_listener(&proxy, true);
 
     /* A child program's end (SIGCHLD) and termination requests come through a signalfd. */
     sigset_t signals;
@@ -195,6 +277,10 @@ int main(int argc, char **argv)
         child = spawn(argv + optind, socket_name);
         sigprocmask(SIG_BLOCK, &signals, NULL);
     }
+    proxy.reserve_fd = open_reserve();
+    if (proxy.reserve_fd < 0) {
+        proxy_log("no spare fd (%s): clients beyond the fd limit will wait", strerror(errno));
+    }
     if (verbose) {
         proxy_log("listening on %s/%s", runtime_dir, socket_name);
     }
@@ -202,7 +288,7 @@ int main(int argc, char **argv)
     int exit_status = 0;
     for (bool running = true; running;) {
         struct epoll_event events[32];
-        int count = epoll_wait(proxy.epoll_fd, events, 32, -1);
+        int count = epoll_wait(proxy.epoll_fd, events, 32, resume_listener(&proxy));
         if (count < 0 && errno != EINTR) {
             break;
         }
@@ -225,18 +311,13 @@ int main(int argc, char **argv)
                     }
                 }
             } else if (watch == &proxy.listener_watch) {
-                int fd = accept4(proxy.listener_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd >= 0) {
-                    struct proxy_client *client = proxy_client_create(&proxy, fd);
-                    if (client && verbose) {
-                        proxy_log("client %u connected", client->serial);
-                    }
-                }
+                accept_client(&proxy);
             } else if (watch->kind != WATCH_DEAD) {
                 proxy_client_handle(watch->client, watch, events[i].events);
             }
         }
         proxy_collect_garbage(&proxy);
     }
+    free(proxy.garbage);
     return exit_status;
 }

@@ -23,6 +23,12 @@
 /* Bytes queued for a client that does not read before the proxy gives up on it. */
 #define PROXY_CLIENT_MAX_QUEUED_BYTES (16u << 20)
 
+/* What one client may make neep-wl hold: shm pools are mappings of the client's memory (their
+ * fds are closed at once), clipboard and drag-and-drop pipes are fds each way. */
+#define PROXY_MAX_POOLS_PER_CLIENT      512u
+#define PROXY_MAX_POOL_BYTES_PER_CLIENT (16ull << 30)
+#define PROXY_MAX_PIPES_PER_CLIENT      64u
+
 /* Marks in the id maps. */
 #define ID_CLIENT_ONLY 0xffffffffu /* in to_host: an object the host never sees (shm pools) */
 #define ID_PROXY_OWNED 0xffffffffu /* in to_client: a host object of the proxy's own */
@@ -46,10 +52,13 @@ struct byte_queue {
     size_t capacity;
 };
 
-/* Messages for the host, gathered into one SEND. */
+/* Messages for the host, gathered into one SEND: the command's fixed part with the data
+ * right behind it, submitted as one block. Appends check the room left in `data` (see
+ * proxy_client_send): a message longer than that continues in the next SEND. */
 struct send_batch {
-    uint8_t buffer[CROSS_DOMAIN_RING_BYTES];
-    size_t data_bytes;
+    struct cross_domain_send_receive command;
+    uint8_t data[VIRTGPU_SEND_MAX_DATA_BYTES];
+    size_t data_bytes; /* at most sizeof(data) */
     uint32_t identifier_count;
     bool has_read_pipe;
 };
@@ -91,9 +100,11 @@ struct proxy_client {
 
     /* Interfaces by client-side id; id maps for the client range. */
     struct wire_objects objects;
-    uint32_t *to_host;   /* index: client id */
+    /* Read through relay_host_id and relay_client_id: they grow with the ids in use. */
+    uint32_t *to_host; /* index: client id */
+    uint32_t to_host_capacity;
     uint32_t *to_client; /* index: host id */
-    uint32_t id_capacity;
+    uint32_t to_client_capacity;
     uint32_t lowest_free_host_id;
 
     /* Client to proxy. */
@@ -118,6 +129,8 @@ struct proxy_client {
     struct id_table pools;
     struct id_table buffers;
     struct id_table surfaces;
+    uint32_t shm_pool_count; /* pools mapped, including destroyed ones buffers still use */
+    uint64_t shm_pool_bytes; /* their mapped bytes */
     uint64_t shm_commits;
     uint64_t shm_copied_bytes;
     uint64_t shm_copy_ns;
@@ -132,6 +145,12 @@ struct proxy {
     const char *render_node;
     struct watch listener_watch;
     int listener_fd;
+    /* An fd kept spare so that a client can still be accepted, and told why it is refused,
+     * when neep-wl runs out of fds (-1 when it could not be had). */
+    int reserve_fd;
+    /* Whether the listener is unwatched for want of fds, and until when. */
+    bool listener_paused;
+    uint64_t listener_resume_ms; /* CLOCK_MONOTONIC */
     uint32_t next_serial;
     /* Connections polling each ring index: each new one takes the least used. */
     uint32_t ring_users[VIRTGPU_LAST_POLL_RING + 1];
@@ -145,6 +164,8 @@ void proxy_defer_free(struct proxy *proxy, void *memory);
 void proxy_collect_garbage(struct proxy *proxy);
 
 /* client.c */
+/* Tells a client that cannot be served why (wl_display.error), as the only thing it hears. */
+void proxy_refuse(int socket_fd, const char *why);
 /* Watches `fd` for `events`, whether or not it was watched before. */
 int proxy_watch_fd(struct proxy_client *client, int fd, uint32_t events, struct watch *watch);
 struct proxy_client *proxy_client_create(struct proxy *proxy, int socket_fd);
@@ -157,7 +178,8 @@ void proxy_client_fail(struct proxy_client *client, uint32_t object_id, uint32_t
 /* Queues one message (already in client ids) with its fds for the client. */
 bool proxy_client_queue(struct proxy_client *client, const uint8_t *message, size_t size,
                         const int *fds, uint32_t fd_count);
-/* Adds one message (already in host ids) and its identifiers to the host batch. */
+/* Adds one message (already in host ids, any size up to WIRE_MAX_MESSAGE_BYTES) and its
+ * identifiers to the host batch; a message that does not fit goes on in the next SEND. */
 bool proxy_client_send(struct proxy_client *client, const uint8_t *message, size_t size,
                        const uint32_t *ids, const uint32_t *types, uint32_t id_count);
 bool proxy_client_flush_host(struct proxy_client *client);
@@ -176,6 +198,11 @@ bool relay_event(struct proxy_client *client, uint8_t *message, size_t size);
 int relay_init(struct proxy_client *client);
 void relay_finish(struct proxy_client *client);
 uint32_t relay_alloc_host_id(struct proxy_client *client, uint32_t client_id);
+/* The host id of a client id and back; 0 for none. */
+uint32_t relay_host_id(const struct proxy_client *client, uint32_t client_id);
+uint32_t relay_client_id(const struct proxy_client *client, uint32_t host_id);
+/* Marks a client id the host never sees (shm pools); false without memory. */
+bool relay_mark_client_only(struct proxy_client *client, uint32_t client_id);
 /* Sends wl_display.delete_id for an id the host never knew. */
 bool relay_delete_client_only(struct proxy_client *client, uint32_t client_id);
 

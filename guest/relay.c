@@ -22,11 +22,14 @@
 #define EVENT_REGISTRY_GLOBAL   0u
 #define EVENT_SHM_FORMAT        0u
 
+/* Entries in each id map at first; they grow with the ids in use, up to WIRE_MAX_OBJECTS. */
+#define ID_MAP_FIRST_CAPACITY 64u
+
 int relay_init(struct proxy_client *client)
 {
-    client->id_capacity = WIRE_MAX_OBJECTS;
-    client->to_host = calloc(client->id_capacity, sizeof(uint32_t));
-    client->to_client = calloc(client->id_capacity, sizeof(uint32_t));
+    client->to_host = calloc(ID_MAP_FIRST_CAPACITY, sizeof(uint32_t));
+    client->to_client = calloc(ID_MAP_FIRST_CAPACITY, sizeof(uint32_t));
+    client->to_host_capacity = client->to_client_capacity = ID_MAP_FIRST_CAPACITY;
     if (!client->to_host || !client->to_client ||
         wire_objects_init(&client->objects, &wl_display_interface, neep_wl_known_interfaces,
                           neep_wl_known_interface_count) < 0) {
@@ -44,28 +47,80 @@ void relay_finish(struct proxy_client *client)
     free(client->to_host);
     free(client->to_client);
     client->to_host = client->to_client = NULL;
+    client->to_host_capacity = client->to_client_capacity = 0;
     wire_objects_finish(&client->objects);
+}
+
+uint32_t relay_host_id(const struct proxy_client *client, uint32_t client_id)
+{
+    return client_id < client->to_host_capacity ? client->to_host[client_id] : 0;
+}
+
+uint32_t relay_client_id(const struct proxy_client *client, uint32_t host_id)
+{
+    return host_id < client->to_client_capacity ? client->to_client[host_id] : 0;
+}
+
+/* Makes room for `id` in a map; false past WIRE_MAX_OBJECTS or without memory. */
+static bool map_reserve(uint32_t **map, uint32_t *capacity, uint32_t id)
+{
+    if (id < *capacity) {
+        return true;
+    }
+    if (id >= WIRE_MAX_OBJECTS) {
+        return false;
+    }
+    uint32_t bigger = *capacity;
+    while (bigger <= id) {
+        bigger *= 2; /* powers of two up to WIRE_MAX_OBJECTS, itself one */
+    }
+    uint32_t *grown = realloc(*map, bigger * sizeof(*grown));
+    if (!grown) {
+        return false;
+    }
+    memset(grown + *capacity, 0, (bigger - *capacity) * sizeof(*grown));
+    *map = grown;
+    *capacity = bigger;
+    return true;
+}
+
+static bool set_host_id(struct proxy_client *client, uint32_t client_id, uint32_t host_id)
+{
+    if (!map_reserve(&client->to_host, &client->to_host_capacity, client_id)) {
+        return false;
+    }
+    client->to_host[client_id] = host_id;
+    return true;
+}
+
+bool relay_mark_client_only(struct proxy_client *client, uint32_t client_id)
+{
+    return set_host_id(client, client_id, ID_CLIENT_ONLY);
 }
 
 uint32_t relay_alloc_host_id(struct proxy_client *client, uint32_t client_id)
 {
     /* The lowest free id, as libwayland allocates: compositors insist ids stay dense. */
-    for (uint32_t id = client->lowest_free_host_id; id < client->id_capacity; id++) {
-        if (client->to_client[id] == 0) {
-            client->to_client[id] = client_id ? client_id : ID_PROXY_OWNED;
-            if (client_id) {
-                client->to_host[client_id] = id;
-            }
-            client->lowest_free_host_id = id + 1;
-            return id;
+    for (uint32_t id = client->lowest_free_host_id; id < WIRE_MAX_OBJECTS; id++) {
+        if (relay_client_id(client, id) != 0) {
+            continue;
         }
+        if (!map_reserve(&client->to_client, &client->to_client_capacity, id) ||
+            (client_id && !set_host_id(client, client_id, id))) {
+            return 0;
+        }
+        client->to_client[id] = client_id ? client_id : ID_PROXY_OWNED;
+        client->lowest_free_host_id = id + 1;
+        return id;
     }
     return 0;
 }
 
 static void free_host_id(struct proxy_client *client, uint32_t host_id)
 {
-    client->to_client[host_id] = 0;
+    if (host_id < client->to_client_capacity) {
+        client->to_client[host_id] = 0;
+    }
     if (host_id < client->lowest_free_host_id) {
         client->lowest_free_host_id = host_id;
     }
@@ -73,7 +128,9 @@ static void free_host_id(struct proxy_client *client, uint32_t host_id)
 
 bool relay_delete_client_only(struct proxy_client *client, uint32_t client_id)
 {
-    client->to_host[client_id] = 0;
+    if (client_id < client->to_host_capacity) {
+        client->to_host[client_id] = 0;
+    }
     wire_objects_retire(&client->objects, client_id);
     uint32_t event[] = {1, (12u << 16) | EVENT_DISPLAY_DELETE_ID, client_id};
     return proxy_client_queue(client, (const uint8_t *)event, sizeof(event), NULL, 0);
@@ -100,6 +157,15 @@ static bool request_fd(struct proxy_client *client, uint32_t object_id, int fd, 
         close(fd);
         proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_IMPLEMENTATION,
                           "neep-wl passes only pipes to the host compositor in this request");
+        return false;
+    }
+    /* Each transfer holds the client's pipe until the host hangs up. */
+    if (client->read_pipes.count >= PROXY_MAX_PIPES_PER_CLIENT) {
+        close(fd);
+        proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_NO_MEMORY,
+                          "%zu transfers (receive requests) are open: neep-wl's limit per client "
+                          "is %u",
+                          client->read_pipes.count, PROXY_MAX_PIPES_PER_CLIENT);
         return false;
     }
     /* One read pipe per SEND: the host checks their sequence. */
@@ -136,7 +202,7 @@ static bool request_hooks(struct proxy_client *client, const struct wire_message
         fds[0] = -1;
         uint32_t shm_host_id = message->object_id >= WIRE_SERVER_ID_START
                                    ? message->object_id
-                                   : client->to_host[message->object_id];
+                                   : relay_host_id(client, message->object_id);
         return shm_create_pool(client, pool_id, shm_host_id, fd, size_bytes);
     }
     if (interface == &wl_shm_pool_interface) {
@@ -189,7 +255,7 @@ bool relay_request(struct proxy_client *client, uint8_t *bytes, size_t size)
 
     /* Into host ids; the compositor's own objects keep theirs. */
     uint32_t host_object =
-        object_id >= WIRE_SERVER_ID_START ? object_id : client->to_host[object_id];
+        object_id >= WIRE_SERVER_ID_START ? object_id : relay_host_id(client, object_id);
     if (host_object == 0 || host_object == ID_CLIENT_ONLY) {
         proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_INVALID_OBJECT,
                           "%s@%u cannot take this request", message.interface->name, object_id);
@@ -204,7 +270,7 @@ bool relay_request(struct proxy_client *client, uint8_t *bytes, size_t size)
         switch (message.arg_types[i]) {
         case 'o':
             if (word != 0 && word < WIRE_SERVER_ID_START) {
-                uint32_t host_id = word < client->id_capacity ? client->to_host[word] : 0;
+                uint32_t host_id = relay_host_id(client, word);
                 if (host_id == 0 || host_id == ID_CLIENT_ONLY) {
                     proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_INVALID_OBJECT,
                                       "%s.%s names object %u, which does not exist here",
@@ -284,7 +350,7 @@ bool relay_event(struct proxy_client *client, uint8_t *bytes, size_t size)
     uint32_t host_object = read_word(bytes, 0);
     uint32_t object_id = host_object;
     if (host_object < WIRE_SERVER_ID_START) {
-        object_id = host_object < client->id_capacity ? client->to_client[host_object] : 0;
+        object_id = relay_client_id(client, host_object);
         if (object_id == 0) {
             return host_broke(client, "an event for an object that does not exist");
         }
@@ -297,20 +363,20 @@ bool relay_event(struct proxy_client *client, uint8_t *bytes, size_t size)
     /* Only a well-formed delete_id (exactly one argument) touches the id maps. */
     if (object_id == 1 && opcode == EVENT_DISPLAY_DELETE_ID && size == 12) {
         uint32_t deleted = read_word(bytes, 8);
-        if (deleted >= 2 && deleted < WIRE_SERVER_ID_START && deleted < client->id_capacity) {
-            uint32_t client_id = client->to_client[deleted];
+        if (deleted >= 2 && deleted < WIRE_SERVER_ID_START && deleted < WIRE_MAX_OBJECTS) {
+            uint32_t client_id = relay_client_id(client, deleted);
             free_host_id(client, deleted);
             if (client_id == ID_PROXY_OWNED || client_id == 0) {
                 return true;
             }
-            client->to_host[client_id] = 0;
+            set_host_id(client, client_id, 0); /* in the map already: it had a host id */
             write_word(bytes, 8, client_id);
         }
     }
     if (object_id == 1 && opcode == EVENT_DISPLAY_ERROR && size >= 12) {
         uint32_t culprit = read_word(bytes, 8);
         if (culprit != 0 && culprit < WIRE_SERVER_ID_START) {
-            uint32_t client_id = culprit < client->id_capacity ? client->to_client[culprit] : 0;
+            uint32_t client_id = relay_client_id(client, culprit);
             write_word(bytes, 8, client_id == 0 || client_id == ID_PROXY_OWNED ? 1 : client_id);
         }
     }
@@ -342,7 +408,7 @@ bool relay_event(struct proxy_client *client, uint8_t *bytes, size_t size)
         }
         uint32_t word = read_word(bytes, message.arg_offsets[i]);
         if (word != 0 && word < WIRE_SERVER_ID_START) {
-            uint32_t client_id = word < client->id_capacity ? client->to_client[word] : 0;
+            uint32_t client_id = relay_client_id(client, word);
             if (client_id == 0 || client_id == ID_PROXY_OWNED) {
                 for (uint32_t j = 0; j < message.fd_count; j++) {
                     close(fds[j]);

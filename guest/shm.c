@@ -1,5 +1,6 @@
 #include "shm.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -21,11 +22,11 @@ struct damage {
     uint32_t count;
 };
 
+/* A client's pool, mapped whole for as long as it or one of its buffers lives; its fd is
+ * closed as soon as it is mapped. */
 struct shm_pool {
-    int fd;
-    uint64_t size_bytes; /* as the client declared it */
     const uint8_t *map;
-    uint64_t mapped_bytes;
+    uint64_t size_bytes;  /* as the client declared it, and mapped */
     uint32_t shm_host_id; /* the wl_shm it came from, on the host */
     uint32_t refs;        /* the pool object and each of its buffers */
 };
@@ -156,24 +157,6 @@ int shm_install_guard(void)
     return sigaction(SIGBUS, &action, NULL);
 }
 
-static bool pool_map(struct shm_pool *pool)
-{
-    if (pool->map && pool->mapped_bytes == pool->size_bytes) {
-        return true;
-    }
-    if (pool->map) {
-        munmap((void *)pool->map, pool->mapped_bytes);
-        pool->map = NULL;
-    }
-    void *map = mmap(NULL, pool->size_bytes, PROT_READ, MAP_SHARED, pool->fd, 0);
-    if (map == MAP_FAILED) {
-        return false;
-    }
-    pool->map = map;
-    pool->mapped_bytes = pool->size_bytes;
-    return true;
-}
-
 /* Copies the damaged parts of a buffer into its shadow; false if the client's memory went
  * away underneath (its memfd shrank). */
 static bool copy_damage(struct proxy_client *client, struct shm_buffer *buffer,
@@ -217,16 +200,34 @@ static bool copy_damage(struct proxy_client *client, struct shm_buffer *buffer,
 
 /* --- pools and buffers --- */
 
-static void pool_unref(struct shm_pool *pool)
+static void pool_unref(struct proxy_client *client, struct shm_pool *pool)
 {
     if (--pool->refs > 0) {
         return;
     }
-    if (pool->map) {
-        munmap((void *)pool->map, pool->mapped_bytes);
-    }
-    close(pool->fd);
+    munmap((void *)pool->map, pool->size_bytes);
+    client->shm_pool_count--;
+    client->shm_pool_bytes -= pool->size_bytes;
     free(pool);
+}
+
+/* Whether the client may map `more_bytes` more (and one more pool if `new_pool`); if not,
+ * it is told which of neep-wl's limits it reached. */
+static bool pool_fits(struct proxy_client *client, uint32_t object_id, const char *request,
+                      uint64_t more_bytes, bool new_pool)
+{
+    if ((new_pool && client->shm_pool_count >= PROXY_MAX_POOLS_PER_CLIENT) ||
+        more_bytes > PROXY_MAX_POOL_BYTES_PER_CLIENT - client->shm_pool_bytes) {
+        proxy_client_fail(client, object_id, WL_DISPLAY_ERROR_NO_MEMORY,
+                          "%s: the client's shm pools (%u, %llu MiB) would pass neep-wl's limit "
+                          "of %u pools and %llu MiB per client",
+                          request, client->shm_pool_count,
+                          (unsigned long long)(client->shm_pool_bytes >> 20),
+                          PROXY_MAX_POOLS_PER_CLIENT,
+                          (unsigned long long)(PROXY_MAX_POOL_BYTES_PER_CLIENT >> 20));
+        return false;
+    }
+    return true;
 }
 
 bool shm_create_pool(struct proxy_client *client, uint32_t pool_id, uint32_t shm_host_id, int fd,
@@ -238,23 +239,45 @@ bool shm_create_pool(struct proxy_client *client, uint32_t pool_id, uint32_t shm
                           "wl_shm.create_pool: size %d is not positive", size_bytes);
         return false;
     }
+    if (!pool_fits(client, pool_id, "wl_shm.create_pool", (uint64_t)size_bytes, true)) {
+        close(fd);
+        return false;
+    }
+    /* Mapped now and the fd closed, as compositors do: a pool holds address space (capped
+     * above), never one of neep-wl's fds. Bytes past the file's end fault only when copied,
+     * under the SIGBUS guard. */
+    void *map = mmap(NULL, (size_t)size_bytes, PROT_READ, MAP_SHARED, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (map == MAP_FAILED) {
+        proxy_client_fail(client, pool_id, WL_SHM_ERROR_INVALID_FD,
+                          "wl_shm.create_pool: the file cannot be mapped (%s)",
+                          strerror(map_errno));
+        return false;
+    }
     struct shm_pool *pool = calloc(1, sizeof(*pool));
     if (!pool || id_table_insert(&client->pools, pool_id, pool) < 0) {
         free(pool);
-        close(fd);
+        munmap(map, (size_t)size_bytes);
         proxy_client_fail(client, pool_id, WL_DISPLAY_ERROR_NO_MEMORY, "out of memory");
         return false;
     }
-    /* Mapped at the first commit: many pools are never drawn into. */
-    *pool = (struct shm_pool){fd, (uint64_t)size_bytes, NULL, 0, shm_host_id, 1};
-    client->to_host[pool_id] = ID_CLIENT_ONLY;
+    *pool = (struct shm_pool){map, (uint64_t)size_bytes, shm_host_id, 1};
+    client->shm_pool_count++;
+    client->shm_pool_bytes += (uint64_t)size_bytes;
+    if (!relay_mark_client_only(client, pool_id)) {
+        id_table_remove(&client->pools, pool_id);
+        pool_unref(client, pool);
+        proxy_client_fail(client, pool_id, WL_DISPLAY_ERROR_NO_MEMORY, "out of memory");
+        return false;
+    }
     return true;
 }
 
 static void buffer_free(struct proxy_client *client, struct shm_buffer *buffer)
 {
     virtgpu_blob_free(&client->channel, &buffer->shadow);
-    pool_unref(buffer->pool);
+    pool_unref(client, buffer->pool);
     free(buffer);
 }
 
@@ -364,7 +387,7 @@ bool shm_pool_request(struct proxy_client *client, const struct wire_message *me
         return create_buffer(client, pool_id, pool, bytes);
     case WL_SHM_POOL_DESTROY:
         id_table_remove(&client->pools, pool_id);
-        pool_unref(pool);
+        pool_unref(client, pool);
         return relay_delete_client_only(client, pool_id);
     case WL_SHM_POOL_RESIZE: {
         int32_t size_bytes;
@@ -375,7 +398,21 @@ bool shm_pool_request(struct proxy_client *client, const struct wire_message *me
                               (unsigned long long)pool->size_bytes);
             return false;
         }
-        pool->size_bytes = (uint64_t)size_bytes; /* remapped at the next copy */
+        uint64_t growth_bytes = (uint64_t)size_bytes - pool->size_bytes;
+        if (!pool_fits(client, pool_id, "wl_shm_pool.resize", growth_bytes, false)) {
+            return false;
+        }
+        /* The mapping grows over the same file (its fd is long closed). */
+        void *map = mremap((void *)pool->map, pool->size_bytes, (size_t)size_bytes, MREMAP_MAYMOVE);
+        if (map == MAP_FAILED) {
+            proxy_client_fail(client, pool_id, WL_DISPLAY_ERROR_NO_MEMORY,
+                              "wl_shm_pool.resize: cannot map %d bytes (%s)", size_bytes,
+                              strerror(errno));
+            return false;
+        }
+        pool->map = map;
+        pool->size_bytes = (uint64_t)size_bytes;
+        client->shm_pool_bytes += growth_bytes;
         return true;
     }
     default:
@@ -479,7 +516,7 @@ static bool commit(struct proxy_client *client, uint32_t surface_id, struct surf
     client->shm_commits++;
     struct timespec started, ended;
     clock_gettime(CLOCK_MONOTONIC, &started);
-    bool copied = pool_map(buffer->pool) && copy_damage(client, buffer, &buffer->stale);
+    bool copied = copy_damage(client, buffer, &buffer->stale);
     clock_gettime(CLOCK_MONOTONIC, &ended);
     client->shm_copy_ns += (uint64_t)((ended.tv_sec - started.tv_sec) * 1000000000ll +
                                       (ended.tv_nsec - started.tv_nsec));
@@ -547,7 +584,7 @@ void shm_finish(struct proxy_client *client)
             if (table == &client->buffers) {
                 buffer_free(client, table->values[i]);
             } else if (table == &client->pools) {
-                pool_unref(table->values[i]);
+                pool_unref(client, table->values[i]);
             } else {
                 free(table->values[i]);
             }

@@ -40,22 +40,25 @@ for name in "${targets[@]}"; do
     work=$(mktemp -d)
     mkdir -p "$corpus" "$findings" "$seeds/$name"
     log="build/fuzz-campaign-$name.log"
+    # As in run-tests.sh: a connection's input is a sequence of messages of up to 4096 bytes.
+    max_len=4096
+    [ "$name" = neep_wl_connection ] && max_len=16384
     if [ "$jobs" -gt 1 ]; then
         # -fork keeps going after a crash and counts executions across workers.
-        "$binary" -fork="$jobs" -ignore_crashes=1 -max_total_time="$seconds" -max_len=4096 \
+        "$binary" -fork="$jobs" -ignore_crashes=1 -max_total_time="$seconds" -max_len="$max_len" \
             -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/" \
             "$work" "$corpus" "$seeds/$name" >"$log" 2>&1 || true
         executions=$(grep -oE '^#[0-9]+:' "$log" | tail -n 1 | tr -d '#:' || true)
     else
         # One process is the fastest; a crash ends the run (its input is in $findings).
-        "$binary" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 \
+        "$binary" -max_total_time="$seconds" -max_len="$max_len" -rss_limit_mb=2048 \
             -print_final_stats=1 -artifact_prefix="$findings/" \
             "$work" "$corpus" "$seeds/$name" >"$log" 2>&1 || true
         executions=$(grep -oE 'number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)
     fi
     # Minimise everything seen into a fresh corpus.
     merged=$(mktemp -d)
-    "$binary" -merge=1 -max_len=4096 -rss_limit_mb=2048 "$merged" "$corpus" "$work" \
+    "$binary" -merge=1 -max_len="$max_len" -rss_limit_mb=2048 "$merged" "$corpus" "$work" \
         "$seeds/$name" >>"$log" 2>&1 || true
     if [ -n "$(ls -A "$merged")" ]; then
         rm -rf "$corpus"
@@ -65,7 +68,7 @@ for name in "${targets[@]}"; do
     fi
     rm -rf "$work"
     # Edges reached by the kept corpus, counted as a plain run counts them.
-    edges=$("$binary" -runs=0 -max_len=4096 "$corpus" 2>&1 | grep -oE 'INITED cov: [0-9]+' |
+    edges=$("$binary" -runs=0 -max_len="$max_len" "$corpus" 2>&1 | grep -oE 'INITED cov: [0-9]+' |
         grep -oE '[0-9]+$' || true)
     found=$(find "$findings" -type f | wc -l)
     printf '%-18s %14s %8s %8s %s\n' "$name" "${executions:-?}" "${edges:-?}" \

@@ -63,20 +63,27 @@ with open(f"{out}/wayland_wire/session", "wb") as f:
     f.write(wire)
 
 os.makedirs(f"{out}/relay", exist_ok=True)
-# A client's shm session: get_registry, bind wl_shm and wl_compositor, a surface, a pool
-# (one memfd), a buffer, attach, damage_buffer and commit; then the compositor's release.
-def request(words, fds=0):
-    return bytes([0, fds]) + struct.pack(f"<{len(words)}I", *words)
-relay = request([1, (12 << 16) | 1, 2])
-relay += bytes([0, 0]) + struct.pack("<IIII", 2, (32 << 16) | 0, 1, 7) + b"wl_shm\0\0" + struct.pack("<II", 1, 3)
-relay += bytes([0, 0]) + struct.pack("<IIII", 2, (40 << 16) | 0, 2, 14) + b"wl_compositor\0\0\0" + struct.pack("<II", 4, 4)
-relay += request([4, (12 << 16) | 0, 5])
-relay += request([3, (16 << 16) | 0, 6, 1 << 16], fds=1)
-relay += request([6, (32 << 16) | 0, 7, 0, 64, 64, 256, 1])
-relay += request([5, (20 << 16) | 1, 7, 0, 0])
-relay += request([5, (24 << 16) | 9, 0, 0, 16, 16])
-relay += request([5, (8 << 16) | 6])
-relay += bytes([1, 0]) + struct.pack("<II", 5, (8 << 16) | 0)
+# A client's shm session (fuzz/fuzz_relay.c): get_registry, bind wl_shm and wl_compositor,
+# a surface, a pool (one memfd), a buffer, attach, damage_buffer and commit; then the
+# compositor's release. Records: [op: 0 request, 1 event][fds][words - 2: 2 bytes][message].
+def relay_record(op, words, fds=0, strings=b""):
+    body = struct.pack(f"<{len(words)}I", *words) + strings
+    return bytes([op, fds]) + struct.pack("<H", (len(body) - 8) // 4) + body
+def relay_bind(name, interface, version, new_id):
+    text = interface.encode() + b"\0"
+    text += b"\0" * (-len(text) % 4)
+    body = struct.pack("<II", name, len(interface) + 1) + text + struct.pack("<II", version, new_id)
+    return bytes([0, 0]) + struct.pack("<H", len(body) // 4) + struct.pack("<II", 2, 0) + body
+relay = relay_record(0, [1, 1, 2])
+relay += relay_bind(1, "wl_shm", 1, 3)
+relay += relay_bind(2, "wl_compositor", 4, 4)
+relay += relay_record(0, [4, 0, 5])
+relay += relay_record(0, [3, 0, 6, 1 << 16], fds=1)
+relay += relay_record(0, [6, 0, 7, 0, 64, 64, 256, 1])
+relay += relay_record(0, [5, 1, 7, 0, 0])
+relay += relay_record(0, [5, 9, 0, 0, 16, 16])
+relay += relay_record(0, [5, 6])
+relay += relay_record(1, [5, 0])
 with open(f"{out}/relay/shm-session", "wb") as f:
     f.write(relay)
 
@@ -223,3 +230,121 @@ for rid in range(1, 10):
 rings += vu_command(gpu_hdr(0x0207, flags=3, fence=1, ctx=1, ring=1) + struct.pack("<I4x", len(poll)) + poll)
 with open(f"{out}/vhost_user/cross-domain-memory-churn", "wb") as f:
     f.write(bytes([0x80]) + rings)
+
+os.makedirs(f"{out}/neep_wl_connection", exist_ok=True)
+# One neep-wl connection as events (fuzz/fuzz_neep_wl_connection.c): each starts with an op
+# byte. Raw client requests, raw RECEIVEs and READs are enough to reach the deep states;
+# the fuzzer mixes in the structured ops from there.
+OP_RAW_REQUEST, OP_RAW_RECEIVE, OP_READ, OP_CLIENT_READS = 3, 5, 6, 10
+OP_SHRINK, OP_PIPE_WRITE, OP_PIPE_DRAIN, OP_CLOSE_HELD = 11, 12, 13, 14
+
+
+def wl_string(text):
+    data = text.encode() + b"\0"
+    return struct.pack("<I", len(data)) + data + b"\0" * (-len(data) % 4)
+
+
+def wl_message(obj, opcode, body=b""):
+    return struct.pack("<II", obj, (8 + len(body)) << 16 | opcode) + body
+
+
+def fd_kind(kind, size=0):
+    """An fd kind byte: 0 memfd of at least `size` bytes, 2 a pipe's write end (the client
+    keeps the read end), 3 a pipe's read end."""
+    for k in range(256):
+        if k % 5 == kind and (kind != 0 or (k >> 3) * 8192 >= size):
+            return k
+    raise ValueError(kind)
+
+
+def raw_request(message, fds=()):
+    assert len(message) % 4 == 0 and len(message) <= 4096
+    return (bytes([OP_RAW_REQUEST, len(fds)]) + struct.pack("<H", (len(message) - 8) // 4)
+            + message + bytes(fds))
+
+
+def raw_receive(data, ids=()):
+    """ids: (type, id, size); blobs and write pipes only."""
+    out = bytes([OP_RAW_RECEIVE, len(ids)])
+    for kind, ident, size in ids:
+        out += bytes([{1: 0, 4: 4}[kind] | 0x80 | 0x40]) + struct.pack("<II", ident, size)
+    return out + struct.pack("<H", len(data)) + data
+
+
+def bind(name, interface, version, new_id):
+    return raw_request(wl_message(2, 0, struct.pack("<I", name) + wl_string(interface)
+                                  + struct.pack("<II", version, new_id)))
+
+
+registry = raw_request(wl_message(1, 1, struct.pack("<I", 2)))
+
+# shm: a surface, a pool (one memfd), a buffer shown with damage, released by the host;
+# then the memfd shrinks under neep-wl and the buffer is shown again.
+shm = registry + bind(1, "wl_shm", 1, 3) + bind(2, "wl_compositor", 4, 4)
+shm += raw_request(wl_message(4, 0, struct.pack("<I", 5)))
+shm += raw_request(wl_message(3, 0, struct.pack("<Ii", 6, 65536)), [fd_kind(0, 65536)])
+shm += raw_request(wl_message(6, 0, struct.pack("<IiiiiI", 7, 0, 64, 64, 256, 1)))
+shm += raw_request(wl_message(5, 1, struct.pack("<Iii", 7, 0, 0)))
+shm += raw_request(wl_message(5, 9, struct.pack("<iiii", 0, 0, 16, 16)))
+shm += raw_request(wl_message(5, 6))
+shm += raw_receive(wl_message(7, 0))  # wl_buffer.release (the host's buffer is 7 too)
+shm += bytes([OP_CLIENT_READS, OP_SHRINK, 0, 0])
+shm += raw_request(wl_message(5, 1, struct.pack("<Iii", 7, 0, 0)))
+shm += raw_request(wl_message(5, 9, struct.pack("<iiii", 0, 0, 64, 64)))
+shm += raw_request(wl_message(5, 6))
+with open(f"{out}/neep_wl_connection/shm", "wb") as f:
+    f.write(shm)
+
+# A toplevel with titles of 3.8 KB and of the wire maximum, configured by the host.
+top = registry + bind(1, "xdg_wm_base", 1, 3) + bind(2, "wl_compositor", 4, 4)
+top += raw_request(wl_message(4, 0, struct.pack("<I", 5)))
+top += raw_request(wl_message(3, 2, struct.pack("<II", 6, 5)))
+top += raw_request(wl_message(6, 1, struct.pack("<I", 7)))
+top += raw_request(wl_message(7, 2, wl_string("t" * 3800)))
+top += raw_request(wl_message(7, 2, wl_string("m" * 4083)))
+top += raw_receive(wl_message(7, 0, struct.pack("<iiI", 640, 480, 0))
+                   + wl_message(6, 0, struct.pack("<I", 1)))
+top += bytes([OP_CLIENT_READS]) + raw_request(wl_message(6, 4, struct.pack("<I", 1)))
+with open(f"{out}/neep_wl_connection/toplevel", "wb") as f:
+    f.write(top)
+
+# The clipboard both ways: an offer from the host received into a pipe (READ data, then
+# hang-up), and the client's own source asked for its data (a write pipe the client fills).
+OFFER = 0xff000001
+clip = registry + bind(1, "wl_data_device_manager", 3, 3) + bind(2, "wl_seat", 5, 4)
+clip += raw_request(wl_message(3, 1, struct.pack("<II", 5, 4)))
+clip += raw_receive(wl_message(5, 0, struct.pack("<I", OFFER))
+                    + wl_message(OFFER, 0, wl_string("text/plain"))
+                    + wl_message(5, 5, struct.pack("<I", OFFER)))
+clip += bytes([OP_CLIENT_READS])
+clip += raw_request(wl_message(OFFER, 1, wl_string("text/plain")), [fd_kind(2)])
+clip += bytes([OP_READ, 0]) + struct.pack("<IHB", 0, 5, 0) + b"hello"
+clip += bytes([OP_PIPE_DRAIN, 0])
+# More than the pipe holds before the client drains it: neep-wl keeps the rest, stops polling.
+clip += bytes([OP_READ, 0]) + struct.pack("<IHB", 0, 4072, 0xfa) + bytes(range(256)) * 15 + bytes(232)
+clip += bytes([OP_PIPE_DRAIN, 0])
+clip += bytes([OP_READ, 0x80]) + struct.pack("<IHB", 0, 0, 0)
+clip += raw_request(wl_message(3, 0, struct.pack("<I", 6)))
+clip += raw_request(wl_message(6, 0, wl_string("text/plain")))
+clip += raw_request(wl_message(5, 1, struct.pack("<II", 6, 1)))
+clip += raw_receive(wl_message(6, 1, wl_string("text/plain")), [(4, 1, 0)])
+clip += bytes([OP_CLIENT_READS, OP_PIPE_WRITE, 1]) + struct.pack("<H", 6) + b"world\n"
+clip += bytes([OP_CLOSE_HELD, 1])
+with open(f"{out}/neep_wl_connection/clipboard", "wb") as f:
+    f.write(clip)
+
+# A compositor flooding a client that does not read (wl_seat.name with the longest name,
+# over and over), until neep-wl stops polling for it; then the client reads.
+OP_HOST_FLOOD = 17
+flood = registry + bind(1, "wl_seat", 5, 3)
+flood += bytes([OP_HOST_FLOOD, 0xf1]) + struct.pack("<HHB", 319, 2, 1)
+flood += bytes([OP_CLIENT_READS])
+with open(f"{out}/neep_wl_connection/flood", "wb") as f:
+    f.write(flood)
+
+# A keyboard whose keymap comes from the host as a blob.
+keys = registry + bind(1, "wl_seat", 5, 3) + raw_request(wl_message(3, 1, struct.pack("<I", 4)))
+keys += raw_receive(wl_message(4, 0, struct.pack("<II", 1, 4096)), [(1, 9, 4096)])
+keys += bytes([OP_CLIENT_READS])
+with open(f"{out}/neep_wl_connection/keymap", "wb") as f:
+    f.write(keys)

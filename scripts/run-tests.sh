@@ -55,7 +55,10 @@ for target in build/sanitize/fuzz/fuzz_*; do
         cp -r "fuzz/corpus/$name/." "$corpus_root/$name/"
     fi
     log="build/sanitize/fuzz-$name.log"
-    if "$target" -max_total_time="$fuzz_seconds" -max_len=4096 -rss_limit_mb=2048 \
+    # A connection's input is a sequence of events, each message up to 4096 bytes.
+    max_len=4096
+    [ "$name" = neep_wl_connection ] && max_len=16384
+    if "$target" -max_total_time="$fuzz_seconds" -max_len="$max_len" -rss_limit_mb=2048 \
         -print_final_stats=1 "$corpus_root/$name" >"$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
         echo "fuzz $name: ok, $runs inputs"

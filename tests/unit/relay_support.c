@@ -1,8 +1,7 @@
 /*
  * What neep-wl's relay and shm code need around them, for tests and fuzzing on the host: the
- * connection plumbing of client.c recorded instead of sent, and host blobs in plain memory
- * instead of a virtio-gpu device (which exists only in a guest; the end-to-end tests in
- * tests/vm run the real thing).
+ * connection plumbing of client.c and channel.c recorded instead of sent (the host blobs come
+ * from fake_host.c).
  */
 #include "relay_support.h"
 
@@ -12,23 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-bool proxy_tracing;
-
-void proxy_log(const char *format, ...)
-{
-    (void)format;
-}
-
-void proxy_trace(const struct proxy_client *client, const char *direction,
-                 const struct wire_message *message, uint32_t from_id, uint32_t to_id)
-{
-    (void)client;
-    (void)direction;
-    (void)message;
-    (void)from_id;
-    (void)to_id;
-}
 
 static struct relay_record *record_of(struct proxy_client *client)
 {
@@ -90,42 +72,9 @@ void proxy_client_fail(struct proxy_client *client, uint32_t object_id, uint32_t
     client->closing = true;
 }
 
-uint32_t virtgpu_channel_next_read_pipe(struct virtgpu_channel *channel)
-{
-    return ++channel->next_read_pipe_id;
-}
-
-int virtgpu_byte_buffer(struct virtgpu_channel *channel, uint64_t size_bytes,
-                        struct virtgpu_blob *out)
-{
-    struct relay_record *record =
-        (struct relay_record *)((uint8_t *)channel - offsetof(struct proxy_client, channel));
-    static uint32_t next_resource = 100;
-    uint64_t mapped = (size_bytes + 4095) / 4096 * 4096;
-    if (size_bytes == 0 || mapped > (64u << 20)) {
-        return -1;
-    }
-    void *memory = aligned_alloc(4096, mapped);
-    if (!memory) {
-        return -1;
-    }
-    memset(memory, 0, mapped);
-    *out = (struct virtgpu_blob){1, next_resource++, memory, mapped};
-    if (record->blob_count < 16) {
-        record->blob_maps[record->blob_count++] = memory;
-    }
-    return 0;
-}
-
-void virtgpu_blob_free(struct virtgpu_channel *channel, struct virtgpu_blob *blob)
-{
-    (void)channel;
-    free(blob->map);
-    memset(blob, 0, sizeof(*blob));
-}
-
 void relay_record_init(struct relay_record *record)
 {
+    fake_host_reset();
     memset(record, 0, sizeof(*record));
     struct proxy_client *client = &record->client;
     client->channel.drm_fd = -1;

@@ -2,6 +2,7 @@
 #ifndef NEEP_TESTS_RELAY_SUPPORT_H
 #define NEEP_TESTS_RELAY_SUPPORT_H
 
+#include "fake_host.h"
 #include "proxy.h"
 #include "shm.h"
 
@@ -22,8 +23,6 @@ struct relay_record {
     uint32_t ids[RELAY_RECORD_IDS];
     uint32_t id_types[RELAY_RECORD_IDS];
     uint32_t id_count;
-    uint8_t *blob_maps[16]; /* host blobs made for shadow buffers, in order */
-    uint32_t blob_count;
     char error[512];
     uint32_t error_object;
     uint32_t error_code;

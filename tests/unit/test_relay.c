@@ -3,6 +3,7 @@
  * translation both ways, registry filtering, shm shadow buffers and their damage copies,
  * and the hostile requests each get an error and never a crash.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -241,7 +242,7 @@ static struct relay_record *shm_client(int *pool_fd, uint32_t **pixels)
     CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, 6u, 2u * 16384));
     CHECK(request(r, 6, WL_SHM_POOL_CREATE_BUFFER, 6, 7u, 0u, 64u, 64u, 256u, 1u));
     CHECK(request(r, 6, WL_SHM_POOL_CREATE_BUFFER, 6, 8u, 16384u, 64u, 64u, 256u, 1u));
-    CHECK_EQ(r->blob_count, 2);
+    CHECK_EQ(fake_host.shadow_count, 2);
     return r;
 }
 
@@ -262,10 +263,10 @@ TEST(shadow_buffers_get_the_damaged_bytes_and_what_other_buffers_showed)
     /* A buffer shown the first time is copied whole, whatever the damage says. */
     show(r, 7, 0, 0, 1, 1);
     CHECK_EQ(r->client.shm_copied_bytes, 16384);
-    CHECK(memcmp(r->blob_maps[0], pixels, 16384) == 0);
+    CHECK(memcmp(fake_host.shadow_maps[0], pixels, 16384) == 0);
     show(r, 8, 0, 0, 8, 8);
     CHECK_EQ(r->client.shm_copied_bytes, 2 * 16384);
-    CHECK(memcmp(r->blob_maps[1], pixels + 4096, 16384) == 0);
+    CHECK(memcmp(fake_host.shadow_maps[1], pixels + 4096, 16384) == 0);
     /* Buffer 7 again, damaged at (10,10) 4x4: it also owes buffer 8's 8x8. */
     for (int y = 0; y < 8; y++) {
         for (int x = 0; x < 8; x++) {
@@ -280,7 +281,7 @@ TEST(shadow_buffers_get_the_damaged_bytes_and_what_other_buffers_showed)
     pixels[40 * 64 + 40] = 0x123456; /* undamaged: a proxy must not copy it */
     show(r, 7, 10, 10, 4, 4);
     CHECK_EQ(r->client.shm_copied_bytes, 2 * 16384 + 8 * 8 * 4 + 4 * 4 * 4);
-    uint32_t *shadow = (uint32_t *)r->blob_maps[0];
+    uint32_t *shadow = (uint32_t *)fake_host.shadow_maps[0];
     CHECK_EQ(shadow[0], 0x00ff00);
     CHECK_EQ(shadow[11 * 64 + 12], 0xff0000);
     CHECK(shadow[40 * 64 + 40] != 0x123456);
@@ -357,5 +358,128 @@ TEST(receive_pipes_become_read_pipes_and_other_fds_are_refused)
     CHECK(fd_fifo_push(&r->client.client_fds, memfd));
     CHECK(
         !request(r, 0xff000001u, WL_DATA_OFFER_RECEIVE, 4, 11u, 0x74786574u, 0x616c702fu, 0x6e69u));
+    finish(r);
+}
+
+static int open_fd_count(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    CHECK(dir);
+    int count = 0;
+    while (readdir(dir)) {
+        count++;
+    }
+    closedir(dir);
+    return count;
+}
+
+TEST(shm_pools_hold_no_file_descriptors)
+{
+    struct relay_record *r = start();
+    CHECK(bind(r, "wl_shm", 1, 3));
+    int before = open_fd_count();
+    for (uint32_t i = 0; i < 100; i++) {
+        int pool_fd = memfd_create("pool", MFD_CLOEXEC);
+        CHECK_EQ(ftruncate(pool_fd, 4096), 0);
+        CHECK(fd_fifo_push(&r->client.client_fds, pool_fd));
+        CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, 4u + i, 4096u));
+    }
+    /* Mapped, and their fds closed at once: a client cannot exhaust neep-wl's fds this way. */
+    CHECK_EQ(open_fd_count(), before);
+    /* The mapping goes on working, and grows with the pool. */
+    CHECK(request(r, 4, WL_SHM_POOL_RESIZE, 1, 8192u));
+    CHECK(request(r, 4, WL_SHM_POOL_CREATE_BUFFER, 6, 200u, 4096u, 16u, 16u, 64u, 1u));
+    CHECK(!r->client.closing);
+    finish(r);
+}
+
+TEST(shm_pools_are_capped_per_client)
+{
+    struct relay_record *r = start();
+    CHECK(bind(r, "wl_shm", 1, 3));
+    int pool_fd = memfd_create("pool", MFD_CLOEXEC);
+    CHECK_EQ(ftruncate(pool_fd, 4096), 0);
+    uint32_t id = 4;
+    for (; id < 4 + PROXY_MAX_POOLS_PER_CLIENT; id++) {
+        CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+        CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, id, 4096u));
+    }
+    CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+    CHECK(!request(r, 3, WL_SHM_CREATE_POOL, 2, id, 4096u));
+    CHECK_EQ(r->error_code, WL_DISPLAY_ERROR_NO_MEMORY);
+    CHECK(strstr(r->error, "limit of 512 pools") != NULL);
+    finish(r);
+    /* Address space: pools may claim up to 2 GiB each, but not without end. */
+    r = start();
+    CHECK(bind(r, "wl_shm", 1, 3));
+    uint32_t pools = (uint32_t)(PROXY_MAX_POOL_BYTES_PER_CLIENT / 0x7fffffffu);
+    for (id = 4; id < 4 + pools; id++) {
+        CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+        CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, id, 0x7fffffffu));
+    }
+    CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+    CHECK(!request(r, 3, WL_SHM_CREATE_POOL, 2, id, 0x7fffffffu));
+    CHECK(strstr(r->error, "MiB per client") != NULL);
+    finish(r);
+    /* Growing a pool counts too (the eighth pool cannot grow to 2 GiB while a ninth holds a
+     * page), and destroyed pools give their share back. */
+    for (int destroy_first = 0; destroy_first < 2; destroy_first++) {
+        r = start();
+        CHECK(bind(r, "wl_shm", 1, 3));
+        for (id = 4; id < 4 + pools + 1; id++) {
+            CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+            CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, id, 4096u));
+        }
+        for (id = 4; id < 4 + pools - 1; id++) {
+            CHECK(request(r, id, WL_SHM_POOL_RESIZE, 1, 0x7fffffffu));
+        }
+        if (destroy_first) {
+            CHECK(request(r, 4, WL_SHM_POOL_DESTROY, 0));
+            CHECK(request(r, id, WL_SHM_POOL_RESIZE, 1, 0x7fffffffu));
+        } else {
+            CHECK(!request(r, id, WL_SHM_POOL_RESIZE, 1, 0x7fffffffu));
+            CHECK(strstr(r->error, "wl_shm_pool.resize") != NULL);
+        }
+        finish(r);
+    }
+    close(pool_fd);
+}
+
+TEST(receive_pipes_are_capped_per_client)
+{
+    struct relay_record *r = with_data_offer();
+    int ends[2];
+    for (uint32_t i = 0; i <= PROXY_MAX_PIPES_PER_CLIENT; i++) {
+        CHECK_EQ(pipe2(ends, O_CLOEXEC), 0);
+        close(ends[0]);
+        CHECK(fd_fifo_push(&r->client.client_fds, ends[1]));
+        bool relayed = request(r, 0xff000001u, WL_DATA_OFFER_RECEIVE, 4, 11u, 0x74786574u,
+                               0x616c702fu, 0x6e69u);
+        CHECK_EQ(relayed, i < PROXY_MAX_PIPES_PER_CLIENT);
+    }
+    CHECK_EQ(r->error_code, WL_DISPLAY_ERROR_NO_MEMORY);
+    CHECK(strstr(r->error, "limit per client is 64") != NULL);
+    finish(r);
+}
+
+TEST(client_ids_anywhere_in_the_range_are_translated_both_ways)
+{
+    struct relay_record *r = start();
+    /* wl_display.sync on the highest id there is: the host sees the next dense id. */
+    CHECK(request(r, 1, WL_DISPLAY_SYNC, 1, WIRE_MAX_OBJECTS - 1));
+    CHECK(!r->client.closing);
+    CHECK_EQ(message_word(last_message(&r->to_host), 2), 3u);
+    CHECK_EQ(relay_host_id(&r->client, WIRE_MAX_OBJECTS - 1), 3u);
+    /* wl_callback.done, then delete_id, come back under the client's id. */
+    uint32_t words[4];
+    CHECK(event(r, words, message(words, 3, 0, 1, 7u)));
+    CHECK_EQ(message_word(last_message(&r->to_client), 0), WIRE_MAX_OBJECTS - 1);
+    CHECK(event(r, words, message(words, 1, 1, 1, 3u)));
+    CHECK_EQ(message_word(last_message(&r->to_client), 2), WIRE_MAX_OBJECTS - 1);
+    CHECK_EQ(relay_host_id(&r->client, WIRE_MAX_OBJECTS - 1), 0);
+    CHECK_EQ(relay_client_id(&r->client, 3), 0);
+    /* Past the range: refused, not allocated for. */
+    CHECK(!request(r, 1, WL_DISPLAY_SYNC, 1, WIRE_MAX_OBJECTS));
+    CHECK(strstr(r->error, "too many objects") != NULL);
     finish(r);
 }
