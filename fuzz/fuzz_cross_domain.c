@@ -20,6 +20,7 @@
 
 #include "contexts/cross_domain_protocol.h"
 #include "contexts/cross_domain_reactor.h"
+#include "util/fd_passing.h"
 
 #define CTX            1
 #define FIRST_RING_ID  10
@@ -147,21 +148,9 @@ static void compositor_send(struct input *in, struct peers *peers)
         }
     }
     struct iovec iov = {bytes, size ? size : 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(32 * sizeof(int))];
-    } control;
+    union fd_passing_control control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd_count > 0) {
-        memset(&control, 0, sizeof(control));
-        msg.msg_control = &control;
-        msg.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, fd_count * sizeof(int));
-    }
+    fd_passing_attach(&msg, &control, fds, fd_count);
     ssize_t ignored = sendmsg(peers->compositor, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)ignored;
     for (uint32_t i = 0; i < fd_count; i++) {

@@ -13,12 +13,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../src/util/fd_passing.h"
 #include "proxy.h"
 #include "shm.h"
 #include "wayland-client-protocol.h"
 
 /* libwayland's limit on fds in one sendmsg. */
 #define FDS_PER_SENDMSG 28u
+_Static_assert(FDS_PER_SENDMSG <= FD_PASSING_MAX_FDS, "one control message holds them");
 
 int proxy_watch_fd(struct proxy_client *client, int fd, uint32_t events, struct watch *watch)
 {
@@ -205,22 +207,13 @@ static bool flush_client(struct proxy_client *client)
             fd_count++;
         }
         struct iovec iov = {queue->data + queue->start, length};
-        union {
-            struct cmsghdr align;
-            char buffer[CMSG_SPACE(FDS_PER_SENDMSG * sizeof(int))];
-        } control;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (fd_count) {
-            msg.msg_control = control.buffer;
-            msg.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
-            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
-            for (uint32_t i = 0; i < fd_count; i++) {
-                memcpy(CMSG_DATA(c) + i * sizeof(int), &client->outgoing_fds[i].fd, sizeof(int));
-            }
+        int fds[FDS_PER_SENDMSG];
+        for (uint32_t i = 0; i < fd_count; i++) {
+            fds[i] = client->outgoing_fds[i].fd;
         }
+        union fd_passing_control control;
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+        fd_passing_attach(&msg, &control, fds, fd_count);
         ssize_t sent = sendmsg(client->socket_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (sent < 0) {
             if (errno == EINTR) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cross_domain.h"
+#include "util/fd_passing.h"
 #include "util/iov.h"
 
 bool cross_domain_ring_write(const struct cross_domain_ring *ring, const void *data, size_t size)
@@ -106,21 +107,9 @@ static ssize_t send_some(int fd, bool is_socket, const struct iovec *iov, int io
         ssize_t written = writev_without_sigpipe(fd, iov, iov_count);
         return written < 0 ? -errno : written;
     }
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(CROSS_DOMAIN_MAX_IDENTIFIERS * sizeof(int))];
-    } control;
+    union fd_passing_control control;
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iov_count};
-    if (fd_count > 0) {
-        memset(&control, 0, sizeof(control));
-        msg.msg_control = &control;
-        msg.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, fd_count * sizeof(int));
-    }
+    fd_passing_attach(&msg, &control, fds, fd_count);
     ssize_t sent;
     do {
         sent = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -1,6 +1,7 @@
 /* One whole neep-wl connection, driven by a test (see connection_support.h). */
 #include "connection_support.h"
 
+#include "../../src/util/fd_passing.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,20 +79,9 @@ bool connection_send(struct test_connection *connection, const void *bytes, size
         return false;
     }
     struct iovec iov = {(void *)bytes, size};
-    union {
-        struct cmsghdr align;
-        char buffer[CMSG_SPACE(CONNECTION_MAX_FDS * sizeof(int))];
-    } control;
+    union fd_passing_control control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd_count) {
-        msg.msg_control = control.buffer;
-        msg.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, fd_count * sizeof(int));
-    }
+    fd_passing_attach(&msg, &control, fds, (uint32_t)fd_count);
     ssize_t sent;
     do {
         sent = sendmsg(connection->peer_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "util/fd_passing.h"
 
 void make_ring(struct rig *rig, uint32_t ctx, uint32_t id, uint8_t **memory)
 {
@@ -140,20 +141,9 @@ int memfd_holding(const char *text)
 void compositor_send(struct rig *rig, const void *data, size_t size, const int *fds, int fd_count)
 {
     struct iovec iov = {(void *)data, size};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(32 * sizeof(int))];
-    } control;
+    union fd_passing_control control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd_count) {
-        msg.msg_control = &control;
-        msg.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, fd_count * sizeof(int));
-    }
+    fd_passing_attach(&msg, &control, fds, (uint32_t)fd_count);
     CHECK_EQ(sendmsg(rig->compositor_fd, &msg, MSG_NOSIGNAL), (long long)size);
 }
 
