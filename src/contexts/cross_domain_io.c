@@ -301,7 +301,9 @@ int cross_domain_channel_output(struct cross_domain_context *ctx, const uint8_t 
     }
     int ret = enqueue(ctx, &ctx->channel_out, data, size_bytes, fds, fd_count);
     if (ret < 0) {
-        output_failed(ctx, "it does not read what the guest sends");
+        /* The bytes cannot wait, so the stream would lose them: end it, saying why. */
+        output_failed(ctx, ret == -ENOBUFS ? "it does not read what the guest sends"
+                                           : "the rest of a message cannot be queued");
         return ret;
     }
     return cross_domain_arm(ctx, &ctx->channel, channel_interest(ctx));
