@@ -39,6 +39,9 @@ apt-get install -y -qq --no-install-recommends \
 # Building QEMU with --enable-rutabaga-gfx (scripts/build-qemu-rutabaga.sh).
 apt-get install -y -qq --no-install-recommends \
     dpkg-dev xz-utils bzip2 python3-venv libglib2.0-dev zlib1g-dev flex bison >/dev/null
+# virgl: libvirglrenderer, and Mesa's EGL with llvmpipe to run it without a GPU.
+apt-get install -y -qq --no-install-recommends \
+    libvirglrenderer-dev libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 >/dev/null
 # The host compositor of the cross-domain tests.
 apt-get install -y -qq --no-install-recommends weston >/dev/null
 # Wayland passthrough end to end: sway (headless, pixman) is a host compositor with a seat;

@@ -71,8 +71,13 @@ struct neep_context_type {
      * `*data` is malloc'd and owned by the renderer afterwards. */
     int (*probe)(struct neep_renderer *renderer, uint32_t *max_version, uint32_t *size_bytes,
                  uint8_t **data);
-    /* Allocates the context (base fields are filled in by the renderer afterwards). */
-    int (*create)(struct neep_renderer *renderer, uint32_t context_init, struct neep_context **out);
+    /* Allocates the context (base fields are filled in by the renderer afterwards). `name`
+     * is the guest's debug name, not terminated, `name_len` bytes. */
+    int (*create)(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t context_init,
+                  const char *name, size_t name_len, struct neep_context **out);
+    /* Optional: undoes a successful probe when the renderer goes, after its contexts and
+     * resources are gone and before its fence timelines are. */
+    void (*release)(struct neep_renderer *renderer);
 };
 
 /* NULL-terminated list of the context types built into this library. */

@@ -903,7 +903,8 @@ static int cross_domain_probe(struct neep_renderer *renderer, uint32_t *max_vers
     return 0;
 }
 
-static int cross_domain_create(struct neep_renderer *renderer, uint32_t context_init,
+static int cross_domain_create(struct neep_renderer *renderer, uint32_t ctx_id,
+                               uint32_t context_init, const char *name, size_t name_len,
                                struct neep_context **out)
 {
     int ret = neep_budget_charge(renderer, sizeof(struct cross_domain_context));

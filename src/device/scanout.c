@@ -1,7 +1,9 @@
 /*
  * Scanouts and the cursor: which resource each display shows, and pushing exactly the
  * damaged rectangle to the display. Resources already in the display's pixel layout go out
- * straight from their storage; other formats are converted through pixman first.
+ * straight from their storage; other formats are converted through pixman first. Resources
+ * the renderer's provider keeps (virgl) have no storage here: the damaged rectangle is read
+ * back first.
  */
 #include <errno.h>
 #include <pixman.h>
@@ -60,6 +62,17 @@ static uint64_t rect_bytes(const struct virtio_gpu_rect *rect)
     return (uint64_t)rect->width * rect->height * 4;
 }
 
+/* Staging a scanout of `resource` needs: a read-back copy of the rectangle for resources the
+ * renderer's provider keeps, and room for the conversion of formats the display cannot
+ * take. */
+static uint64_t staging_needed(const struct neep_resource *resource,
+                               const struct virtio_gpu_rect *rect)
+{
+    uint64_t copies = (resource->kind == NEEP_RESOURCE_PROVIDED ? 1 : 0) +
+                      (display_native(resource->format) ? 0 : 1);
+    return copies * rect_bytes(rect);
+}
+
 /* Grows the staging to `needed_bytes`, charging the growth to the budget first. */
 static int reserve_staging(struct neep_device *device, uint64_t needed_bytes)
 {
@@ -103,9 +116,8 @@ static void trim_staging(struct neep_device *device)
         const struct neep_resource *resource =
             scanout->resource_id ? neep_resource_lookup(device->renderer, scanout->resource_id)
                                  : NULL;
-        if (resource && !display_native(resource->format) &&
-            rect_bytes(&scanout->rect) > needed_bytes) {
-            needed_bytes = rect_bytes(&scanout->rect);
+        if (resource && staging_needed(resource, &scanout->rect) > needed_bytes) {
+            needed_bytes = staging_needed(resource, &scanout->rect);
         }
     }
     if (needed_bytes == 0) {
@@ -120,19 +132,42 @@ static void trim_staging(struct neep_device *device)
     }
 }
 
-/* Converts a rectangle of the resource into device->staging as tightly packed x8r8g8b8. */
-static int convert_rect(struct neep_device *device, const struct neep_resource *resource,
-                        uint32_t x, uint32_t y, uint32_t width, uint32_t height)
+/* Pixels of a resource the device can read: its host storage, or a read-back copy. */
+struct pixel_view {
+    uint32_t format;
+    const uint8_t *pixels; /* pixel (x, y) of the view's image is at y * stride + x * 4 */
+    uint32_t stride_bytes;
+    uint32_t width_px, height_px;
+};
+
+/* Reads rectangle (x, y, width, height) of a provided resource into the staging's start. */
+static int read_back(struct neep_device *device, const struct neep_resource *resource, uint32_t x,
+                     uint32_t y, uint32_t width, uint32_t height, struct pixel_view *view)
 {
-    int ret = reserve_staging(device, (uint64_t)width * height * 4);
+    uint64_t bytes = (uint64_t)width * height * 4;
+    if (bytes > device->staging_bytes) {
+        return -ENOMEM; /* SET_SCANOUT reserved it; a cursor never needs this */
+    }
+    struct iovec iov = {device->staging, (size_t)bytes};
+    struct neep_transfer box = {
+        .x = x, .y = y, .width = width, .height = height, .depth = 1, .stride_bytes = width * 4};
+    int ret = neep_resource_transfer_read(device->renderer, 0, resource->id, &box, &iov, 1);
     if (ret < 0) {
         return ret;
     }
+    *view = (struct pixel_view){resource->format, device->staging, width * 4, width, height};
+    return 0;
+}
+
+/* Converts rectangle (x, y, width, height) of `view` into `out` as tightly packed x8r8g8b8. */
+static int convert_rect(const struct pixel_view *view, uint32_t x, uint32_t y, uint32_t width,
+                        uint32_t height, uint8_t *out)
+{
     pixman_image_t *src = pixman_image_create_bits(
-        pixman_format_for(resource->format), (int)resource->width_px, (int)resource->height_px,
-        (uint32_t *)resource->pixels, (int)resource->stride_bytes);
+        pixman_format_for(view->format), (int)view->width_px, (int)view->height_px,
+        (uint32_t *)view->pixels, (int)view->stride_bytes);
     pixman_image_t *dst = pixman_image_create_bits(PIXMAN_x8r8g8b8, (int)width, (int)height,
-                                                   (uint32_t *)device->staging, (int)width * 4);
+                                                   (uint32_t *)out, (int)width * 4);
     if (!src || !dst) {
         if (src) {
             pixman_image_unref(src);
@@ -154,17 +189,31 @@ static int push_rect(struct neep_device *device, uint32_t scanout_id,
                      const struct neep_resource *resource, uint32_t x, uint32_t y, uint32_t width,
                      uint32_t height, uint32_t dst_x, uint32_t dst_y)
 {
-    const uint8_t *pixels;
-    uint32_t stride;
-    if (display_native(resource->format)) {
-        pixels = resource->pixels + (size_t)y * resource->stride_bytes + (size_t)x * 4;
-        stride = resource->stride_bytes;
-    } else {
-        int ret = convert_rect(device, resource, x, y, width, height);
+    struct pixel_view view = {resource->format, resource->pixels, resource->stride_bytes,
+                              resource->width_px, resource->height_px};
+    uint64_t converted_offset = 0;
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        int ret = read_back(device, resource, x, y, width, height, &view);
         if (ret < 0) {
             return ret;
         }
-        pixels = device->staging;
+        x = y = 0;
+        converted_offset = (uint64_t)width * height * 4;
+    }
+    const uint8_t *pixels;
+    uint32_t stride;
+    if (display_native(resource->format)) {
+        pixels = view.pixels + (size_t)y * view.stride_bytes + (size_t)x * 4;
+        stride = view.stride_bytes;
+    } else {
+        if (converted_offset + (uint64_t)width * height * 4 > device->staging_bytes) {
+            return -ENOMEM; /* reserved at SET_SCANOUT, so this does not happen */
+        }
+        int ret = convert_rect(&view, x, y, width, height, device->staging + converted_offset);
+        if (ret < 0) {
+            return ret;
+        }
+        pixels = device->staging + converted_offset;
         stride = width * 4;
     }
     device->display->update(device->display_user_data, scanout_id, dst_x, dst_y, width, height,
@@ -173,15 +222,15 @@ static int push_rect(struct neep_device *device, uint32_t scanout_id,
     return 0;
 }
 
-static int find_2d_resource(struct neep_device *device, uint32_t resource_id, const char *what,
-                            struct neep_resource **out)
+static int find_shown_resource(struct neep_device *device, uint32_t resource_id, const char *what,
+                               struct neep_resource **out)
 {
     struct neep_resource *resource = neep_resource_lookup(device->renderer, resource_id);
     if (!resource) {
         device_error(device, "%s: no resource %u", what, resource_id);
         return -ENOENT;
     }
-    if (resource->kind != NEEP_RESOURCE_2D) {
+    if (resource->kind == NEEP_RESOURCE_BLOB) {
         device_error(device, "%s: resource %u has no host pixels to show", what, resource_id);
         return -EINVAL;
     }
@@ -214,7 +263,7 @@ int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resou
         return 0;
     }
     struct neep_resource *resource;
-    int ret = find_2d_resource(device, resource_id, "SET_SCANOUT", &resource);
+    int ret = find_shown_resource(device, resource_id, "SET_SCANOUT", &resource);
     if (ret < 0) {
         return ret;
     }
@@ -229,12 +278,10 @@ int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resou
                      rect->width, rect->height, NEEP_MAX_SCANOUT_RECT_PX, NEEP_MAX_SCANOUT_RECT_PX);
         return -EINVAL;
     }
-    /* A converted format needs staging the size of the rectangle: have it before showing. */
-    if (!display_native(resource->format)) {
-        ret = reserve_staging(device, rect_bytes(rect));
-        if (ret < 0) {
-            return ret;
-        }
+    /* Read-back and conversion need staging the size of the rectangle: have it first. */
+    ret = reserve_staging(device, staging_needed(resource, rect));
+    if (ret < 0) {
+        return ret;
     }
     bool resized = scanout->resource_id == 0 || scanout->rect.width != rect->width ||
                    scanout->rect.height != rect->height;
@@ -253,7 +300,7 @@ int scanout_flush_resource(struct neep_device *device, uint32_t resource_id,
                            const struct virtio_gpu_rect *rect)
 {
     struct neep_resource *resource;
-    int ret = find_2d_resource(device, resource_id, "RESOURCE_FLUSH", &resource);
+    int ret = find_shown_resource(device, resource_id, "RESOURCE_FLUSH", &resource);
     if (ret < 0) {
         return ret;
     }
@@ -317,7 +364,7 @@ int cursor_update(struct neep_device *device, const struct virtio_gpu_update_cur
         return 0;
     }
     struct neep_resource *resource;
-    int ret = find_2d_resource(device, cursor->resource_id, "UPDATE_CURSOR", &resource);
+    int ret = find_shown_resource(device, cursor->resource_id, "UPDATE_CURSOR", &resource);
     if (ret < 0) {
         return ret;
     }
@@ -331,9 +378,23 @@ int cursor_update(struct neep_device *device, const struct virtio_gpu_update_cur
     memset(image, 0, sizeof(image));
     uint32_t width = resource->width_px < CURSOR_SIZE_PX ? resource->width_px : CURSOR_SIZE_PX;
     uint32_t height = resource->height_px < CURSOR_SIZE_PX ? resource->height_px : CURSOR_SIZE_PX;
-    pixman_image_t *src = pixman_image_create_bits(
-        cursor_pixman_format_for(resource->format), (int)resource->width_px,
-        (int)resource->height_px, (uint32_t *)resource->pixels, (int)resource->stride_bytes);
+    struct pixel_view view = {resource->format, resource->pixels, resource->stride_bytes,
+                              resource->width_px, resource->height_px};
+    uint32_t read_back_pixels[CURSOR_SIZE_PX * CURSOR_SIZE_PX];
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        struct iovec iov = {read_back_pixels, sizeof(read_back_pixels)};
+        struct neep_transfer box = {
+            .width = width, .height = height, .depth = 1, .stride_bytes = CURSOR_SIZE_PX * 4};
+        ret = neep_resource_transfer_read(device->renderer, 0, resource->id, &box, &iov, 1);
+        if (ret < 0) {
+            return ret;
+        }
+        view = (struct pixel_view){resource->format, (uint8_t *)read_back_pixels,
+                                   CURSOR_SIZE_PX * 4, width, height};
+    }
+    pixman_image_t *src = pixman_image_create_bits(cursor_pixman_format_for(view.format),
+                                                   (int)view.width_px, (int)view.height_px,
+                                                   (uint32_t *)view.pixels, (int)view.stride_bytes);
     pixman_image_t *dst = pixman_image_create_bits(PIXMAN_a8r8g8b8, CURSOR_SIZE_PX, CURSOR_SIZE_PX,
                                                    image, CURSOR_SIZE_PX * 4);
     if (src && dst) {

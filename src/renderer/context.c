@@ -66,7 +66,7 @@ int neep_context_create(struct neep_renderer *renderer, uint32_t ctx_id, uint32_
         return ret;
     }
     struct neep_context *ctx = NULL;
-    ret = capset->type->create(renderer, context_init, &ctx);
+    ret = capset->type->create(renderer, ctx_id, context_init, name, name ? name_len : 0, &ctx);
     if (ret < 0) {
         neep_budget_release(renderer, NEEP_OBJECT_OVERHEAD_BYTES);
         return ret;

@@ -168,14 +168,15 @@ int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *
     return 0;
 }
 
-void neep_timeline_signal(struct neep_timeline *timeline, uint64_t fence_id)
+/* Completes the oldest pending fence whose id, masked, is `fence_id` (and those before it). */
+static void signal_matching(struct neep_timeline *timeline, uint64_t fence_id, uint64_t id_mask)
 {
     struct neep_renderer *renderer = timeline->renderer;
     bool found = false;
     pthread_mutex_lock(&renderer->fence_lock);
     for (uint32_t i = timeline->completed_count; i < timeline->count; i++) {
-        if (timeline->entries[(timeline->head + i) % timeline->capacity].fence.fence_id ==
-            fence_id) {
+        if ((timeline->entries[(timeline->head + i) % timeline->capacity].fence.fence_id &
+             id_mask) == fence_id) {
             timeline->completed_count = i + 1;
             mark_ready(renderer, timeline);
             found = true;
@@ -189,6 +190,16 @@ void neep_timeline_signal(struct neep_timeline *timeline, uint64_t fence_id)
         renderer_log(renderer, NEEP_LOG_WARN, "fence %llu on ctx %u ring %u is not pending",
                      (unsigned long long)fence_id, timeline->ctx_id, timeline->ring_idx);
     }
+}
+
+void neep_timeline_signal(struct neep_timeline *timeline, uint64_t fence_id)
+{
+    signal_matching(timeline, fence_id, UINT64_MAX);
+}
+
+void neep_timeline_signal_low32(struct neep_timeline *timeline, uint32_t fence_id_low32)
+{
+    signal_matching(timeline, fence_id_low32, UINT32_MAX);
 }
 
 /* Removes the most recently pushed fence, which no one has signalled yet. */
@@ -228,8 +239,19 @@ int neep_fence_create(struct neep_renderer *renderer, const struct neep_fence *f
         return -EINVAL;
     }
     if (!(fence->flags & NEEP_FENCE_FLAG_RING_IDX)) {
-        /* Everything on the global timeline is done synchronously by the time it is fenced. */
-        return neep_timeline_push(&renderer->global_timeline, fence, true);
+        const struct neep_resource_provider_ops *provider = renderer->resource_provider;
+        if (!provider) {
+            /* Without a 3D provider everything is done by the time it is fenced. */
+            return neep_timeline_push(&renderer->global_timeline, fence, true);
+        }
+        int ret = neep_timeline_push(&renderer->global_timeline, fence, false);
+        if (ret == 0) {
+            ret = provider->create_global_fence(renderer, fence);
+            if (ret < 0) {
+                drop_newest(&renderer->global_timeline);
+            }
+        }
+        return ret;
     }
     struct neep_context *ctx = neep_context_lookup(renderer, fence->ctx_id);
     if (!ctx) {

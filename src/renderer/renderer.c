@@ -177,6 +177,12 @@ void neep_renderer_destroy(struct neep_renderer *renderer)
     }
     neep_contexts_destroy_all(renderer);
     neep_resources_destroy_all(renderer);
+    /* Context types may signal fences from their threads until they are released. */
+    for (uint32_t i = renderer->capset_count; i-- > 0;) {
+        if (renderer->capsets[i].type->release) {
+            renderer->capsets[i].type->release(renderer);
+        }
+    }
     id_table_finish(&renderer->contexts);
     id_table_finish(&renderer->resources);
     neep_fences_finish(renderer);

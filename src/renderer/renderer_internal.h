@@ -23,8 +23,38 @@ struct cross_domain_reactor;
 #define NEEP_OBJECT_OVERHEAD_BYTES 512u
 
 enum neep_resource_kind {
-    NEEP_RESOURCE_2D,   /* host pixel storage, transfers to and from guest backing */
-    NEEP_RESOURCE_BLOB, /* guest memory, or host memory handed out by a context */
+    NEEP_RESOURCE_2D,       /* host pixel storage, transfers to and from guest backing */
+    NEEP_RESOURCE_BLOB,     /* guest memory, or host memory handed out by a context */
+    NEEP_RESOURCE_PROVIDED, /* kept by the renderer's resource provider (virgl): see below */
+};
+
+struct neep_resource;
+
+/*
+ * A context type that keeps 3D resources itself (virglrenderer does: its command streams
+ * name resources by id) becomes the renderer's resource provider while it is enabled.
+ * RESOURCE_CREATE_3D then makes a NEEP_RESOURCE_PROVIDED resource: the renderer still owns
+ * the id, the budget charge and the copied, checked backing list; the provider holds the
+ * pixels, and moves them only for boxes and memory the renderer has checked. Global fences
+ * go through it too, since they must wait for its work. Embedder thread only, except where
+ * noted.
+ */
+struct neep_resource_provider_ops {
+    const char *name;
+    /* The resource's id and create_3d fields are filled in; returns 0 or a negative errno. */
+    int (*create_3d)(struct neep_renderer *renderer, struct neep_resource *resource);
+    void (*destroy)(struct neep_renderer *renderer, struct neep_resource *resource);
+    /* resource->backing was just set (or is about to be dropped). */
+    int (*attach_backing)(struct neep_renderer *renderer, struct neep_resource *resource);
+    void (*detach_backing)(struct neep_renderer *renderer, struct neep_resource *resource);
+    /* Moves a box between the resource and `buffer` (the resource's backing or caller memory),
+     * whose size the renderer checked against the box where it knows the format. */
+    int (*transfer)(struct neep_renderer *renderer, struct neep_resource *resource, uint32_t ctx_id,
+                    const struct neep_transfer *transfer, const struct iovec *buffer,
+                    size_t buffer_count, bool to_host);
+    /* Tracks a fence of the global timeline; the provider signals it (on any thread) with
+     * neep_timeline_signal_low32 once the work before it is done. */
+    int (*create_global_fence)(struct neep_renderer *renderer, const struct neep_fence *fence);
 };
 
 /* Host memory behind a resource: an fd (memfd or imported) and a mapping of it. */
@@ -60,6 +90,9 @@ struct neep_resource {
     uint32_t map_info;
     void *host_map; /* neep_resource_map's mapping, separate from storage.mapping */
     uint64_t host_map_bytes;
+
+    /* RESOURCE_CREATE_3D's fields, as the guest gave them (provided resources). */
+    struct neep_resource_create_3d create_3d;
 
     uint64_t charged_bytes;         /* storage and bookkeeping */
     uint64_t backing_charged_bytes; /* the copied iovec array */
@@ -127,6 +160,9 @@ struct neep_renderer {
     struct neep_timeline *ready_tail;
     neep_fence_notify_fn fence_notify;
     void *fence_notify_user_data;
+
+    /* Set by a context type that keeps 3D resources (see neep_resource_provider_ops). */
+    const struct neep_resource_provider_ops *resource_provider;
 
     /* Cross-domain's event thread, shared by its contexts (contexts/cross_domain_reactor.c);
      * tests may pump it by hand instead. */
@@ -196,5 +232,9 @@ void neep_timeline_finish(struct neep_timeline *timeline);
 /* Queues a fence; with `complete_now` it is done at once. */
 int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *fence,
                        bool complete_now);
+/* Thread-safe: like neep_timeline_signal, for signallers that keep only the low 32 bits of
+ * fence ids (virglrenderer's global fences). Ids are unique in that many bits among pending
+ * fences, since at most NEEP_MAX_PENDING_FENCES_PER_TIMELINE are pending. */
+void neep_timeline_signal_low32(struct neep_timeline *timeline, uint32_t fence_id_low32);
 
 #endif

@@ -66,6 +66,9 @@ void neep_resource_free(struct neep_renderer *renderer, struct neep_resource *re
     if (!resource) {
         return;
     }
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        renderer->resource_provider->destroy(renderer, resource);
+    }
     if (resource->host_map) {
         munmap(resource->host_map, resource->host_map_bytes);
     }
@@ -199,11 +202,107 @@ int neep_resource_create_2d_storage(struct neep_renderer *renderer, uint32_t id,
     return 0;
 }
 
+/* Limits on what a provided resource may ask for, past the 2D dimension limit. */
+#define MAX_PROVIDED_DEPTH       2048u
+#define MAX_PROVIDED_LAYERS      2048u
+#define MAX_PROVIDED_LEVELS      15u
+#define MAX_PROVIDED_SAMPLES     32u
+#define PIPE_BUFFER_TARGET       0u
+#define PROVIDED_BYTES_PER_TEXEL 4u
+
+/*
+ * What a provided resource costs the host, as the guest described it: texels times 4 bytes
+ * (the provider's formats vary; this is what most of them take), a third more with mip
+ * levels, samples counted. Buffers are `width` bytes.
+ */
+static int provided_resource_bytes(struct neep_renderer *renderer, uint32_t id,
+                                   const struct neep_resource_create_3d *create, uint64_t *out)
+{
+    uint32_t layers = create->array_size ? create->array_size : 1;
+    uint32_t samples = create->nr_samples ? create->nr_samples : 1;
+    uint32_t depth = create->depth ? create->depth : 1;
+    if (create->width == 0 || create->height == 0) {
+        renderer_error(renderer, "resource %u: size %ux%u is empty", id, create->width,
+                       create->height);
+        return -EINVAL;
+    }
+    bool is_buffer = create->target == PIPE_BUFFER_TARGET;
+    if ((!is_buffer && create->width > NEEP_MAX_DIMENSION_PX) ||
+        create->height > NEEP_MAX_DIMENSION_PX || depth > MAX_PROVIDED_DEPTH ||
+        layers > MAX_PROVIDED_LAYERS || create->last_level >= MAX_PROVIDED_LEVELS ||
+        samples > MAX_PROVIDED_SAMPLES) {
+        renderer_error(renderer,
+                       "resource %u: %ux%ux%u, %u layers, %u levels, %u samples is over the "
+                       "limits (%u a side, depth and layers %u, %u levels, %u samples)",
+                       id, create->width, create->height, depth, layers, create->last_level + 1,
+                       samples, NEEP_MAX_DIMENSION_PX, MAX_PROVIDED_LAYERS, MAX_PROVIDED_LEVELS,
+                       MAX_PROVIDED_SAMPLES);
+        return -E2BIG;
+    }
+    uint64_t bytes = is_buffer
+                         ? create->width
+                         : (uint64_t)create->width * create->height * PROVIDED_BYTES_PER_TEXEL;
+    /* At most 2^14 * 2^14 * 4 * 2^11 * 2^11 * 2^5: the products below fit in 64 bits. */
+    bytes *= (uint64_t)depth * layers * samples;
+    if (create->last_level > 0) {
+        bytes += bytes / 3;
+    }
+    *out = bytes;
+    return 0;
+}
+
+static int create_provided(struct neep_renderer *renderer, uint32_t resource_id,
+                           const struct neep_resource_create_3d *create)
+{
+    if (resource_id == 0) {
+        renderer_error(renderer, "resource id 0 is reserved");
+        return -EINVAL;
+    }
+    if (neep_resource_lookup(renderer, resource_id)) {
+        renderer_error(renderer, "resource id %u is already in use", resource_id);
+        return -EEXIST;
+    }
+    uint64_t size_bytes;
+    int ret = provided_resource_bytes(renderer, resource_id, create, &size_bytes);
+    if (ret < 0) {
+        return ret;
+    }
+    struct neep_resource *resource = resource_alloc(renderer, resource_id, NEEP_RESOURCE_2D);
+    if (!resource) {
+        return -ENOMEM;
+    }
+    ret = neep_budget_charge(renderer, size_bytes);
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+        return ret;
+    }
+    resource->charged_bytes += size_bytes;
+    resource->create_3d = *create;
+    resource->format = create->format;
+    resource->width_px = create->width;
+    resource->height_px = create->height;
+    resource->size_bytes = size_bytes;
+    ret = renderer->resource_provider->create_3d(renderer, resource);
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+        return ret;
+    }
+    resource->kind = NEEP_RESOURCE_PROVIDED; /* from here on, freeing it tells the provider */
+    ret = neep_resource_insert(renderer, resource);
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+    }
+    return ret;
+}
+
 int neep_resource_create_3d(struct neep_renderer *renderer, uint32_t resource_id,
                             const struct neep_resource_create_3d *create)
 {
     if (!create) {
         return -EINVAL;
+    }
+    if (renderer->resource_provider) {
+        return create_provided(renderer, resource_id, create);
     }
     if (create->target != NEEP_TARGET_TEXTURE_2D || create->depth > 1 || create->array_size > 1 ||
         create->last_level != 0 || create->nr_samples > 1) {
@@ -288,7 +387,14 @@ int neep_resource_attach_backing(struct neep_renderer *renderer, uint32_t resour
         renderer_error(renderer, "attach_backing: resource %u is a host-only blob", resource_id);
         return -EOPNOTSUPP;
     }
-    return take_backing(renderer, resource, backing, backing_count);
+    int ret = take_backing(renderer, resource, backing, backing_count);
+    if (ret == 0 && resource->kind == NEEP_RESOURCE_PROVIDED) {
+        ret = renderer->resource_provider->attach_backing(renderer, resource);
+        if (ret < 0) {
+            drop_backing(renderer, resource);
+        }
+    }
+    return ret;
 }
 
 int neep_resource_detach_backing(struct neep_renderer *renderer, uint32_t resource_id)
@@ -298,6 +404,9 @@ int neep_resource_detach_backing(struct neep_renderer *renderer, uint32_t resour
         return -ENOENT;
     }
     neep_contexts_release_backing(renderer, resource);
+    if (resource->kind == NEEP_RESOURCE_PROVIDED && resource->backing) {
+        renderer->resource_provider->detach_backing(renderer, resource);
+    }
     drop_backing(renderer, resource);
     return 0;
 }
@@ -339,6 +448,9 @@ void neep_renderer_forget_borrowed_memory(struct neep_renderer *renderer, const 
                 renderer_error(renderer,
                                "resource %u loses its backing: the memory it lived in is gone",
                                resource->id);
+                if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+                    renderer->resource_provider->detach_backing(renderer, resource);
+                }
                 drop_backing(renderer, resource);
                 break;
             }

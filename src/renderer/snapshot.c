@@ -113,6 +113,12 @@ int neep_renderer_snapshot(struct neep_renderer *renderer, const char *dir_path)
                           "snapshot: host blob %u cannot be saved", resource->id);
             return -EOPNOTSUPP;
         }
+        if (table->keys[i] && resource->kind == NEEP_RESOURCE_PROVIDED) {
+            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                          "snapshot: resource %u lives in %s, which cannot be saved", resource->id,
+                          renderer->resource_provider->name);
+            return -EOPNOTSUPP;
+        }
     }
     int empty = dir_is_empty(dir_path);
     if (empty <= 0) {

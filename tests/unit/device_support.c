@@ -96,11 +96,18 @@ static void quiet(void *user_data, enum neep_log_level level, const char *messag
 
 void test_device_init(struct test_device *t, uint32_t scanouts)
 {
+    test_device_init_with_capsets(t, scanouts, 0);
+}
+
+void test_device_init_with_capsets(struct test_device *t, uint32_t scanouts, uint64_t capset_mask)
+{
     memset(t, 0, sizeof(*t));
     t->guest = calloc(1, GUEST_BYTES);
     CHECK(t->guest != NULL);
     struct neep_device_config config = {
-        .renderer = {.memory_budget_bytes = 256u << 20, .log_fn = quiet},
+        .renderer = {.capset_mask = capset_mask,
+                     .memory_budget_bytes = 256u << 20,
+                     .log_fn = quiet},
         .scanout_count = scanouts,
         .display = &display_ops,
         .display_user_data = &t->display,

@@ -49,6 +49,8 @@ struct test_device {
 
 /* Creates a device with `scanouts` scanouts of 1024x768 and every feature acked. */
 void test_device_init(struct test_device *t, uint32_t scanouts);
+/* Same, with the context types of `capset_mask` enabled. */
+void test_device_init_with_capsets(struct test_device *t, uint32_t scanouts, uint64_t capset_mask);
 void test_device_finish(struct test_device *t);
 
 /* Sends a control command (request bytes as given) and returns the response type. */

@@ -169,8 +169,8 @@ static int probe_probe(struct neep_renderer *renderer, uint32_t *max_version, ui
     return 0;
 }
 
-static int probe_create(struct neep_renderer *renderer, uint32_t context_init,
-                        struct neep_context **out)
+static int probe_create(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t context_init,
+                        const char *name, size_t name_len, struct neep_context **out)
 {
     struct probe_context *probe = calloc(1, sizeof(*probe));
     if (!probe) {

@@ -1,0 +1,391 @@
+/*
+ * The virgl context types on the real libvirglrenderer (Mesa's llvmpipe through surfaceless
+ * EGL): capsets, the one-instance-per-process rule, resources with checked backing and
+ * transfers, GL work submitted as a virgl command stream and read back, fences completed by
+ * virglrenderer's own thread, and what a hostile guest can throw at the edges.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device_support.h"
+#include "harness.h"
+#include "renderer/renderer_internal.h"
+#include "support.h"
+
+#define VIRGL_MASK ((1ull << NEEP_CAPSET_VIRGL) | (1ull << NEEP_CAPSET_VIRGL2))
+
+/* A few words of the virgl protocol (virglrenderer's virgl_protocol.h), for the tests' own
+ * command streams. */
+#define VIRGL_CMD(cmd, object, length)   ((cmd) | ((object) << 8) | ((uint32_t)(length) << 16))
+#define VIRGL_CCMD_CREATE_OBJECT         1
+#define VIRGL_CCMD_SET_FRAMEBUFFER_STATE 5
+#define VIRGL_CCMD_CLEAR                 7
+#define VIRGL_OBJECT_SURFACE             8
+#define PIPE_CLEAR_COLOR0                (1u << 2)
+#define BIND_RENDER_TARGET               (1u << 1)
+#define BIND_SAMPLER_VIEW                (1u << 3)
+
+struct fence_log {
+    int count;
+    struct neep_fence last;
+};
+
+static void record_fence(void *user_data, const struct neep_fence *fence)
+{
+    struct fence_log *log = user_data;
+    log->count++;
+    log->last = *fence;
+}
+
+static struct neep_renderer *virgl_renderer(struct log_capture *log)
+{
+    struct neep_renderer_config config = {
+        .capset_mask = VIRGL_MASK, .log_fn = support_log, .log_user_data = log};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(neep_renderer_create(&config, &renderer), 0);
+    return renderer;
+}
+
+/* Waits (on the fence fd, as an embedder does) until `count` fences have been delivered. */
+static void wait_fences(struct neep_renderer *renderer, struct fence_log *log, int count)
+{
+    for (int rounds = 0; log->count < count; rounds++) {
+        CHECK(rounds < 100);
+        struct pollfd pfd = {.fd = neep_renderer_fence_fd(renderer), .events = POLLIN};
+        CHECK(poll(&pfd, 1, 5000) == 1);
+        neep_renderer_dispatch_fences(renderer, record_fence, log);
+    }
+}
+
+static void create_texture(struct neep_renderer *renderer, uint32_t id, uint32_t width,
+                           uint32_t height)
+{
+    struct neep_resource_create_3d create = {
+        .target = NEEP_TARGET_TEXTURE_2D,
+        .format = NEEP_FORMAT_B8G8R8A8_UNORM,
+        .bind = BIND_RENDER_TARGET | BIND_SAMPLER_VIEW,
+        .width = width,
+        .height = height,
+        .depth = 1,
+        .array_size = 1,
+    };
+    CHECK_EQ(neep_resource_create_3d(renderer, id, &create), 0);
+}
+
+TEST(virgl_offers_both_capsets)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    CHECK_EQ(neep_capset_count(renderer), 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        uint32_t id, version, size;
+        CHECK_EQ(neep_capset_info(renderer, i, &id, &version, &size), 0);
+        CHECK_EQ(id, i + 1);
+        CHECK(version >= 1);
+        CHECK(size >= 64);
+        uint8_t *caps = calloc(1, size);
+        CHECK_EQ(neep_capset_get(renderer, id, version, caps, size), 0);
+        /* Both capsets start with max_version, as virglrenderer fills them. */
+        uint32_t first_word;
+        memcpy(&first_word, caps, sizeof(first_word));
+        CHECK_EQ(first_word, version);
+        CHECK_EQ(neep_capset_get(renderer, id, version + 1, caps, size), -EINVAL);
+        free(caps);
+    }
+    neep_renderer_destroy(renderer);
+}
+
+TEST(virgl_serves_one_renderer_at_a_time)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *first = virgl_renderer(&log);
+    struct neep_renderer_config config = {
+        .capset_mask = VIRGL_MASK, .log_fn = support_log, .log_user_data = &log};
+    struct neep_renderer *second = NULL;
+    CHECK_EQ(neep_renderer_create(&config, &second), -EBUSY);
+    CHECK(strstr(log.last_error, "virgl") && strstr(log.last_error, "busy"));
+    /* A 2D renderer next to it is fine, and once the first goes a new one can have virgl. */
+    struct neep_renderer *plain = support_renderer(NULL, 0);
+    neep_renderer_destroy(first);
+    struct neep_renderer *again = virgl_renderer(&log);
+    create_texture(again, 1, 16, 16);
+    neep_renderer_destroy(again);
+    neep_renderer_destroy(plain);
+}
+
+TEST(virgl_transfers_round_trip_through_the_backing)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    const uint32_t width = 61, height = 37; /* odd sizes: rows straddle backing entries */
+    create_texture(renderer, 5, width, height);
+    size_t bytes = (size_t)width * height * 4;
+    uint8_t *guest = malloc(bytes);
+    support_fill_pattern(guest, bytes, 7);
+    struct iovec iov[64];
+    size_t count = support_split(guest, bytes, iov, 64);
+    CHECK_EQ(neep_resource_attach_backing(renderer, 5, iov, count), 0);
+    struct neep_transfer box = {.width = width, .height = height, .depth = 1};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 5, &box), 0);
+
+    /* Read a sub-box back into caller memory, and the whole image into the backing. */
+    uint8_t *out = calloc(1, bytes);
+    struct iovec out_iov = {out, bytes};
+    struct neep_transfer sub = {
+        .x = 3, .y = 5, .width = 20, .height = 9, .depth = 1, .stride_bytes = 20 * 4};
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, 5, &sub, &out_iov, 1), 0);
+    for (uint32_t row = 0; row < 9; row++) {
+        CHECK(memcmp(out + row * 80, guest + ((size_t)(5 + row) * width + 3) * 4, 80) == 0);
+    }
+    uint8_t *expected = malloc(bytes);
+    memcpy(expected, guest, bytes);
+    memset(guest, 0, bytes);
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, 5, &box, NULL, 0), 0);
+    CHECK(memcmp(guest, expected, bytes) == 0);
+
+    struct neep_resource_info info;
+    CHECK_EQ(neep_resource_get_info(renderer, 5, &info), 0);
+    CHECK_EQ(info.width, width);
+    CHECK(info.has_backing);
+    CHECK_EQ(neep_resource_detach_backing(renderer, 5), 0);
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 5, &box), -EINVAL);
+    CHECK_EQ(neep_resource_unref(renderer, 5), 0);
+    neep_renderer_destroy(renderer);
+    free(guest);
+    free(out);
+    free(expected);
+}
+
+/* A command stream that clears resource `resource_id` (bound as colour buffer 0) to `bgra`. */
+static size_t encode_clear(uint32_t *words, uint32_t resource_id, const float rgba[4])
+{
+    size_t n = 0;
+    const uint32_t surface = 1;
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_CREATE_OBJECT, VIRGL_OBJECT_SURFACE, 5);
+    words[n++] = surface;
+    words[n++] = resource_id;
+    words[n++] = NEEP_FORMAT_B8G8R8A8_UNORM;
+    words[n++] = 0; /* level */
+    words[n++] = 0; /* first and last layer */
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_SET_FRAMEBUFFER_STATE, 0, 3);
+    words[n++] = 1; /* colour buffers */
+    words[n++] = 0; /* no depth buffer */
+    words[n++] = surface;
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_CLEAR, 0, 8);
+    words[n++] = PIPE_CLEAR_COLOR0;
+    memcpy(&words[n], rgba, 4 * sizeof(float));
+    n += 4;
+    double depth = 1.0;
+    memcpy(&words[n], &depth, sizeof(depth));
+    n += 2;
+    words[n++] = 0; /* stencil */
+    return n;
+}
+
+static void check_cleared(struct neep_renderer *renderer, uint32_t resource_id, uint32_t width,
+                          uint32_t height, uint32_t expected_pixel)
+{
+    size_t bytes = (size_t)width * height * 4;
+    uint32_t *pixels = calloc(1, bytes);
+    struct iovec iov = {pixels, bytes};
+    struct neep_transfer box = {.width = width, .height = height, .depth = 1};
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, resource_id, &box, &iov, 1), 0);
+    for (size_t i = 0; i < (size_t)width * height; i++) {
+        if (pixels[i] != expected_pixel) {
+            fprintf(stderr, "pixel %zu is 0x%08x, expected 0x%08x\n", i, pixels[i], expected_pixel);
+            abort();
+        }
+    }
+    free(pixels);
+}
+
+TEST(virgl_clears_a_texture_on_the_gpu_and_fences_when_done)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 3, 0, "gl", 2), 0);
+    create_texture(renderer, 9, 32, 16);
+    CHECK_EQ(neep_context_attach_resource(renderer, 3, 9), 0);
+    uint32_t words[64];
+    const float red_opaque[4] = {1.0f, 0.0f, 0.0f, 1.0f};
+    size_t n = encode_clear(words, 9, red_opaque);
+    CHECK_EQ(neep_context_submit(renderer, 3, words, n * 4), 0);
+
+    /* A global fence (as guests without context init send) and one on the context's ring 0:
+     * both complete from virglrenderer's thread, seen through the fence fd. */
+    struct fence_log fences = {0};
+    struct neep_fence global = {
+        .flags = NEEP_FENCE_FLAG_FENCE, .fence_id = 0x100000011ull, .ctx_id = 3};
+    CHECK_EQ(neep_fence_create(renderer, &global), 0);
+    struct neep_fence ring = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
+                              .fence_id = 77,
+                              .ctx_id = 3,
+                              .ring_idx = 0};
+    CHECK_EQ(neep_fence_create(renderer, &ring), 0);
+    wait_fences(renderer, &fences, 2);
+    CHECK_EQ(fences.count, 2);
+
+    check_cleared(renderer, 9, 32, 16, 0xffff0000u); /* B8G8R8A8: bytes B,G,R,A */
+    CHECK_EQ(neep_context_destroy(renderer, 3), 0);
+    /* The resource outlives the context that drew it. */
+    check_cleared(renderer, 9, 32, 16, 0xffff0000u);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(virgl_refuses_bad_input_and_keeps_working)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VIRGL2, NULL, 0), 0);
+    CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_VIRGL, NULL, 0), 0);
+    create_texture(renderer, 4, 8, 8);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 4), 0);
+
+    /* Command streams that are not whole dwords, and garbage. */
+    uint32_t garbage[32];
+    for (uint32_t i = 0; i < 32; i++) {
+        garbage[i] = 0xdeadbeefu * (i + 1);
+    }
+    CHECK_EQ(neep_context_submit(renderer, 1, garbage, 6), -EINVAL);
+    neep_context_submit(renderer, 1, garbage, sizeof(garbage)); /* refused or ignored */
+
+    /* Resource ids: reused, zero, oversized. */
+    struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
+                                             .format = NEEP_FORMAT_B8G8R8A8_UNORM,
+                                             .bind = BIND_RENDER_TARGET,
+                                             .width = 8,
+                                             .height = 8,
+                                             .depth = 1,
+                                             .array_size = 1};
+    CHECK_EQ(neep_resource_create_3d(renderer, 4, &create), -EEXIST);
+    CHECK_EQ(neep_resource_create_3d(renderer, 0, &create), -EINVAL);
+    create.width = NEEP_MAX_DIMENSION_PX + 1;
+    CHECK_EQ(neep_resource_create_3d(renderer, 5, &create), -E2BIG);
+    create.width = 8;
+    create.array_size = 1u << 30;
+    CHECK_EQ(neep_resource_create_3d(renderer, 5, &create), -E2BIG);
+    create.array_size = 1;
+    create.format = 0xffff; /* no such format: virglrenderer refuses it */
+    CHECK(neep_resource_create_3d(renderer, 5, &create) < 0);
+    CHECK(neep_resource_get_info(renderer, 5, NULL) < 0);
+
+    /* Transfers: past the backing, outside the image, with no backing. */
+    uint8_t guest[8 * 8 * 4];
+    struct iovec iov = {guest, sizeof(guest)};
+    struct neep_transfer box = {.width = 8, .height = 8, .depth = 1};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 4, &box), -EINVAL);
+    iov.iov_len = sizeof(guest) - 1;
+    CHECK_EQ(neep_resource_attach_backing(renderer, 4, &iov, 1), 0);
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 4, &box), -EINVAL);
+    struct neep_transfer shifted = {.x = 1, .width = 8, .height = 1, .depth = 1};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 4, &shifted), -EINVAL);
+    struct neep_transfer far = {.width = 1, .height = 1, .depth = 1, .offset_bytes = 1ull << 40};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 4, &far), -EINVAL);
+    struct neep_transfer wrapping = {.y = UINT32_MAX, .width = 1, .height = 2, .depth = 1};
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, 4, &wrapping, NULL, 0), -EINVAL);
+    struct neep_transfer deep_level = {.width = 1, .height = 1, .depth = 1, .level = 3};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 4, &deep_level), -EINVAL);
+    struct neep_transfer small = {.width = 4, .height = 4, .depth = 1, .stride_bytes = 32};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 4, &small), 0);
+
+    /* A context destroyed with the resource still attached; the other context goes on. */
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    CHECK_EQ(neep_context_attach_resource(renderer, 2, 4), 0);
+    uint32_t words[64];
+    const float green[4] = {0.0f, 1.0f, 0.0f, 1.0f};
+    size_t n = encode_clear(words, 4, green);
+    CHECK_EQ(neep_context_submit(renderer, 2, words, n * 4), 0);
+    check_cleared(renderer, 4, 8, 8, 0xff00ff00u);
+    CHECK(log.error_count > 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(virgl_charges_resources_and_contexts_to_the_budget)
+{
+    struct log_capture log = {0};
+    struct neep_renderer_config config = {.capset_mask = VIRGL_MASK,
+                                          .memory_budget_bytes = 8u << 20,
+                                          .log_fn = support_log,
+                                          .log_user_data = &log};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(neep_renderer_create(&config, &renderer), 0);
+    uint64_t before = neep_renderer_memory_used_bytes(renderer);
+    create_texture(renderer, 1, 1024, 1024); /* 4 MiB */
+    CHECK(neep_renderer_memory_used_bytes(renderer) >= before + (4u << 20));
+    struct neep_resource_create_3d big = {.target = NEEP_TARGET_TEXTURE_2D,
+                                          .format = NEEP_FORMAT_B8G8R8A8_UNORM,
+                                          .bind = BIND_RENDER_TARGET,
+                                          .width = 2048,
+                                          .height = 1024,
+                                          .depth = 1,
+                                          .array_size = 1};
+    CHECK_EQ(neep_resource_create_3d(renderer, 2, &big), -ENOMEM);
+    CHECK_EQ(neep_resource_unref(renderer, 1), 0);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
+    CHECK_EQ(neep_context_create(renderer, 1, 0, NULL, 0), 0);
+    CHECK(neep_renderer_memory_used_bytes(renderer) >= before + (1u << 20));
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
+    neep_renderer_destroy(renderer);
+}
+
+/* ---- the device on top: scanouts of resources that live in virglrenderer ----------------- */
+
+#define OK VIRTIO_GPU_RESP_OK_NODATA
+
+static uint32_t pattern_pixel(uint32_t x, uint32_t y)
+{
+    return ((x * 7u) & 0xffu) << 16 | ((y * 5u) & 0xffu) << 8 | ((x ^ y) & 0xffu);
+}
+
+TEST(virgl_resources_reach_the_display_by_read_back)
+{
+    struct test_device t;
+    test_device_init_with_capsets(&t, 1, VIRGL_MASK);
+    const uint32_t w = 96, h = 40;
+    uint32_t *guest = (uint32_t *)t.guest;
+    for (uint32_t y = 0; y < h; y++) {
+        for (uint32_t x = 0; x < w; x++) {
+            guest[y * w + x] = pattern_pixel(x, y);
+        }
+    }
+    /* Guests with virgl make even dumb buffers through the provider. */
+    CHECK_EQ(test_create_2d(&t, 1, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, w, h), OK);
+    CHECK_EQ(test_attach(&t, 1, 0, (uint64_t)w * h * 4), OK);
+    CHECK_EQ(test_transfer(&t, 1, 0, 0, w, h, 0), OK);
+    CHECK_EQ(test_set_scanout(&t, 0, 1, 0, 0, w, h), OK);
+    uint32_t *frame = t.display.frame[0];
+    for (uint32_t y = 0; y < h; y++) {
+        for (uint32_t x = 0; x < w; x++) {
+            CHECK_EQ(frame[y * w + x] & 0xffffff, pattern_pixel(x, y));
+        }
+    }
+    /* Only the damage is read back and sent. */
+    guest[20 * w + 30] = 0xabcdef;
+    uint64_t before = t.display.updated_pixels;
+    CHECK_EQ(test_transfer(&t, 1, 30, 20, 1, 1, (20ull * w + 30) * 4), OK);
+    CHECK_EQ(test_flush(&t, 1, 28, 18, 5, 4), OK);
+    CHECK_EQ(t.display.updated_pixels - before, 20);
+    CHECK_EQ(frame[20 * w + 30] & 0xffffff, 0xabcdef);
+
+    /* A format the display cannot take: read back, then converted. */
+    CHECK_EQ(test_create_2d(&t, 2, VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, 4, 4), OK);
+    CHECK_EQ(test_attach(&t, 2, 1u << 20, 64), OK);
+    t.guest[1u << 20] = 0x11;
+    t.guest[(1u << 20) + 1] = 0x22;
+    t.guest[(1u << 20) + 2] = 0x33;
+    CHECK_EQ(test_transfer(&t, 2, 0, 0, 4, 4, 0), OK);
+    CHECK_EQ(test_set_scanout(&t, 0, 2, 0, 0, 4, 4), OK);
+    CHECK_EQ(t.display.frame[0][0] & 0xffffff, 0x112233);
+
+    /* The cursor, from a resource in virglrenderer too. */
+    struct virtio_gpu_update_cursor cursor = {.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR,
+                                              .resource_id = 1,
+                                              .pos = {.scanout_id = 0, .x = 5, .y = 6}};
+    test_device_send_cursor(&t, &cursor);
+    CHECK_EQ(t.display.cursor_updates, 1);
+    CHECK_EQ(t.display.cursor_first_pixel & 0xffffff, pattern_pixel(0, 0));
+    test_device_finish(&t);
+}
