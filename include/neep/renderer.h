@@ -188,6 +188,8 @@ struct neep_resource_info {
     uint32_t blob_mem;
     uint32_t blob_flags;
     bool has_backing;
+    /* Kept by a 3D context type's renderer (virglrenderer), not by neep's own 2D storage. */
+    bool is_3d_provided;
 };
 
 /* Creates a resource with host pixel storage (zeroed). */

@@ -106,28 +106,63 @@ static const char *const capset_names[] = {
     [RUTABAGA_CAPSET_GFXSTREAM_COMPOSER] = "gfxstream-composer",
 };
 
+/* The mask of the capsets named in `list`, names split at any of `separators`. Returns how
+ * many non-empty names matched no capset. */
+static uint32_t mask_from_names(const char *list, const char *separators, uint64_t *mask)
+{
+    uint32_t unknown_count = 0;
+    *mask = 0;
+    for (const char *name = list;;) {
+        size_t length = strcspn(name, separators);
+        bool known = false;
+        for (uint32_t id = 1; id < sizeof(capset_names) / sizeof(capset_names[0]); id++) {
+            if (strlen(capset_names[id]) == length &&
+                strncmp(name, capset_names[id], length) == 0) {
+                *mask |= 1ull << id;
+                known = true;
+            }
+        }
+        unknown_count += !known && length > 0;
+        if (name[length] == '\0') {
+            break;
+        }
+        name += length + 1;
+    }
+    return unknown_count;
+}
+
 RUTABAGA_EXPORT int32_t rutabaga_calculate_capset_mask(const char *capset_names_list,
                                                        uint64_t *capset_mask)
 {
     if (!capset_names_list || !capset_mask) {
         return reject(NULL, "calculate_capset_mask: NULL argument");
     }
-    uint64_t mask = 0;
-    const char *name = capset_names_list;
-    for (;;) {
-        size_t length = strcspn(name, ":");
-        for (uint32_t id = 1; id < sizeof(capset_names) / sizeof(capset_names[0]); id++) {
-            if (strlen(capset_names[id]) == length &&
-                strncmp(name, capset_names[id], length) == 0) {
-                mask |= 1ull << id;
-            }
-        }
-        if (name[length] == '\0') {
-            break;
-        }
-        name += length + 1;
+    mask_from_names(capset_names_list, ":", capset_mask); /* rutabaga ignores unknown names */
+    return 0;
+}
+
+/*
+ * QEMU's virtio-gpu-rutabaga has properties for cross-domain and gfxstream only, so context
+ * types it cannot name come from NEEP_CONTEXT_TYPES (e.g. "virgl2,cross-domain"), added to
+ * what QEMU asked for. A name neep does not know is an error: a typo must not pass silently.
+ */
+static int capsets_from_environment(struct rutabaga *rutabaga, uint64_t *mask)
+{
+    const char *list = getenv("NEEP_CONTEXT_TYPES");
+    if (!list || !*list) {
+        return 0;
     }
-    *capset_mask = mask;
+    uint64_t extra;
+    if (mask_from_names(list, ",:", &extra) > 0) {
+        char message[512];
+        snprintf(message, sizeof(message),
+                 "init: NEEP_CONTEXT_TYPES=\"%.200s\" names a context type neep does not know "
+                 "(known: virgl, virgl2, venus, cross-domain, drm, gfxstream-vulkan, "
+                 "gfxstream-gles, gfxstream-composer, magma)",
+                 list);
+        return reject(rutabaga, message);
+    }
+    *mask |= extra;
     return 0;
 }
 
@@ -255,13 +290,16 @@ RUTABAGA_EXPORT int32_t rutabaga_init(const struct rutabaga_builder *builder, st
         ret = parse_features(rutabaga, builder->renderer_features, &config.memory_budget_bytes);
     }
     if (ret == 0) {
+        ret = capsets_from_environment(rutabaga, &config.capset_mask);
+    }
+    if (ret == 0) {
         ret = neep_renderer_create(&config, &rutabaga->renderer);
     }
     free(channels);
     /* Context types complete fences on their own threads: deliver from there (QEMU takes
      * fence callbacks on any thread). The fence thread is the backstop for a completion whose
      * notification found another delivery in progress. */
-    if (ret == 0 && builder->capset_mask != 0) {
+    if (ret == 0 && config.capset_mask != 0) {
         neep_renderer_set_fence_notify(rutabaga->renderer, notify_fences, rutabaga);
         ret = start_fence_thread(rutabaga);
         if (ret < 0) {
@@ -400,8 +438,9 @@ RUTABAGA_EXPORT int32_t rutabaga_resource_detach_backing(struct rutabaga *ptr, u
 }
 
 /*
- * rutabaga places the box at offset + z * layer_stride + y * stride + x * 4 in linear memory;
- * neep's transfer names the box origin directly.
+ * rutabaga's 2D component places the box at offset + z * layer_stride + y * stride + x * 4 in
+ * linear memory; neep's transfer names the box origin directly, as virglrenderer does (and
+ * rutabaga passes the offset to it unchanged).
  */
 static int32_t convert_transfer(struct rutabaga *ptr, uint32_t resource_id,
                                 const struct rutabaga_transfer *in, struct neep_transfer *out)
@@ -415,10 +454,12 @@ static int32_t convert_transfer(struct rutabaga *ptr, uint32_t resource_id,
     }
     uint64_t stride = in->stride ? in->stride : (uint64_t)info.width * 4;
     uint64_t layer_stride = in->layer_stride ? in->layer_stride : stride * in->h;
-    uint64_t origin;
-    if (!checked_mul_add_u64(in->z, layer_stride, in->offset, &origin) ||
-        !checked_mul_add_u64(in->y, stride, origin, &origin) ||
-        !checked_mul_add_u64(in->x, 4, origin, &origin)) {
+    uint64_t origin = in->offset;
+    if (info.is_3d_provided) {
+        /* as given */
+    } else if (!checked_mul_add_u64(in->z, layer_stride, in->offset, &origin) ||
+               !checked_mul_add_u64(in->y, stride, origin, &origin) ||
+               !checked_mul_add_u64(in->x, 4, origin, &origin)) {
         return reject(ptr, "transfer: box position overflows 64 bits");
     }
     *out = (struct neep_transfer){

@@ -494,6 +494,7 @@ int neep_resource_get_info(const struct neep_renderer *renderer, uint32_t resour
     info->blob_mem = resource->blob_mem;
     info->blob_flags = resource->blob_flags;
     info->has_backing = resource->backing != NULL;
+    info->is_3d_provided = resource->kind == NEEP_RESOURCE_PROVIDED;
     return 0;
 }
 

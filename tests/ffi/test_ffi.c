@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -306,3 +307,92 @@ TEST(guest_blob_through_the_abi)
     CHECK_EQ(rutabaga_resource_unref(rutabaga, 3), 0);
     CHECK_EQ(rutabaga_finish(&rutabaga), 0);
 }
+
+TEST(unknown_context_types_in_the_environment_are_refused)
+{
+    setenv("NEEP_CONTEXT_TYPES", "virgl2,vulkan-please", 1);
+    struct callbacks cb = {0};
+    struct rutabaga_builder builder = {.user_data = (uint64_t)(uintptr_t)&cb,
+                                       .wsi = RUTABAGA_WSI_SURFACELESS,
+                                       .fence_cb = on_fence,
+                                       .debug_cb = on_debug};
+    struct rutabaga *rutabaga = NULL;
+    CHECK_EQ(rutabaga_init(&builder, &rutabaga), -EINVAL);
+    CHECK(strstr(cb.last_debug, "NEEP_CONTEXT_TYPES") != NULL);
+    CHECK(rutabaga == NULL);
+}
+
+#if NEEP_HAVE_VIRGL
+/* QEMU's rutabaga device asks for cross-domain only; the environment adds virgl2. A GL clear
+ * submitted through the ABI, fenced on the context's ring, read back through the ABI. */
+TEST(virgl_from_the_environment_draws_next_to_cross_domain)
+{
+    setenv("NEEP_CONTEXT_TYPES", "virgl2", 1);
+    struct callbacks cb = {0};
+    struct rutabaga_builder builder = {.user_data = (uint64_t)(uintptr_t)&cb,
+                                       .capset_mask = 1ull << RUTABAGA_CAPSET_CROSS_DOMAIN,
+                                       .wsi = RUTABAGA_WSI_SURFACELESS,
+                                       .fence_cb = on_fence,
+                                       .debug_cb = on_debug};
+    struct rutabaga *rutabaga = NULL;
+    CHECK_EQ(rutabaga_init(&builder, &rutabaga), 0);
+    uint32_t count = 0;
+    CHECK_EQ(rutabaga_get_num_capsets(rutabaga, &count), 0);
+    CHECK_EQ(count, 2);
+    uint32_t id, version, size;
+    CHECK_EQ(rutabaga_get_capset_info(rutabaga, 0, &id, &version, &size), 0);
+    CHECK_EQ(id, RUTABAGA_CAPSET_VIRGL2);
+    CHECK_EQ(rutabaga_get_capset_info(rutabaga, 1, &id, &version, &size), 0);
+    CHECK_EQ(id, RUTABAGA_CAPSET_CROSS_DOMAIN);
+
+    CHECK_EQ(rutabaga_context_create(rutabaga, 1, RUTABAGA_CAPSET_VIRGL2, "gl", 2), 0);
+    CHECK_EQ(rutabaga_context_create(rutabaga, 2, RUTABAGA_CAPSET_CROSS_DOMAIN, NULL, 0), 0);
+    create_2d(rutabaga, 7, 16, 8);
+    CHECK_EQ(rutabaga_context_attach_resource(rutabaga, 1, 7), 0);
+    /* Surface 1 on resource 7, framebuffer of it, clear to blue (virgl protocol words). */
+    uint32_t words[] = {
+        1 | 8 << 8 | 5 << 16,
+        1,
+        7,
+        1,
+        0,
+        0, /* CREATE_OBJECT surface */
+        5 | 3 << 16,
+        1,
+        0,
+        1, /* SET_FRAMEBUFFER_STATE */
+        7 | 8 << 16,
+        4, /* CLEAR colour buffer 0 */
+        0,
+        0,
+        0x3f800000u,
+        0x3f800000u,
+        0,
+        0x3ff00000u,
+        0,
+    };
+    struct rutabaga_command command = {
+        .ctx_id = 1, .cmd_size = sizeof(words), .cmd = (uint8_t *)words};
+    CHECK_EQ(rutabaga_submit_command(rutabaga, &command), 0);
+    struct rutabaga_fence fence = {.flags = RUTABAGA_FLAG_FENCE | RUTABAGA_FLAG_INFO_RING_IDX,
+                                   .fence_id = 41,
+                                   .ctx_id = 1,
+                                   .ring_idx = 0};
+    CHECK_EQ(rutabaga_create_fence(rutabaga, &fence), 0);
+    for (int waited_ms = 0; __atomic_load_n(&cb.fence_count, __ATOMIC_ACQUIRE) == 0; waited_ms++) {
+        CHECK(waited_ms < 5000);
+        usleep(1000);
+    }
+    CHECK_EQ(cb.fences[0].fence_id, 41);
+    uint32_t pixels[16 * 8];
+    struct iovec out = {pixels, sizeof(pixels)};
+    struct rutabaga_transfer all = {.w = 16, .h = 8, .d = 1};
+    CHECK_EQ(rutabaga_resource_transfer_read(rutabaga, 0, 7, &all, &out), 0);
+    for (int i = 0; i < 16 * 8; i++) {
+        CHECK_EQ(pixels[i], 0xff0000ffu); /* B8G8R8A8: blue, opaque */
+    }
+    CHECK_EQ(rutabaga_context_destroy(rutabaga, 1), 0);
+    CHECK_EQ(rutabaga_context_destroy(rutabaga, 2), 0);
+    CHECK_EQ(rutabaga_finish(&rutabaga), 0);
+}
+#endif
