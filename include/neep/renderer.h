@@ -103,6 +103,9 @@ struct neep_renderer_config {
     /* Optional channels for the cross-domain context type; copied at create time. */
     const struct neep_channel *channels;
     size_t channel_count;
+    /* Optional DRM render node for the virgl context types (as Debian's vhost-user-gpu takes
+     * it); NULL renders through surfaceless EGL (Mesa's llvmpipe without a GPU). Copied. */
+    const char *render_node_path;
 };
 
 #define NEEP_DEFAULT_MEMORY_BUDGET_BYTES (1ull << 30)

@@ -43,6 +43,7 @@ static struct {
     pthread_mutex_t callback_lock; /* contexts, and owner as the callbacks see it */
     struct id_table contexts;      /* ctx_id -> struct virgl_context */
     struct neep_renderer *callback_owner;
+    const char *owner_render_node; /* owner's, during virgl_renderer_init */
 } instance = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -101,9 +102,18 @@ __attribute__((format(printf, 1, 0))) static void on_debug_message(const char *f
     pthread_mutex_unlock(&instance.callback_lock);
 }
 
+/* The render node the embedder named, for virglrenderer's GBM; it owns what we return. */
+static int on_get_drm_fd(void *cookie)
+{
+    (void)cookie;
+    const char *path = instance.owner_render_node;
+    return path ? open(path, O_RDWR | O_CLOEXEC) : -1;
+}
+
 static struct virgl_renderer_callbacks callbacks = {
     .version = 3,
     .write_fence = on_write_fence,
+    .get_drm_fd = on_get_drm_fd,
     .write_context_fence = on_write_context_fence,
 };
 
@@ -125,14 +135,22 @@ static int instance_acquire(struct neep_renderer *renderer)
         instance.callback_owner = renderer;
         pthread_mutex_unlock(&instance.callback_lock);
         virgl_set_debug_callback(on_debug_message);
-        int flags = VIRGL_RENDERER_USE_EGL | VIRGL_RENDERER_USE_SURFACELESS |
-                    VIRGL_RENDERER_THREAD_SYNC | VIRGL_RENDERER_ASYNC_FENCE_CB;
+        /* Without a render node, EGL renders surfaceless (llvmpipe where there is no GPU);
+         * with one, virglrenderer's GBM opens it through on_get_drm_fd. */
+        int flags =
+            VIRGL_RENDERER_USE_EGL | VIRGL_RENDERER_THREAD_SYNC | VIRGL_RENDERER_ASYNC_FENCE_CB;
+        if (!renderer->render_node_path) {
+            flags |= VIRGL_RENDERER_USE_SURFACELESS;
+        }
+        instance.owner_render_node = renderer->render_node_path;
         /* The cookie is not used (the callbacks find their renderer above), but must be set. */
         ret = as_errno(virgl_renderer_init(&instance, flags, &callbacks));
+        instance.owner_render_node = NULL;
         if (ret < 0) {
             neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
-                          "virgl: virglrenderer did not start (%s): no usable EGL?",
-                          strerror(-ret));
+                          "virgl: virglrenderer did not start (%s) %s %s", strerror(-ret),
+                          renderer->render_node_path ? "on render node" : "with surfaceless EGL",
+                          renderer->render_node_path ? renderer->render_node_path : "");
             pthread_mutex_lock(&instance.callback_lock);
             instance.callback_owner = NULL;
             pthread_mutex_unlock(&instance.callback_lock);

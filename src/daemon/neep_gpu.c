@@ -149,7 +149,9 @@ static void usage(FILE *out)
             "  -m, --memory-budget-mib=N  host memory the guest may use (default 1024)\n"
             "  -l, --log-level=LEVEL    error, warning, info or debug (default warning)\n"
             "  -v, --verbose            same as --log-level=info\n"
-            "  -r, --render-node=PATH   accepted for compatibility; neep renders on the CPU\n"
+            "  -x, --virgl              OpenGL for the guest (virgl, through virglrenderer)\n"
+            "  -r, --render-node=PATH   DRM render node for --virgl (default: surfaceless EGL,\n"
+            "                           which renders on the CPU where there is no GPU)\n"
             "  -h, --help               this text\n"
             "  -V, --version            the version\n\n"
             "With QEMU (10.0 or later):\n"
@@ -202,6 +204,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'l'},
         {"verbose", no_argument, NULL, 'v'},
         {"render-node", required_argument, NULL, 'r'},
+        {"virgl", no_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -211,8 +214,10 @@ int main(int argc, char **argv)
     int connected_fd = -1;
     uint32_t scanout_count = 1, width = 1280, height = 800;
     uint64_t budget_mib = 1024;
+    bool virgl = false;
+    const char *render_node = NULL;
     int option;
-    while ((option = getopt_long(argc, argv, "s:f:cn:g:m:l:vr:hV", options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "s:f:cn:g:m:l:vr:xhV", options, NULL)) != -1) {
         char *end = NULL;
         switch (option) {
         case 's':
@@ -226,7 +231,9 @@ int main(int argc, char **argv)
             }
             break;
         case 'c':
-            printf("{\n  \"type\": \"gpu\",\n  \"features\": []\n}\n");
+            /* libvirt reads these names (QEMU's docs/interop/vhost-user.json). */
+            printf("{\n  \"type\": \"gpu\",\n  \"features\": [%s]\n}\n",
+                   NEEP_HAVE_VIRGL ? "\n    \"render-node\",\n    \"virgl\"\n  " : "");
             return 0;
         case 'n':
             scanout_count = (uint32_t)strtoul(optarg, &end, 10);
@@ -259,7 +266,14 @@ int main(int argc, char **argv)
             daemon.log_level = NEEP_LOG_INFO;
             break;
         case 'r':
-            fprintf(stderr, "neep-gpu: ignoring --render-node: rendering is on the CPU\n");
+            render_node = optarg;
+            break;
+        case 'x':
+            if (!NEEP_HAVE_VIRGL) {
+                fprintf(stderr, "neep-gpu: this build has no virgl (libvirglrenderer)\n");
+                return 2;
+            }
+            virgl = true;
             break;
         case 'h':
             usage(stdout);
@@ -271,6 +285,9 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (render_node && !virgl) {
+        fprintf(stderr, "neep-gpu: --render-node applies to --virgl only; ignoring it\n");
     }
     if ((socket_path == NULL) == (connected_fd < 0)) {
         fprintf(stderr, "neep-gpu: give exactly one of --socket-path and --fd\n");
@@ -296,9 +313,13 @@ int main(int argc, char **argv)
     struct vu_backend_config config = {
         .device =
             {
-                .renderer = {.memory_budget_bytes = budget_mib << 20,
+                .renderer = {.capset_mask =
+                                 virgl ? (1ull << NEEP_CAPSET_VIRGL) | (1ull << NEEP_CAPSET_VIRGL2)
+                                       : 0,
+                             .memory_budget_bytes = budget_mib << 20,
                              .log_fn = log_line,
-                             .log_level = daemon.log_level},
+                             .log_level = daemon.log_level,
+                             .render_node_path = virgl ? render_node : NULL},
                 .scanout_count = scanout_count,
             },
         .watch = &watch_ops,

@@ -150,6 +150,10 @@ int neep_renderer_create_with_types(const struct neep_renderer_config *config,
     if (ret == 0) {
         ret = copy_channels(renderer, config->channels, config->channel_count);
     }
+    if (ret == 0 && config->render_node_path &&
+        !(renderer->render_node_path = strdup(config->render_node_path))) {
+        ret = -ENOMEM;
+    }
     if (ret == 0) {
         ret = setup_capsets(renderer, types, type_count);
     }
@@ -193,6 +197,7 @@ void neep_renderer_destroy(struct neep_renderer *renderer)
         free((char *)renderer->channels[i].path);
     }
     free(renderer->channels);
+    free(renderer->render_node_path);
     neep_logger_finish(&renderer->logger);
     free(renderer);
 }

@@ -150,6 +150,7 @@ struct neep_renderer {
 
     struct neep_channel *channels; /* owned copies, paths strdup'd */
     size_t channel_count;
+    char *render_node_path; /* owned copy, or NULL */
 
     /* Fences: see fence.c. */
     pthread_mutex_t fence_lock;

@@ -389,3 +389,20 @@ TEST(virgl_resources_reach_the_display_by_read_back)
     CHECK_EQ(t.display.cursor_first_pixel & 0xffffff, pattern_pixel(0, 0));
     test_device_finish(&t);
 }
+
+TEST(virgl_takes_a_render_node_and_says_when_it_cannot_use_it)
+{
+    struct log_capture log = {0};
+    /* Mesa's GBM falls back to software on a node that is not a GPU, as here on /dev/null. */
+    struct neep_renderer_config config = {.capset_mask = VIRGL_MASK,
+                                          .log_fn = support_log,
+                                          .log_user_data = &log,
+                                          .render_node_path = "/dev/null"};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(neep_renderer_create(&config, &renderer), 0);
+    create_texture(renderer, 1, 8, 8);
+    neep_renderer_destroy(renderer);
+    config.render_node_path = "/nonexistent/renderD128";
+    CHECK(neep_renderer_create(&config, &renderer) < 0);
+    CHECK(strstr(log.last_error, "virgl") != NULL);
+}
