@@ -1,0 +1,103 @@
+/*
+ * Reproducers from an attacker's review of the vhost-user back-end, the device model and
+ * neep-wl. Reuses the vhost-user rig (this file includes test_vhost_user.c; meson runs only
+ * the tests named attacker_*).
+ */
+#include "test_vhost_user.c"
+
+#include "device/device_internal.h"
+
+static uint32_t pending_commands(struct rig *rig)
+{
+    const struct neep_device *device = vu_backend_device(rig->f.backend);
+    uint32_t count = 0;
+    for (const struct pending_command *p = device->pending_head; p; p = p->next) {
+        count++;
+    }
+    return count;
+}
+
+#if NEEP_HAVE_CROSS_DOMAIN
+/*
+ * A guest (or simply neep-wl, whose every connection keeps a POLL armed and whose exit
+ * destroys the context) destroys a cross-domain context while a POLL fenced on its channel
+ * ring is in flight. The context's timelines are freed without being signalled, so the
+ * device's pending_command for that POLL is never completed: the chain is never returned to
+ * the driver (a ring slot and the driver's buffer are lost for good), and the pending entry
+ * (uncharged) stays on device->pending_head until a device reset.
+ */
+TEST(attacker_destroying_a_context_completes_its_poll_in_flight)
+{
+    struct compositor compositor;
+    struct rig rig;
+    rig_init_cross_domain(&rig, &compositor);
+    connect_channel(&rig, &compositor);
+    uint16_t answered = used_idx(&rig, 0);
+    uint16_t poll_head = offer_poll(&rig, 1);
+    kick(&rig, 0);
+    CHECK_EQ(used_idx(&rig, 0), answered); /* the POLL waits for the compositor */
+    CHECK_EQ(pending_commands(&rig), 1);
+
+    struct virtio_gpu_ctx_destroy destroy = {
+        .hdr = {.type = VIRTIO_GPU_CMD_CTX_DESTROY, .ctx_id = CTX}};
+    CHECK_EQ(command(&rig, &destroy, sizeof(destroy)), VIRTIO_GPU_RESP_OK_NODATA);
+    /* What the device should do: hand the POLL's chain back (it can never be answered). */
+    vu_test_loop_run(&rig.f.loop);
+    fprintf(stderr, "after CTX_DESTROY: %u pending commands, used idx %u (POLL was head %u)\n",
+            pending_commands(&rig), used_idx(&rig, 0), poll_head);
+    CHECK_EQ(pending_commands(&rig), 0);
+    bool poll_returned = false;
+    for (uint16_t i = answered; i != used_idx(&rig, 0); i++) {
+        poll_returned |= used_of(&rig, 0)->ring[i % QUEUE_SIZE].id == poll_head;
+    }
+    CHECK(poll_returned);
+    rig_finish(&rig);
+    compositor_finish(&compositor);
+}
+
+/* The same, in a loop: each round strands one more uncharged pending_command that every
+ * later fence dispatch walks (on_fence is linear in the list). */
+TEST(attacker_context_churn_strands_pending_commands)
+{
+    struct compositor compositor;
+    struct rig rig;
+    rig_init_cross_domain(&rig, &compositor);
+    connect_channel(&rig, &compositor);
+    const uint32_t rounds = 50;
+    for (uint32_t i = 0; i < rounds; i++) {
+        offer_poll(&rig, 1000 + i);
+        kick(&rig, 0);
+        struct virtio_gpu_ctx_destroy destroy = {
+            .hdr = {.type = VIRTIO_GPU_CMD_CTX_DESTROY, .ctx_id = CTX}};
+        CHECK_EQ(command(&rig, &destroy, sizeof(destroy)), VIRTIO_GPU_RESP_OK_NODATA);
+        close(compositor.fd);
+        struct virtio_gpu_ctx_create create = {
+            .hdr = {.type = VIRTIO_GPU_CMD_CTX_CREATE, .ctx_id = CTX},
+            .context_init = NEEP_CAPSET_CROSS_DOMAIN};
+        CHECK_EQ(command(&rig, &create, sizeof(create)), VIRTIO_GPU_RESP_OK_NODATA);
+        uint32_t ids[2] = {QUERY_RING_ID, CHANNEL_RING_ID};
+        for (int r = 0; r < 2; r++) {
+            struct virtio_gpu_ctx_resource attach = {
+                .hdr = {.type = VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE, .ctx_id = CTX},
+                .resource_id = ids[r]};
+            CHECK_EQ(command(&rig, &attach, sizeof(attach)), VIRTIO_GPU_RESP_OK_NODATA);
+        }
+        struct cross_domain_init init = {
+            .hdr = {.cmd = CROSS_DOMAIN_CMD_INIT, .cmd_size = CROSS_DOMAIN_INIT_V1_BYTES},
+            .query_ring_id = QUERY_RING_ID,
+            .channel_ring_id = CHANNEL_RING_ID,
+            .channel_type = CROSS_DOMAIN_CHANNEL_TYPE_WAYLAND};
+        const struct virtio_gpu_ctrl_hdr *response =
+            (void *)offer_submit(&rig, &init, CROSS_DOMAIN_INIT_V1_BYTES, -1, 0);
+        kick(&rig, 0);
+        CHECK_EQ(response->type, VIRTIO_GPU_RESP_OK_NODATA);
+        compositor.fd = accept4(compositor.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        CHECK(compositor.fd >= 0);
+    }
+    fprintf(stderr, "%u context lifetimes left %u pending commands behind\n", rounds,
+            pending_commands(&rig));
+    CHECK_EQ(pending_commands(&rig), 0);
+    rig_finish(&rig);
+    compositor_finish(&compositor);
+}
+#endif
