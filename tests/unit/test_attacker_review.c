@@ -40,7 +40,9 @@ TEST(attacker_destroying_a_context_completes_its_poll_in_flight)
 
     struct virtio_gpu_ctx_destroy destroy = {
         .hdr = {.type = VIRTIO_GPU_CMD_CTX_DESTROY, .ctx_id = CTX}};
-    CHECK_EQ(command(&rig, &destroy, sizeof(destroy)), VIRTIO_GPU_RESP_OK_NODATA);
+    const struct virtio_gpu_ctrl_hdr *destroyed = (void *)offer(&rig, 0, &destroy, sizeof(destroy));
+    kick(&rig, 0);
+    CHECK_EQ(destroyed->type, VIRTIO_GPU_RESP_OK_NODATA);
     /* What the device should do: hand the POLL's chain back (it can never be answered). */
     vu_test_loop_run(&rig.f.loop);
     fprintf(stderr, "after CTX_DESTROY: %u pending commands, used idx %u (POLL was head %u)\n",
@@ -69,7 +71,10 @@ TEST(attacker_context_churn_strands_pending_commands)
         kick(&rig, 0);
         struct virtio_gpu_ctx_destroy destroy = {
             .hdr = {.type = VIRTIO_GPU_CMD_CTX_DESTROY, .ctx_id = CTX}};
-        CHECK_EQ(command(&rig, &destroy, sizeof(destroy)), VIRTIO_GPU_RESP_OK_NODATA);
+        const struct virtio_gpu_ctrl_hdr *destroyed =
+            (void *)offer(&rig, 0, &destroy, sizeof(destroy));
+        kick(&rig, 0);
+        CHECK_EQ(destroyed->type, VIRTIO_GPU_RESP_OK_NODATA);
         close(compositor.fd);
         struct virtio_gpu_ctx_create create = {
             .hdr = {.type = VIRTIO_GPU_CMD_CTX_CREATE, .ctx_id = CTX},
