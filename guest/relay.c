@@ -345,6 +345,39 @@ static bool host_broke(struct proxy_client *client, const char *what)
     return false;
 }
 
+/* The only host objects the proxy owns are the wl_shm_pools it makes for shadow buffers
+ * (shm.c); their ids map to ID_PROXY_OWNED until the compositor's delete_id. */
+#define PROXY_OWNED_INTERFACE (&wl_shm_pool_interface)
+
+/*
+ * An event for one of the proxy's own objects is not passed on, but the fds its signature
+ * carries came with it and are taken off the queue (and closed): left there, they would go to
+ * the next message that carries one (a keymap, a data offer's pipe). An event the interface
+ * does not have (wl_shm_pool has none) breaks the stream: which fds it meant is unknowable.
+ */
+static bool drop_proxy_owned_event(struct proxy_client *client, const uint8_t *bytes)
+{
+    const struct wl_interface *interface = PROXY_OWNED_INTERFACE;
+    uint32_t opcode = read_word(bytes, 4) & 0xffff;
+    if (opcode >= (uint32_t)interface->event_count) {
+        proxy_client_fail(client, 1, WL_DISPLAY_ERROR_IMPLEMENTATION,
+                          "the host compositor's stream broke: %s %u has no such event (%u)",
+                          interface->name, read_word(bytes, 0), opcode);
+        return false;
+    }
+    for (const char *c = interface->events[opcode].signature; *c; c++) {
+        if (*c != 'h') {
+            continue;
+        }
+        int fd = fd_fifo_pop(&client->host_fds);
+        if (fd < 0) {
+            return host_broke(client, "a file descriptor did not come with its message");
+        }
+        close(fd);
+    }
+    return true;
+}
+
 bool relay_event(struct proxy_client *client, uint8_t *bytes, size_t size)
 {
     uint32_t host_object = read_word(bytes, 0);
@@ -355,7 +388,7 @@ bool relay_event(struct proxy_client *client, uint8_t *bytes, size_t size)
             return host_broke(client, "an event for an object that does not exist");
         }
         if (object_id == ID_PROXY_OWNED) {
-            return true; /* the proxy's own pools have no events worth passing on */
+            return drop_proxy_owned_event(client, bytes);
         }
         write_word(bytes, 0, object_id);
     }

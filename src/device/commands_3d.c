@@ -61,7 +61,11 @@ int cmd_ctx_create(struct command_context *cc, const void *request)
 
 int cmd_ctx_destroy(struct command_context *cc, const void *request)
 {
-    return neep_context_destroy(cc->device->renderer, cc->hdr.ctx_id);
+    int ret = neep_context_destroy(cc->device->renderer, cc->hdr.ctx_id);
+    if (ret == 0) {
+        device_complete_context_pending(cc->device, cc->hdr.ctx_id);
+    }
+    return ret;
 }
 
 int cmd_ctx_attach_resource(struct command_context *cc, const void *request)

@@ -89,6 +89,31 @@ static void complete_all_pending(struct neep_device *device)
     device->pending_tail = NULL;
 }
 
+/* A destroyed context's timelines are gone without being signalled: its fenced commands
+ * still waiting (a POLL, say) are completed now, or their chains would never go back to the
+ * driver. Their responses are already written. */
+void device_complete_context_pending(struct neep_device *device, uint32_t ctx_id)
+{
+    struct pending_command **link = &device->pending_head;
+    struct pending_command *previous = NULL;
+    while (*link) {
+        struct pending_command *pending = *link;
+        if (pending->on_ring && pending->ctx_id == ctx_id) {
+            *link = pending->next;
+            if (device->pending_tail == pending) {
+                device->pending_tail = previous;
+            }
+            pending->complete(pending->complete_user_data, pending->cookie,
+                              pending->response_bytes);
+            pending->next = device->free_pending;
+            device->free_pending = pending;
+            continue;
+        }
+        previous = pending;
+        link = &pending->next;
+    }
+}
+
 void neep_device_destroy(struct neep_device *device)
 {
     if (!device) {

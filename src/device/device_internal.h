@@ -102,6 +102,9 @@ void *command_respond(struct command_context *cc, uint32_t type, uint32_t respon
 int command_read_mem_entries(struct command_context *cc, uint64_t offset, uint32_t count,
                              struct iovec **iov_out, size_t *iov_count_out);
 
+/* device.c: completes the fenced commands still waiting on a destroyed context's rings. */
+void device_complete_context_pending(struct neep_device *device, uint32_t ctx_id);
+
 /* commands_2d.c, commands_3d.c: handlers take the copied fixed struct. */
 typedef int (*command_handler)(struct command_context *cc, const void *request);
 struct command_info {

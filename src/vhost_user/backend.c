@@ -149,6 +149,40 @@ static void release_memory_if_dropped(struct vu_backend *backend)
     }
 }
 
+/* ---- guest memory shrunk by the front-end ----------------------------------------------- */
+
+/*
+ * A front-end that truncates a region's file after SET_MEM_TABLE would kill us with SIGBUS on
+ * the next access; memory_guard patches zero pages over the vanished ones instead and flags
+ * the mapping. After each message, queue pass and fence dispatch the flags are looked at: a
+ * newly broken region is logged once and breaks the device, as a ring that lies does. Every
+ * started queue stops, and none starts again until a new memory table (which maps the file
+ * afresh, or refuses it if it is still short) replaces the region.
+ */
+static void report_broken_region(void *user_data, const struct vu_mapped_region *region,
+                                 uint32_t index, bool retired)
+{
+    struct vu_backend *backend = user_data;
+    backend_error(backend,
+                  "the front-end shrank %sguest memory region %u (guest 0x%llx, %llu bytes) "
+                  "under the back-end: its vanished pages read as zeros; the device is broken "
+                  "and its queues stay stopped until a new memory table",
+                  retired ? "replaced " : "", index, (unsigned long long)region->gpa,
+                  (unsigned long long)region->size);
+}
+
+/* Returns true if a region broke since the last look (the queues are stopped then). */
+static bool check_guest_memory(struct vu_backend *backend)
+{
+    if (vu_memory_take_broken(&backend->memory, report_broken_region, backend) == 0) {
+        return false;
+    }
+    for (uint32_t i = 0; i < QUEUE_COUNT; i++) {
+        backend->queues[i].broken = true;
+    }
+    return true;
+}
+
 /* ---- queue processing ------------------------------------------------------------------- */
 
 /* A cookie is the chain's head, its queue and its queue's generation (as many bits of it as
@@ -258,6 +292,9 @@ static void process_queue(struct vu_backend *backend, uint32_t index)
             neep_device_process(backend->device,
                                 index == 0 ? NEEP_QUEUE_CONTROL : NEEP_QUEUE_CURSOR, &command,
                                 on_complete, backend);
+            if (check_guest_memory(backend)) {
+                break;
+            }
         }
         flush_notifications(backend);
         more = vu_virtqueue_rearm(vq);
@@ -290,6 +327,7 @@ static void on_fences(void *arg)
     struct vu_backend *backend = arg;
     neep_device_dispatch(backend->device);
     flush_notifications(backend);
+    check_guest_memory(backend);
 }
 
 /* ---- queue lifecycle -------------------------------------------------------------------- */
@@ -328,7 +366,10 @@ static bool resumes_paused_ring(const struct vu_backend *backend, const struct v
 static int start_queue(struct vu_backend *backend, struct vu_virtqueue *vq, int kick_fd)
 {
     const char *reason = NULL;
-    if (vu_virtqueue_map(vq, &backend->memory, &reason) < 0) {
+    if (vu_memory_broken(&backend->memory)) {
+        reason = "the front-end shrank guest memory (send a new memory table first)";
+    }
+    if (reason || vu_virtqueue_map(vq, &backend->memory, &reason) < 0) {
         backend_error(backend, "queue %u cannot start: %s", vq->index, reason);
         close(kick_fd);
         vq->started = false;
@@ -845,6 +886,7 @@ static void on_socket(void *arg)
         ret = info->handler(backend, &msg);
     }
     close_fds(&msg);
+    check_guest_memory(backend);
 
     bool reply_ack = (backend->acked_protocol_features & (1ull << VU_PROTOCOL_F_REPLY_ACK)) &&
                      (msg.header.flags & VU_FLAG_NEED_REPLY);

@@ -1,12 +1,15 @@
 #include "memory.h"
 
 #include <errno.h>
+#include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include "memory_guard.h"
 #include "util/checked.h"
 
 #define RETIRED_CAPACITY                                                                           \
@@ -20,6 +23,7 @@ void vu_memory_init(struct vu_memory_table *table)
 static void unmap_region(struct vu_mapped_region *region)
 {
     if (region->mmap_base) {
+        vu_memory_guard_unregister(region->guard_slot); /* before the range can be reused */
         munmap(region->mmap_base, region->mmap_bytes);
         region->mmap_base = NULL;
     }
@@ -62,6 +66,17 @@ static bool same_mapping(const struct vu_mapped_region *a, const struct vu_mappe
            a->file_ino == b->file_ino;
 }
 
+/* The granularity a fault on the file's mapping is patched at: its page size. */
+static size_t page_bytes_of(int fd, const struct stat *st)
+{
+    struct statfs fs;
+    if (fstatfs(fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC && st->st_blksize > 0) {
+        return (size_t)st->st_blksize; /* hugetlbfs reports its huge page size there */
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    return page > 0 ? (size_t)page : 4096;
+}
+
 static int map_region(const struct vu_memory_region *wire, int fd, struct vu_mapped_region *out,
                       const char **reason)
 {
@@ -88,6 +103,13 @@ static int map_region(const struct vu_memory_region *wire, int fd, struct vu_map
         *reason = "region cannot be mapped";
         return -EINVAL;
     }
+    int slot = vu_memory_guard_register(base, end, page_bytes_of(fd, &st));
+    if (slot < 0) {
+        munmap(base, end);
+        *reason = "region cannot be guarded against the front-end shrinking it (too many "
+                  "mappings)";
+        return -EINVAL;
+    }
     *out = (struct vu_mapped_region){
         .gpa = wire->guest_phys_addr,
         .size = wire->memory_size,
@@ -98,6 +120,7 @@ static int map_region(const struct vu_memory_region *wire, int fd, struct vu_map
         .host = (uint8_t *)base + wire->mmap_offset,
         .file_dev = st.st_dev,
         .file_ino = st.st_ino,
+        .guard_slot = slot,
     };
     return 0;
 }
@@ -147,7 +170,9 @@ int vu_memory_set(struct vu_memory_table *table, const struct vu_memory *message
     for (uint32_t old = 0; old < table->count; old++) {
         bool kept = false;
         for (uint32_t i = 0; i < mapped && !kept; i++) {
-            if (same_mapping(&table->regions[old], &fresh[i])) {
+            /* A shrunk mapping holds zero pages now: the fresh one shows the file again. */
+            if (same_mapping(&table->regions[old], &fresh[i]) &&
+                !vu_memory_guard_broken(table->regions[old].guard_slot)) {
                 unmap_region(&fresh[i]);
                 fresh[i] = table->regions[old];
                 kept = true;
@@ -160,6 +185,44 @@ int vu_memory_set(struct vu_memory_table *table, const struct vu_memory *message
     memcpy(table->regions, fresh, mapped * sizeof(fresh[0]));
     table->count = mapped;
     return 0;
+}
+
+static bool take_broken(struct vu_mapped_region *region)
+{
+    if (region->broken_reported || !vu_memory_guard_broken(region->guard_slot)) {
+        return false;
+    }
+    region->broken_reported = true;
+    return true;
+}
+
+uint32_t vu_memory_take_broken(struct vu_memory_table *table, vu_memory_broken_fn *report,
+                               void *user_data)
+{
+    uint32_t found = 0;
+    for (uint32_t i = 0; i < table->count; i++) {
+        if (take_broken(&table->regions[i])) {
+            report(user_data, &table->regions[i], i, false);
+            found++;
+        }
+    }
+    for (uint32_t i = 0; i < table->retired_count; i++) {
+        if (take_broken(&table->retired[i])) {
+            report(user_data, &table->retired[i], i, true);
+            found++;
+        }
+    }
+    return found;
+}
+
+bool vu_memory_broken(const struct vu_memory_table *table)
+{
+    for (uint32_t i = 0; i < table->count; i++) {
+        if (vu_memory_guard_broken(table->regions[i].guard_slot)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void *vu_memory_gpa(const struct vu_memory_table *table, uint64_t gpa, uint64_t length,

@@ -19,6 +19,8 @@ struct vu_mapped_region {
     uint64_t mmap_bytes;
     uint8_t *host; /* mmap_base + mmap_offset: guest address gpa lives here */
     uint64_t file_dev, file_ino;
+    int guard_slot;       /* in memory_guard.h's registry (the front-end may shrink the file) */
+    bool broken_reported; /* vu_memory_take_broken() told of it */
 };
 
 /* Replaced mappings kept alive because the renderer may still point into them. The owner
@@ -44,10 +46,21 @@ void vu_memory_release_retired(struct vu_memory_table *table);
 void vu_memory_release_unused_retired(struct vu_memory_table *table, const bool *in_use);
 
 /* Installs a new table from SET_MEM_TABLE. Mappings of the old table that the new one does
- * not repeat exactly are retired, not unmapped. Takes ownership of the fds in every case.
- * Returns 0 or a negative errno with *reason set. */
+ * not repeat exactly (or that were found shrunk) are retired, not unmapped. Takes ownership
+ * of the fds in every case. Returns 0 or a negative errno with *reason set. */
 int vu_memory_set(struct vu_memory_table *table, const struct vu_memory *message, const int *fds,
                   int fd_count, const char **reason);
+
+/* Calls `report` once for each mapping (current or retired) found shrunk by the front-end
+ * since the last call: its pages read as zeros now (see memory_guard.h). `index` is the
+ * region's place in the current table, or in the retired list when `retired`. Returns how
+ * many it reported. */
+typedef void vu_memory_broken_fn(void *user_data, const struct vu_mapped_region *region,
+                                 uint32_t index, bool retired);
+uint32_t vu_memory_take_broken(struct vu_memory_table *table, vu_memory_broken_fn *report,
+                               void *user_data);
+/* True if a region of the current table was found shrunk. */
+bool vu_memory_broken(const struct vu_memory_table *table);
 
 /* Host address of guest-physical `gpa`; *contiguous gets the bytes available there, capped
  * at `length`. NULL when `gpa` is outside guest memory. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct relay_record *record_of(struct proxy_client *client)
@@ -32,6 +33,8 @@ bool proxy_client_queue(struct proxy_client *client, const uint8_t *message, siz
     struct relay_record *record = record_of(client);
     append(&record->to_client, message, size);
     for (uint32_t i = 0; i < fd_count; i++) {
+        struct stat st;
+        record->last_fd_to_client_inode = fstat(fds[i], &st) == 0 ? st.st_ino : 0;
         close(fds[i]);
         record->fds_to_client++;
     }

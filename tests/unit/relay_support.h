@@ -20,6 +20,7 @@ struct relay_record {
     struct relay_stream to_client;
     struct relay_stream to_host;
     uint32_t fds_to_client;
+    uint64_t last_fd_to_client_inode; /* which file the last fd handed to the client was */
     uint32_t ids[RELAY_RECORD_IDS];
     uint32_t id_types[RELAY_RECORD_IDS];
     uint32_t id_count;

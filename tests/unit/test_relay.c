@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -171,6 +172,62 @@ TEST(ids_are_dense_on_the_host_and_translated_back)
     /* Client id 4 may be used again, and takes the freed host id. */
     CHECK(request(r, 1, WL_DISPLAY_SYNC, 1, 4u));
     CHECK_EQ(r->client.to_host[4], 4);
+    finish(r);
+}
+
+static uint64_t inode_of(int fd)
+{
+    struct stat st;
+    CHECK_EQ(fstat(fd, &st), 0);
+    return st.st_ino;
+}
+
+/*
+ * A hostile compositor sends an event for the pool the proxy made on the host for a shadow
+ * buffer (an object the client never sees) with a file descriptor, then a keyboard keymap
+ * with its own. The proxy drops the pool's event; the fds it carried must go with it, or the
+ * keymap (and every fd-carrying event after it) gets the file meant for the message before.
+ */
+TEST(an_event_for_a_proxy_object_does_not_shift_the_compositors_fds)
+{
+    struct relay_record *r = start();
+    int pool_fd = memfd_create("pool", MFD_CLOEXEC);
+    CHECK_EQ(ftruncate(pool_fd, 65536), 0);
+    CHECK(bind(r, "wl_shm", 1, 3));
+    CHECK(fd_fifo_push(&r->client.client_fds, pool_fd));
+    CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, 4u, 65536u));
+    CHECK(request(r, 4, WL_SHM_POOL_CREATE_BUFFER, 6, 5u, 0u, 64u, 64u, 256u, 1u));
+    CHECK(bind(r, "wl_seat", 5, 6));
+    CHECK(request(r, 6, WL_SEAT_GET_KEYBOARD, 1, 7u));
+    CHECK(!r->client.closing);
+    const uint32_t host_pool = 4;
+    CHECK_EQ(r->client.to_client[host_pool], ID_PROXY_OWNED);
+    uint32_t host_keyboard = r->client.to_host[7];
+    CHECK(host_keyboard != 0);
+
+    /* The compositor's RECEIVE brought two fds: one for each message that follows. */
+    int stray = memfd_create("stray", MFD_CLOEXEC);
+    int keymap = memfd_create("keymap", MFD_CLOEXEC);
+    uint64_t stray_inode = inode_of(stray), keymap_inode = inode_of(keymap);
+    CHECK(fd_fifo_push(&r->client.host_fds, stray));
+    CHECK(fd_fifo_push(&r->client.host_fds, keymap));
+
+    uint32_t pool_event[3], keymap_event[4];
+    bool relayed = event(r, pool_event, message(pool_event, host_pool, 0, 1, 0u));
+    if (relayed) {
+        /* wl_keyboard.keymap(xkb_v1, fd, size) */
+        relayed = event(r, keymap_event, message(keymap_event, host_keyboard, 0, 2, 1u, 4096u));
+    }
+    if (r->fds_to_client > 0) {
+        /* A keymap that reaches the client carries its own file, never the stray one. */
+        CHECK_EQ(r->fds_to_client, 1);
+        CHECK(r->last_fd_to_client_inode != stray_inode);
+        CHECK_EQ(r->last_fd_to_client_inode, keymap_inode);
+    }
+    /* wl_shm_pool has no events at all: the compositor's stream is broken, and said so. */
+    CHECK(!relayed);
+    CHECK(r->client.closing);
+    CHECK(strstr(r->error, "has no such event") != NULL);
     finish(r);
 }
 
