@@ -86,7 +86,8 @@ static void on_write_context_fence(void *cookie, uint32_t ctx_id, uint32_t ring_
     pthread_mutex_unlock(&instance.callback_lock);
 }
 
-/* virglrenderer's own messages: a guest's bad command stream causes most, so rate-limited. */
+/* virglrenderer's own messages, informational or about a guest's bad command stream (so
+ * rate-limited); its errors reach the guest too, as failed commands. */
 __attribute__((format(printf, 1, 0))) static void on_debug_message(const char *fmt, va_list args)
 {
     char line[256];
@@ -97,7 +98,7 @@ __attribute__((format(printf, 1, 0))) static void on_debug_message(const char *f
     }
     pthread_mutex_lock(&instance.callback_lock);
     if (instance.callback_owner && length > 0) {
-        renderer_log(instance.callback_owner, NEEP_LOG_WARN, "virglrenderer: %s", line);
+        renderer_log(instance.callback_owner, NEEP_LOG_INFO, "virglrenderer: %s", line);
     }
     pthread_mutex_unlock(&instance.callback_lock);
 }
@@ -220,6 +221,11 @@ static void provider_detach_backing(struct neep_renderer *renderer, struct neep_
 
 static void provider_destroy(struct neep_renderer *renderer, struct neep_resource *resource)
 {
+    if (resource->host_map) {
+        virgl_renderer_resource_unmap(resource->id);
+        resource->host_map = NULL; /* virglrenderer's mapping, not the renderer's to munmap */
+        resource->host_map_bytes = 0;
+    }
     if (resource->backing) {
         provider_detach_backing(renderer, resource);
     }
@@ -287,6 +293,96 @@ static int provider_create_global_fence(struct neep_renderer *renderer,
     return ret;
 }
 
+static const struct neep_context_ops virgl_context_ops;
+
+static bool provider_serves_context(const struct neep_context *ctx)
+{
+    return ctx->ops == &virgl_context_ops;
+}
+
+static int provider_create_blob(struct neep_renderer *renderer, struct neep_resource *resource,
+                                uint32_t ctx_id)
+{
+    /* neep's blob_mem and flag values are virtio-gpu's, as virglrenderer's are. */
+    struct virgl_renderer_resource_create_blob_args args = {
+        .res_handle = resource->id,
+        .ctx_id = ctx_id,
+        .blob_mem = resource->blob_mem,
+        .blob_flags = resource->blob_flags,
+        .blob_id = resource->blob_id,
+        .size = resource->size_bytes,
+        .iovecs = resource->backing,
+        .num_iovs = (uint32_t)resource->backing_count,
+    };
+    int ret = as_errno(virgl_renderer_resource_create_blob(&args));
+    if (ret < 0) {
+        renderer_error(
+            renderer, "virgl: blob %u (ctx %u, blob_mem %u, id %llu, %llu bytes) refused: %s",
+            resource->id, ctx_id, resource->blob_mem, (unsigned long long)resource->blob_id,
+            (unsigned long long)resource->size_bytes, strerror(-ret));
+    }
+    return ret;
+}
+
+static int provider_map(struct neep_renderer *renderer, struct neep_resource *resource, void **ptr,
+                        uint64_t *size_bytes)
+{
+    int ret = as_errno(virgl_renderer_resource_map(resource->id, ptr, size_bytes));
+    if (ret < 0) {
+        renderer_error(renderer, "virgl: mapping blob %u failed: %s", resource->id, strerror(-ret));
+    }
+    return ret;
+}
+
+static int provider_unmap(struct neep_renderer *renderer, struct neep_resource *resource)
+{
+    int ret = as_errno(virgl_renderer_resource_unmap(resource->id));
+    if (ret < 0) {
+        renderer_error(renderer, "virgl: unmapping blob %u failed: %s", resource->id,
+                       strerror(-ret));
+    }
+    return ret;
+}
+
+static int provider_map_info(struct neep_renderer *renderer, struct neep_resource *resource,
+                             uint32_t *map_info)
+{
+    int ret = as_errno(virgl_renderer_resource_get_map_info(resource->id, map_info));
+    if (ret < 0) {
+        renderer_error(renderer, "virgl: blob %u has no map info: %s", resource->id,
+                       strerror(-ret));
+    }
+    return ret;
+}
+
+static int provider_export_blob(struct neep_renderer *renderer, struct neep_resource *resource,
+                                int *fd, uint32_t *handle_type)
+{
+    uint32_t fd_type = 0;
+    int ret = as_errno(virgl_renderer_resource_export_blob(resource->id, &fd_type, fd));
+    if (ret < 0) {
+        renderer_error(renderer, "virgl: blob %u cannot be exported: %s", resource->id,
+                       strerror(-ret));
+        return ret;
+    }
+    switch (fd_type) {
+    case VIRGL_RENDERER_BLOB_FD_TYPE_DMABUF:
+        *handle_type = NEEP_HANDLE_MEM_DMABUF;
+        return 0;
+    case VIRGL_RENDERER_BLOB_FD_TYPE_OPAQUE:
+        *handle_type = NEEP_HANDLE_MEM_OPAQUE_FD;
+        return 0;
+    case VIRGL_RENDERER_BLOB_FD_TYPE_SHM:
+        *handle_type = NEEP_HANDLE_MEM_SHM;
+        return 0;
+    }
+    close(*fd);
+    *fd = -1;
+    renderer_error(renderer, "virgl: blob %u exported as unknown fd type %u", resource->id,
+                   fd_type);
+    return -EIO;
+}
+
 static const struct neep_resource_provider_ops provider_ops = {
     .name = "virglrenderer",
     .create_3d = provider_create_3d,
@@ -295,6 +391,12 @@ static const struct neep_resource_provider_ops provider_ops = {
     .detach_backing = provider_detach_backing,
     .transfer = provider_transfer,
     .create_global_fence = provider_create_global_fence,
+    .serves_context = provider_serves_context,
+    .create_blob = provider_create_blob,
+    .map = provider_map,
+    .unmap = provider_unmap,
+    .map_info = provider_map_info,
+    .export_blob = provider_export_blob,
 };
 
 /* ---- contexts ------------------------------------------------------------------------------ */

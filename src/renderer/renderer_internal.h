@@ -55,6 +55,19 @@ struct neep_resource_provider_ops {
     /* Tracks a fence of the global timeline; the provider signals it (on any thread) with
      * neep_timeline_signal_low32 once the work before it is done. */
     int (*create_global_fence)(struct neep_renderer *renderer, const struct neep_fence *fence);
+
+    /* Blobs of the provider's own contexts live in it too. */
+    bool (*serves_context)(const struct neep_context *ctx);
+    /* The resource's blob fields and backing (if any) are set. */
+    int (*create_blob)(struct neep_renderer *renderer, struct neep_resource *resource,
+                       uint32_t ctx_id);
+    int (*map)(struct neep_renderer *renderer, struct neep_resource *resource, void **ptr,
+               uint64_t *size_bytes);
+    int (*unmap)(struct neep_renderer *renderer, struct neep_resource *resource);
+    int (*map_info)(struct neep_renderer *renderer, struct neep_resource *resource,
+                    uint32_t *map_info);
+    int (*export_blob)(struct neep_renderer *renderer, struct neep_resource *resource, int *fd,
+                       uint32_t *handle_type);
 };
 
 /* Host memory behind a resource: an fd (memfd or imported) and a mapping of it. */

@@ -490,7 +490,7 @@ int neep_resource_get_info(const struct neep_renderer *renderer, uint32_t resour
     info->height = resource->height_px;
     info->stride_bytes = resource->stride_bytes;
     info->size_bytes = resource->size_bytes;
-    info->is_blob = resource->kind == NEEP_RESOURCE_BLOB;
+    info->is_blob = resource->kind == NEEP_RESOURCE_BLOB || resource->blob_mem != 0;
     info->blob_mem = resource->blob_mem;
     info->blob_flags = resource->blob_flags;
     info->has_backing = resource->backing != NULL;
@@ -576,6 +576,10 @@ int neep_resource_create_blob(struct neep_renderer *renderer, uint32_t ctx_id, u
         return -EINVAL;
     }
 
+    const struct neep_resource_provider_ops *provider = renderer->resource_provider;
+    struct neep_context *ctx = ctx_id ? neep_context_lookup(renderer, ctx_id) : NULL;
+    bool provided = provider && ctx && provider->serves_context(ctx);
+
     struct neep_resource *resource = resource_alloc(renderer, resource_id, NEEP_RESOURCE_BLOB);
     if (!resource) {
         return -ENOMEM;
@@ -595,7 +599,19 @@ int neep_resource_create_blob(struct neep_renderer *renderer, uint32_t ctx_id, u
             ret = -EINVAL;
         }
     }
-    if (ret == 0 && create->blob_mem != NEEP_BLOB_MEM_GUEST) {
+    if (ret == 0 && provided) {
+        /* Host memory the provider allocates for the blob is charged as it is asked for. */
+        if (create->blob_mem != NEEP_BLOB_MEM_GUEST) {
+            ret = neep_budget_charge(renderer, create->size_bytes);
+            resource->charged_bytes += ret == 0 ? create->size_bytes : 0;
+        }
+        if (ret == 0) {
+            ret = provider->create_blob(renderer, resource, ctx_id);
+        }
+        if (ret == 0) {
+            resource->kind = NEEP_RESOURCE_PROVIDED; /* freeing it tells the provider */
+        }
+    } else if (ret == 0 && create->blob_mem != NEEP_BLOB_MEM_GUEST) {
         ret = create_host_blob(renderer, ctx_id, resource, create);
     }
     if (ret == 0) {
@@ -607,12 +623,28 @@ int neep_resource_create_blob(struct neep_renderer *renderer, uint32_t ctx_id, u
     return ret;
 }
 
+/* A blob kept by the renderer's provider. */
+static bool is_provided_blob(const struct neep_resource *resource)
+{
+    return resource->kind == NEEP_RESOURCE_PROVIDED && resource->blob_mem != 0;
+}
+
 int neep_resource_export(struct neep_renderer *renderer, uint32_t resource_id, int *fd,
                          uint32_t *handle_type)
 {
     struct neep_resource *resource = find_resource(renderer, resource_id, "export");
     if (!resource) {
         return -ENOENT;
+    }
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        if (!is_provided_blob(resource) ||
+            !(resource->blob_flags &
+              (NEEP_BLOB_FLAG_USE_SHAREABLE | NEEP_BLOB_FLAG_USE_CROSS_DEVICE))) {
+            renderer_error(renderer, "export: resource %u was not created as a shareable blob",
+                           resource_id);
+            return -EOPNOTSUPP;
+        }
+        return renderer->resource_provider->export_blob(renderer, resource, fd, handle_type);
     }
     if (resource->storage.fd < 0) {
         renderer_error(renderer, "export: resource %u has no host memory to share", resource_id);
@@ -640,8 +672,9 @@ static int find_mappable(struct neep_renderer *renderer, uint32_t resource_id, c
     if (!resource) {
         return -ENOENT;
     }
-    if (resource->kind != NEEP_RESOURCE_BLOB || resource->storage.fd < 0 ||
-        !(resource->blob_flags & NEEP_BLOB_FLAG_USE_MAPPABLE)) {
+    bool has_memory = resource->kind == NEEP_RESOURCE_BLOB ? resource->storage.fd >= 0
+                                                           : is_provided_blob(resource);
+    if (!has_memory || !(resource->blob_flags & NEEP_BLOB_FLAG_USE_MAPPABLE)) {
         renderer_error(renderer, "%s: resource %u is not a mappable host blob", what, resource_id);
         return -EOPNOTSUPP;
     }
@@ -660,6 +693,14 @@ int neep_resource_map(struct neep_renderer *renderer, uint32_t resource_id, void
     if (resource->host_map) {
         renderer_error(renderer, "map: resource %u is already mapped", resource_id);
         return -EEXIST;
+    }
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        ret = renderer->resource_provider->map(renderer, resource, ptr, size_bytes);
+        if (ret == 0) {
+            resource->host_map = *ptr;
+            resource->host_map_bytes = *size_bytes;
+        }
+        return ret;
     }
     int prot = 0;
     uint32_t access = resource->map_info & 0xf0u;
@@ -692,10 +733,14 @@ int neep_resource_unmap(struct neep_renderer *renderer, uint32_t resource_id)
         renderer_error(renderer, "unmap: resource %u is not mapped", resource_id);
         return -EINVAL;
     }
-    munmap(resource->host_map, resource->host_map_bytes);
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        ret = renderer->resource_provider->unmap(renderer, resource);
+    } else {
+        munmap(resource->host_map, resource->host_map_bytes);
+    }
     resource->host_map = NULL;
     resource->host_map_bytes = 0;
-    return 0;
+    return ret;
 }
 
 int neep_resource_map_info(const struct neep_renderer *renderer, uint32_t resource_id,
@@ -705,6 +750,10 @@ int neep_resource_map_info(const struct neep_renderer *renderer, uint32_t resour
     int ret = find_mappable((struct neep_renderer *)renderer, resource_id, "map_info", &resource);
     if (ret < 0) {
         return ret;
+    }
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        return renderer->resource_provider->map_info((struct neep_renderer *)renderer, resource,
+                                                     map_info);
     }
     *map_info = resource->map_info;
     return 0;

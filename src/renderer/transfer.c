@@ -145,6 +145,9 @@ static int check_provided_transfer(struct neep_renderer *renderer,
                        (unsigned long long)buffer_bytes, id);
         return -EINVAL;
     }
+    if (resource->blob_mem != 0) {
+        return 0; /* a blob's layout is the provider's to know */
+    }
     bool is_buffer = create->target == PIPE_BUFFER_TARGET;
     bool is_plain_2d = (create->target == PIPE_TEXTURE_2D || create->target == PIPE_TEXTURE_RECT) &&
                        create->array_size <= 1 && neep_format_is_valid(create->format);

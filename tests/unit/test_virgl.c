@@ -406,3 +406,29 @@ TEST(virgl_takes_a_render_node_and_says_when_it_cannot_use_it)
     CHECK(neep_renderer_create(&config, &renderer) < 0);
     CHECK(strstr(log.last_error, "virgl") != NULL);
 }
+
+TEST(virgl_blobs_refused_cleanly_when_the_context_made_no_such_object)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VIRGL2, NULL, 0), 0);
+    uint64_t before = neep_renderer_memory_used_bytes(renderer);
+    /* A host blob names an object the context's command stream made; this one made none. */
+    struct neep_blob_create create = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                      .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                      .blob_id = 12345,
+                                      .size_bytes = 1u << 20};
+    CHECK(neep_resource_create_blob(renderer, 1, 3, &create, NULL, 0) < 0);
+    CHECK(strstr(log.last_error, "blob 3") != NULL);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
+    void *ptr;
+    uint64_t size;
+    CHECK_EQ(neep_resource_map(renderer, 3, &ptr, &size), -ENOENT);
+    /* A 3D resource is not a blob: not mappable, not exportable. */
+    create_texture(renderer, 4, 8, 8);
+    CHECK_EQ(neep_resource_map(renderer, 4, &ptr, &size), -EOPNOTSUPP);
+    int fd;
+    uint32_t handle_type;
+    CHECK_EQ(neep_resource_export(renderer, 4, &fd, &handle_type), -EOPNOTSUPP);
+    neep_renderer_destroy(renderer);
+}

@@ -16,6 +16,12 @@ if ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
 fi
 guest_dir="$build_dir/vm-guest"
 "$here/build-test-initramfs.sh" "$build_dir" "$guest_dir/initrd.cpio"
+gl_args=()
+if [ "${NEEP_VM_GL:-0}" = 1 ]; then
+    # Builds with virgl also run GL in a guest with Mesa's userland.
+    "$here/build-gl-initramfs.sh" "$build_dir" "$build_dir/vm-gl/initrd.cpio"
+    gl_args=(--gl-initrd "$build_dir/vm-gl/initrd.cpio")
+fi
 
 case "$mode" in
 vhost-user)
@@ -24,12 +30,13 @@ vhost-user)
         echo "QEMU ${qemu_major:-?} cannot run vhost-user without KVM; QEMU 10 from backports can"
         exit 1
     fi
-    exec python3 "$here/vmtest.py" --neep-gpu "$target" --initrd "$guest_dir/initrd.cpio" "$@"
+    exec python3 "$here/vmtest.py" --neep-gpu "$target" --initrd "$guest_dir/initrd.cpio" \
+        "${gl_args[@]}" "$@"
     ;;
 rutabaga)
     qemu=$("$here/../../scripts/build-qemu-rutabaga.sh" "$build_dir")
     exec python3 "$here/vmtest.py" --qemu-rutabaga "$qemu" --neep-library-dir "$target" \
-        --initrd "$guest_dir/initrd.cpio" "$@"
+        --initrd "$guest_dir/initrd.cpio" "${gl_args[@]}" "$@"
     ;;
 esac
 echo "unknown mode $mode"

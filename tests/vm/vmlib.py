@@ -61,6 +61,8 @@ class Guest:
         self.max_outputs = max_outputs
         self.extra_device = ""
         self.cpus = 1
+        self.memory_mib = 512  # GL guests need 2048: their initramfs is over 200 MB
+        self.extra_env = {}  # for QEMU (and so for neep's library on the rutabaga face)
         self.rutabaga = rutabaga  # {"qemu": path, "library_dir": dir, "wayland": socket path}
         self.check_backend_exit = True  # neep-gpu must exit cleanly; baselines need not
         self.lines = []
@@ -94,14 +96,15 @@ class Guest:
                       f"wayland-socket-path={self.rutabaga['wayland']}" + self.extra_device)
             gpu_args = ["-nic", "none", "-device", device]
             qemu_binary = self.rutabaga["qemu"]
-            environment = dict(os.environ, LD_LIBRARY_PATH=self.rutabaga["library_dir"])
+            environment = dict(os.environ, LD_LIBRARY_PATH=self.rutabaga["library_dir"],
+                               **self.extra_env)
         else:
             gpu_args = ["-chardev", f"socket,id=gpu,path={gpu_socket}", "-device", device]
             qemu_binary = "qemu-system-x86_64"
         qemu = [
-            qemu_binary, "-machine", "q35", "-vga", "none", "-m", "512M",
+            qemu_binary, "-machine", "q35", "-vga", "none", "-m", f"{self.memory_mib}M",
             "-smp", str(self.cpus),
-            "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
+            "-object", f"memory-backend-memfd,id=mem,size={self.memory_mib}M,share=on",
             "-numa", "node,memdev=mem",
             "-kernel", kernel, "-initrd", self.initrd,
             "-append", f"console=ttyS0 quiet panic=-1 {self.cmdline}",

@@ -16,6 +16,7 @@ import tempfile
 import time
 import traceback
 
+from gl_tests import GL_TESTS, RUTABAGA_GL_TESTS
 from wayland_tests import NEEP_WL_TESTS, run_wayland_demo
 from vmlib import (BOOT_TIMEOUT, Guest, PipePeer, Weston, rutabaga_guest, settled_check, write_png)
 
@@ -289,6 +290,7 @@ def main():
     parser.add_argument("--qemu-rutabaga", help="QEMU built with --enable-rutabaga-gfx")
     parser.add_argument("--neep-library-dir", help="where librutabaga_gfx_ffi.so.0 is")
     parser.add_argument("--initrd", required=True)
+    parser.add_argument("--gl-initrd", help="the GL guest's initramfs: adds the GL tests")
     parser.add_argument("--keep", help="keep logs and screendumps in this directory")
     parser.add_argument("--demo", metavar="PNG", help="boot the demo guest and save its display")
     parser.add_argument("--demo-wayland", metavar="PNG",
@@ -301,8 +303,11 @@ def main():
         return run_demo(args, args.demo)
     if args.demo_wayland:
         return run_wayland_demo(args, args.demo_wayland)
-    every = dict(TESTS, **RUTABAGA_TESTS)
-    names = args.tests or (list(RUTABAGA_TESTS) if args.qemu_rutabaga else list(TESTS))
+    every = dict(TESTS, **RUTABAGA_TESTS, **GL_TESTS, **RUTABAGA_GL_TESTS)
+    defaults = dict(RUTABAGA_TESTS) if args.qemu_rutabaga else dict(TESTS)
+    if args.gl_initrd:
+        defaults.update(RUTABAGA_GL_TESTS if args.qemu_rutabaga else GL_TESTS)
+    names = args.tests or list(defaults)
     passed = failed = 0
     root = args.keep or tempfile.mkdtemp(prefix="neep-vm-")
     for name in names:

@@ -9,7 +9,8 @@
  *   vertex buffer) over [W/4, 3W/4) x [H/4, 3H/4).
  *
  * Prints "NEEP: gl-renderer <GL_RENDERER>", "NEEP: gl-readpixels ok|<first difference>",
- * "NEEP: gl-shown WxH", then waits for "exit" on stdin.
+ * "NEEP: gl-shown WxH", then keeps the frame shown for the seconds given as its argument, or
+ * without one until "exit" arrives on stdin.
  */
 #include <EGL/egl.h>
 #include <EGL/eglext.h>
@@ -34,8 +35,8 @@ static void fail(const char *what)
 static void expected_rgba(uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint8_t out[4])
 {
     static const uint8_t colours[5][4] = {
-        {255, 0, 0, 255}, {0, 255, 0, 255}, {0, 0, 255, 255}, {255, 255, 255, 255},
-        {255, 255, 0, 255},
+        {255, 0, 0, 255},     {0, 255, 0, 255},   {0, 0, 255, 255},
+        {255, 255, 255, 255}, {255, 255, 0, 255},
     };
     int index;
     if (x >= w / 4 && x < 3 * w / 4 && y >= h / 4 && y < 3 * h / 4) {
@@ -47,8 +48,8 @@ static void expected_rgba(uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint8_
 }
 
 /* Clears a screen-space rectangle (y down) to a colour. */
-static void clear_rect(uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t screen_h,
-                       float r, float g, float b)
+static void clear_rect(uint32_t x, uint32_t y, uint32_t w, uint32_t h, uint32_t screen_h, float r,
+                       float g, float b)
 {
     glScissor((GLint)x, (GLint)(screen_h - y - h), (GLsizei)w, (GLsizei)h);
     glClearColor(r, g, b, 1.0f);
@@ -85,10 +86,11 @@ static void draw_pattern(uint32_t w, uint32_t h)
                                                       "void main() {\n"
                                                       "  gl_Position = vec4(position, 0.0, 1.0);\n"
                                                       "}\n"));
-    glAttachShader(program, compile(GL_FRAGMENT_SHADER, "precision mediump float;\n"
-                                                        "void main() {\n"
-                                                        "  gl_FragColor = vec4(1.0, 1.0, 0.0, 1.0);\n"
-                                                        "}\n"));
+    glAttachShader(program,
+                   compile(GL_FRAGMENT_SHADER, "precision mediump float;\n"
+                                               "void main() {\n"
+                                               "  gl_FragColor = vec4(1.0, 1.0, 0.0, 1.0);\n"
+                                               "}\n"));
     glBindAttribLocation(program, 0, "position");
     glLinkProgram(program);
     GLint ok = 0;
@@ -144,7 +146,7 @@ static void check_pixels(uint32_t w, uint32_t h)
     fflush(stdout);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     int fd = open("/dev/dri/card0", O_RDWR | O_CLOEXEC);
@@ -187,9 +189,17 @@ int main(void)
         !eglBindAPI(EGL_OPENGL_ES_API)) {
         fail("egl-init");
     }
-    static const EGLint config_attributes[] = {EGL_SURFACE_TYPE, EGL_WINDOW_BIT, EGL_RED_SIZE, 8,
-                                               EGL_GREEN_SIZE, 8, EGL_BLUE_SIZE, 8,
-                                               EGL_RENDERABLE_TYPE, EGL_OPENGL_ES2_BIT, EGL_NONE};
+    static const EGLint config_attributes[] = {EGL_SURFACE_TYPE,
+                                               EGL_WINDOW_BIT,
+                                               EGL_RED_SIZE,
+                                               8,
+                                               EGL_GREEN_SIZE,
+                                               8,
+                                               EGL_BLUE_SIZE,
+                                               8,
+                                               EGL_RENDERABLE_TYPE,
+                                               EGL_OPENGL_ES2_BIT,
+                                               EGL_NONE};
     EGLConfig configs[64];
     EGLint count = 0;
     eglChooseConfig(display, config_attributes, configs, 64, &count);
@@ -230,8 +240,12 @@ int main(void)
     }
     printf("NEEP: gl-shown %ux%u\n", w, h);
 
-    char line[64];
-    while (fgets(line, sizeof(line), stdin) && strncmp(line, "exit", 4) != 0) {
+    if (argc > 1) {
+        sleep((unsigned)atoi(argv[1]));
+    } else {
+        char line[64];
+        while (fgets(line, sizeof(line), stdin) && strncmp(line, "exit", 4) != 0) {
+        }
     }
     drmModeRmFB(fd, fb_id);
     gbm_surface_release_buffer(surface, bo);

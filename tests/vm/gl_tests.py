@@ -1,0 +1,144 @@
+"""OpenGL in a real guest through neep's virgl context type: Mesa's virgl driver in the
+guest, virglrenderer on llvmpipe on the host, on both faces (neep-gpu under QEMU's
+vhost-user-gpu-pci, and QEMU's virtio-gpu-rutabaga on neep's library).
+
+The guest boots the GL initramfs (tests/vm/build-gl-initramfs.sh) and runs, from its command
+loop: eglinfo (the EGL driver must be virtio_gpu), gl_pattern (a GLES2 frame with known
+colours, checked with glReadPixels in the guest and pixel for pixel in QMP's screendump on the
+host), and kmscube for a number of frames.
+"""
+import os
+import re
+
+from vmlib import BOOT_TIMEOUT, Guest, Weston, rutabaga_guest, settled_check
+from wayland_tests import find_simple_shm, settle, shell
+
+GL_MEMORY_MIB = 2048  # the initramfs alone is over 200 MB
+GL_TIMEOUT = 180
+KMSCUBE_FRAMES = 120
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
+           "white": (255, 255, 255), "yellow": (255, 255, 0)}
+
+
+def gl_pattern_pixel(x, y, width, height):
+    """What gl_pattern draws at screen pixel (x, y), as (r, g, b)."""
+    if width // 4 <= x < 3 * width // 4 and height // 4 <= y < 3 * height // 4:
+        return COLOURS["yellow"]
+    top = y < height // 2
+    left = x < width // 2
+    if top:
+        return COLOURS["red"] if left else COLOURS["green"]
+    return COLOURS["blue"] if left else COLOURS["white"]
+
+
+def check_gl_pattern(image, width, height):
+    if (image.width, image.height) != (width, height):
+        raise AssertionError(f"the display is {image.width}x{image.height}, "
+                             f"expected {width}x{height}")
+    wrong = 0
+    first = None
+    for y in range(height):
+        row = y * width * 3
+        for x in range(width):
+            got = tuple(image.pixels[row + x * 3:row + x * 3 + 3])
+            expected = gl_pattern_pixel(x, y, width, height)
+            if got != expected:
+                wrong += 1
+                if first is None:
+                    first = (x, y, got, expected)
+    if wrong:
+        x, y, got, expected = first
+        raise AssertionError(f"{wrong} pixels of the GL frame differ on the display; first at "
+                             f"({x},{y}): {got}, expected {expected}")
+
+
+def gl_guest_steps(guest):
+    """eglinfo, gl_pattern (checked in the guest and on the display), kmscube. Returns
+    (renderer, kmscube frames, kmscube frames/s)."""
+    status, lines = shell(guest, "eglinfo 2>&1 | grep -A8 'GBM platform' | "
+                                 "grep 'EGL driver name'", timeout=GL_TIMEOUT)
+    if status != 0 or not any("virtio_gpu" in line for line in lines):
+        raise AssertionError("eglinfo does not name the virtio_gpu driver: " + " | ".join(lines))
+    shell(guest, "gl_pattern 100000 > /tmp/gl.log 2>&1 &")
+    status, lines = shell(guest, "for i in $(seq 600); do grep -q 'gl-shown\\|gl-failed' "
+                                 "/tmp/gl.log && break; sleep 0.1; done; cat /tmp/gl.log",
+                          timeout=GL_TIMEOUT)
+    text = "\n".join(lines)
+    renderer = re.search(r"NEEP: gl-renderer (.*)", text)
+    if not renderer or not renderer.group(1).startswith("virgl"):
+        raise AssertionError("gl_pattern did not render on virgl: " + text)
+    if "NEEP: gl-readpixels ok" not in text:
+        raise AssertionError("glReadPixels in the guest disagrees: " + text)
+    shown = re.search(r"NEEP: gl-shown (\d+)x(\d+)", text)
+    if not shown:
+        raise AssertionError("gl_pattern did not show its frame: " + text)
+    width, height = int(shown.group(1)), int(shown.group(2))
+    settled_check(guest, "gl.ppm", lambda image: check_gl_pattern(image, width, height))
+    shell(guest, "killall gl_pattern")
+    status, lines = shell(guest, f"kmscube -c {KMSCUBE_FRAMES} 2>&1 | tail -n 2",
+                          timeout=GL_TIMEOUT)
+    result = re.search(r"Rendered (\d+) frames in ([0-9.]+) sec \(([0-9.]+) fps\)",
+                       "\n".join(lines))
+    if status != 0 or not result:
+        raise AssertionError("kmscube did not finish: " + " | ".join(lines))
+    frames = int(result.group(1))
+    if frames < KMSCUBE_FRAMES - 1:  # it counts from the first frame shown
+        raise AssertionError(f"kmscube rendered only {frames} frames")
+    return renderer.group(1), frames, float(result.group(3))
+
+
+def gl_guest(guest):
+    guest.memory_mib = GL_MEMORY_MIB
+    guest.cpus = 2
+    guest.start()
+    guest.wait_for("NEEP: shell-ready", timeout=BOOT_TIMEOUT * 2)
+
+
+def test_gl(args, workdir):
+    """neep-gpu --virgl: GL in the guest, its frame on QEMU's display by read-back."""
+    guest = Guest(workdir, args.backend + ["--virgl"], args.gl_initrd,
+                  "neep.test=run neep.program=shell.sh")
+    try:
+        gl_guest(guest)
+        renderer, frames, fps = gl_guest_steps(guest)
+        return f"{renderer}; frame exact on the display; kmscube {frames} frames at {fps:.0f}/s"
+    finally:
+        guest.stop()
+
+
+def test_rutabaga_gl(args, workdir):
+    """QEMU's rutabaga device on neep with NEEP_CONTEXT_TYPES=virgl2: GL in the guest while
+    a Wayland client in the same guest shows on the host's weston through neep-wl."""
+    weston = Weston(workdir, screenshots=True)
+    guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=shell.sh", weston.socket)
+    guest.initrd = args.gl_initrd
+    guest.extra_env = {"NEEP_CONTEXT_TYPES": "virgl2"}
+    try:
+        gl_guest(guest)
+        status, lines = shell(guest, "dmesg | grep 'cap set'")
+        capsets = " ".join(lines)
+        if "id 2" not in capsets or "id 5" not in capsets:
+            raise AssertionError(f"the guest does not see capsets 2 and 5: {capsets}")
+        shell(guest, "neep-wl --verbose > /tmp/neep-wl.log 2>&1 &")
+        status, _ = shell(guest, "for i in $(seq 100); do [ -S $XDG_RUNTIME_DIR/wayland-0 ] && "
+                                 "exit 0; sleep 0.1; done; exit 1")
+        if status != 0:
+            raise AssertionError("neep-wl did not create its socket")
+        shell(guest, "weston-simple-shm &")
+        settle(lambda: find_simple_shm(weston.screenshot()))
+        renderer, frames, fps = gl_guest_steps(guest)
+        # The Wayland client carried on while GL ran.
+        settle(lambda: find_simple_shm(weston.screenshot()))
+        status, _ = shell(guest, "pidof weston-simple-shm")
+        if status != 0:
+            raise AssertionError("weston-simple-shm did not survive the GL work")
+        return (f"{renderer}; frame exact on the display; kmscube {frames} frames at "
+                f"{fps:.0f}/s; weston-simple-shm on the host meanwhile")
+    finally:
+        guest.stop()
+        weston.stop()
+
+
+GL_TESTS = {"gl": test_gl}
+RUTABAGA_GL_TESTS = {"rutabaga_gl": test_rutabaga_gl}
