@@ -99,6 +99,10 @@ def test_gl(args, workdir):
     """neep-gpu --virgl: GL in the guest, its frame on QEMU's display by read-back."""
     guest = Guest(workdir, args.backend + ["--virgl"], args.gl_initrd,
                   "neep.test=run neep.program=shell.sh")
+    # In the sanitised build: Mesa's driver is unloaded before LeakSanitizer looks, so what
+    # it keeps for the process's life shows as leaks of an unknown module. Memory errors are
+    # still caught; neep's own leaks are checked by the unit tests (test_virgl).
+    guest.extra_env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"}
     try:
         gl_guest(guest)
         renderer, frames, fps = gl_guest_steps(guest)

@@ -62,7 +62,7 @@ class Guest:
         self.extra_device = ""
         self.cpus = 1
         self.memory_mib = 512  # GL guests need 2048: their initramfs is over 200 MB
-        self.extra_env = {}  # for QEMU (and so for neep's library on the rutabaga face)
+        self.extra_env = {}  # for the back-end, or QEMU (and neep's library) on rutabaga
         self.rutabaga = rutabaga  # {"qemu": path, "library_dir": dir, "wayland": socket path}
         self.check_backend_exit = True  # neep-gpu must exit cleanly; baselines need not
         self.lines = []
@@ -79,7 +79,8 @@ class Guest:
         self.backend_log = open(self.path("backend.log"), "w")
         if not self.rutabaga:
             backend = subprocess.Popen(self.backend + [f"--socket-path={gpu_socket}"],
-                                       stdout=self.backend_log, stderr=subprocess.STDOUT)
+                                       stdout=self.backend_log, stderr=subprocess.STDOUT,
+                                       env=dict(os.environ, **self.extra_env))
             self.processes.append(backend)
             wait_for_path(gpu_socket, backend)
 
