@@ -2,8 +2,8 @@
 # Benchmarks (not part of the test command): neep-gpu against Debian's vhost-user-gpu with
 # the same vhost-user command stream, and the full-frame copy path against memcpy. With
 # --guest, also real guests (QEMU TCG): page flips on both back-ends, wl_display.sync
-# round trips through cross-domain against the host's own, and wl_shm frames through neep-wl
-# against the same client on the host.
+# round trips through cross-domain against the host's own, wl_shm frames through neep-wl
+# against the same client on the host, and kmscube on virgl against QEMU's own GL device.
 #   bench/run.sh [SECONDS_PER_CASE] [--guest]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,4 +37,8 @@ if [ "${2:-}" = --guest ]; then
     python3 bench/neep_wl_bench.py --qemu-rutabaga "$qemu" \
         --neep-library-dir build/bench/src --initrd "$guest/initrd.cpio" \
         --client build/bench/tests/wl_pattern --frames 60
+    echo "== kmscube (virgl) on neep-gpu, on QEMU's rutabaga device on neep, on QEMU's own GL device"
+    tests/vm/build-gl-initramfs.sh build/bench build/bench/vm-gl/initrd.cpio
+    python3 bench/gl_bench.py --neep-gpu build/bench/src/neep-gpu --qemu-rutabaga "$qemu" \
+        --neep-library-dir build/bench/src --gl-initrd build/bench/vm-gl/initrd.cpio
 fi

@@ -63,6 +63,8 @@ class Guest:
         self.cpus = 1
         self.memory_mib = 512  # GL guests need 2048: their initramfs is over 200 MB
         self.extra_env = {}  # for the back-end, or QEMU (and neep's library) on rutabaga
+        # QEMU's own device instead of neep (baselines): {"device": ..., "display": [...]}.
+        self.builtin = None
         self.rutabaga = rutabaga  # {"qemu": path, "library_dir": dir, "wayland": socket path}
         self.check_backend_exit = True  # neep-gpu must exit cleanly; baselines need not
         self.lines = []
@@ -77,7 +79,7 @@ class Guest:
     def start(self):
         gpu_socket = self.path("gpu.sock")
         self.backend_log = open(self.path("backend.log"), "w")
-        if not self.rutabaga:
+        if not self.rutabaga and not self.builtin:
             backend = subprocess.Popen(self.backend + [f"--socket-path={gpu_socket}"],
                                        stdout=self.backend_log, stderr=subprocess.STDOUT,
                                        env=dict(os.environ, **self.extra_env))
@@ -99,6 +101,9 @@ class Guest:
             qemu_binary = self.rutabaga["qemu"]
             environment = dict(os.environ, LD_LIBRARY_PATH=self.rutabaga["library_dir"],
                                **self.extra_env)
+        elif self.builtin:
+            gpu_args = ["-device", self.builtin["device"] + ",id=video0"]
+            qemu_binary = "qemu-system-x86_64"
         else:
             gpu_args = ["-chardev", f"socket,id=gpu,path={gpu_socket}", "-device", device]
             qemu_binary = "qemu-system-x86_64"
@@ -110,7 +115,7 @@ class Guest:
             "-kernel", kernel, "-initrd", self.initrd,
             "-append", f"console=ttyS0 quiet panic=-1 {self.cmdline}",
             *gpu_args,
-            "-display", "none",
+            *(self.builtin["display"] if self.builtin else ["-display", "none"]),
             "-chardev", f"socket,id=ser,path={serial_socket},server=on,wait=on",
             "-serial", "chardev:ser",
             "-qmp", f"unix:{qmp_socket},server=on,wait=off",
