@@ -432,3 +432,103 @@ TEST(virgl_blobs_refused_cleanly_when_the_context_made_no_such_object)
     CHECK_EQ(neep_resource_export(renderer, 4, &fd, &handle_type), -EOPNOTSUPP);
     neep_renderer_destroy(renderer);
 }
+
+/* Sends a command with the global fence `fence_id` and waits (on the fence fd) for it. */
+static uint32_t send_fenced(struct test_device *t, void *request, size_t bytes, uint64_t fence_id)
+{
+    struct virtio_gpu_ctrl_hdr *hdr = request;
+    hdr->flags |= VIRTIO_GPU_FLAG_FENCE;
+    hdr->fence_id = fence_id;
+    memset(t->response, 0xee, sizeof(t->response));
+    struct iovec out = {request, bytes};
+    struct iovec in = {t->response, sizeof(t->response)};
+    struct neep_device_command command = {&out, 1, &in, 1, t};
+    uint32_t before = t->completions;
+    neep_device_process(t->device, NEEP_QUEUE_CONTROL, &command, test_device_complete_for_tests, t);
+    for (int rounds = 0; t->completions == before; rounds++) {
+        CHECK(rounds < 100);
+        struct pollfd pfd = {.fd = neep_device_fence_fd(t->device), .events = POLLIN};
+        CHECK(poll(&pfd, 1, 5000) == 1);
+        neep_device_dispatch(t->device);
+    }
+    struct virtio_gpu_ctrl_hdr *resp = (void *)t->response;
+    CHECK_EQ(resp->fence_id, fence_id);
+    return resp->type;
+}
+
+static uint32_t submit_clear(struct test_device *t, uint32_t ctx_id, uint32_t resource_id,
+                             const float rgba[4], uint64_t fence_id)
+{
+    uint8_t request[sizeof(struct virtio_gpu_cmd_submit) + 64 * 4];
+    memset(request, 0, sizeof(request));
+    struct virtio_gpu_cmd_submit *submit = (void *)request;
+    size_t words = encode_clear((uint32_t *)(request + sizeof(*submit)), resource_id, rgba);
+    submit->hdr.type = VIRTIO_GPU_CMD_SUBMIT_3D;
+    submit->hdr.ctx_id = ctx_id;
+    submit->size = (uint32_t)(words * 4);
+    return send_fenced(t, request, sizeof(*submit) + words * 4, fence_id);
+}
+
+static void make_gl_target(struct test_device *t, uint32_t ctx_id, uint32_t resource_id)
+{
+    struct virtio_gpu_ctx_create create = {
+        .hdr = {.type = VIRTIO_GPU_CMD_CTX_CREATE, .ctx_id = ctx_id},
+        .nlen = 2,
+        .debug_name = "gl"};
+    CHECK_EQ(test_device_send(t, &create, sizeof(create)), OK);
+    struct virtio_gpu_resource_create_3d resource = {.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_3D,
+                                                     .resource_id = resource_id,
+                                                     .target = NEEP_TARGET_TEXTURE_2D,
+                                                     .format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM,
+                                                     .bind = BIND_RENDER_TARGET | BIND_SAMPLER_VIEW,
+                                                     .width = 64,
+                                                     .height = 32,
+                                                     .depth = 1,
+                                                     .array_size = 1};
+    CHECK_EQ(test_device_send(t, &resource, sizeof(resource)), OK);
+    struct virtio_gpu_ctx_resource attach = {
+        .hdr = {.type = VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE, .ctx_id = ctx_id},
+        .resource_id = resource_id};
+    CHECK_EQ(test_device_send(t, &attach, sizeof(attach)), OK);
+}
+
+TEST(virgl_gl_work_reaches_the_display_and_survives_a_reset_mid_work)
+{
+    struct test_device t;
+    test_device_init_with_capsets(&t, 1, VIRGL_MASK);
+    make_gl_target(&t, 1, 7);
+    const float cyan[4] = {0.0f, 1.0f, 1.0f, 1.0f};
+    CHECK_EQ(submit_clear(&t, 1, 7, cyan, 10), OK);
+    CHECK_EQ(test_set_scanout(&t, 0, 7, 0, 0, 64, 32), OK);
+    for (uint32_t i = 0; i < 64 * 32; i++) {
+        CHECK_EQ(t.display.frame[0][i] & 0xffffff, 0x00ffff);
+    }
+
+    /* Work in flight, then the guest resets the device: everything goes, nothing crashes. */
+    uint8_t request[sizeof(struct virtio_gpu_cmd_submit) + 64 * 4] = {0};
+    struct virtio_gpu_cmd_submit *submit = (void *)request;
+    const float red[4] = {1.0f, 0.0f, 0.0f, 1.0f};
+    size_t words = encode_clear((uint32_t *)(request + sizeof(*submit)), 7, red);
+    submit->hdr = (struct virtio_gpu_ctrl_hdr){.type = VIRTIO_GPU_CMD_SUBMIT_3D,
+                                               .flags = VIRTIO_GPU_FLAG_FENCE,
+                                               .fence_id = 11,
+                                               .ctx_id = 1};
+    submit->size = (uint32_t)(words * 4);
+    struct iovec out = {request, sizeof(*submit) + words * 4};
+    struct iovec in = {t.response, sizeof(t.response)};
+    struct neep_device_command command = {&out, 1, &in, 1, &t};
+    uint32_t before = t.completions;
+    neep_device_process(t.device, NEEP_QUEUE_CONTROL, &command, test_device_complete_for_tests, &t);
+    neep_device_reset(t.device);
+    CHECK_EQ(t.completions, before + 1); /* answered by the reset if not before */
+    CHECK_EQ(test_set_scanout(&t, 0, 7, 0, 0, 64, 32), VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
+
+    /* The driver comes back (acking features again) and the same ids work again. */
+    neep_device_set_acked_features(t.device, neep_device_features(t.device));
+    make_gl_target(&t, 1, 7);
+    const float magenta[4] = {1.0f, 0.0f, 1.0f, 1.0f};
+    CHECK_EQ(submit_clear(&t, 1, 7, magenta, 12), OK);
+    CHECK_EQ(test_set_scanout(&t, 0, 7, 0, 0, 64, 32), OK);
+    CHECK_EQ(t.display.frame[0][0] & 0xffffff, 0xff00ff);
+    test_device_finish(&t);
+}
