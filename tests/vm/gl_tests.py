@@ -146,3 +146,34 @@ def test_rutabaga_gl(args, workdir):
 
 GL_TESTS = {"gl": test_gl}
 RUTABAGA_GL_TESTS = {"rutabaga_gl": test_rutabaga_gl}
+
+
+def run_gl_demo(args, png_path):
+    """The demo's GL frame: gl_pattern rendered by virgl in the guest on neep-gpu --virgl,
+    as QEMU's display received it."""
+    import shutil
+    import tempfile
+    from vmlib import write_png
+    workdir = tempfile.mkdtemp(prefix="neep-gl-demo-")
+    guest = Guest(workdir, args.backend + ["--virgl"], args.gl_initrd,
+                  "neep.test=run neep.program=shell.sh")
+    try:
+        gl_guest(guest)
+        shell(guest, "gl_pattern 100000 > /tmp/gl.log 2>&1 &")
+        status, lines = shell(guest, "for i in $(seq 600); do grep -q 'gl-shown\\|gl-failed' "
+                                     "/tmp/gl.log && break; sleep 0.1; done; cat /tmp/gl.log",
+                              timeout=GL_TIMEOUT)
+        shown = re.search(r"NEEP: gl-shown (\d+)x(\d+)", "\n".join(lines))
+        if not shown:
+            raise AssertionError("gl_pattern did not show its frame: " + " | ".join(lines))
+        width, height = int(shown.group(1)), int(shown.group(2))
+        image = settled_check(guest, "gl.ppm",
+                              lambda image: check_gl_pattern(image, width, height))
+        write_png(image, png_path)
+        renderer = re.search(r"NEEP: gl-renderer (.*)", "\n".join(lines)).group(1)
+    finally:
+        guest.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"The GL guest's display ({image.width}x{image.height}, rendered by {renderer}) "
+          f"is in {png_path}")
+    return 0

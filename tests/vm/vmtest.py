@@ -16,7 +16,7 @@ import tempfile
 import time
 import traceback
 
-from gl_tests import GL_TESTS, RUTABAGA_GL_TESTS
+from gl_tests import GL_TESTS, RUTABAGA_GL_TESTS, run_gl_demo
 from wayland_tests import NEEP_WL_TESTS, run_wayland_demo
 from vmlib import (BOOT_TIMEOUT, Guest, PipePeer, Weston, rutabaga_guest, settled_check, write_png)
 
@@ -296,6 +296,9 @@ def main():
     parser.add_argument("--demo-wayland", metavar="PNG",
                         help="run guest Wayland clients through neep-wl on a host weston and "
                              "save its screen (needs --qemu-rutabaga)")
+    parser.add_argument("--demo-gl", metavar="PNG",
+                        help="boot the GL guest on neep-gpu --virgl and save its display "
+                             "(needs --gl-initrd)")
     parser.add_argument("tests", nargs="*")
     args = parser.parse_args()
     args.backend = [args.neep_gpu]
@@ -303,6 +306,8 @@ def main():
         return run_demo(args, args.demo)
     if args.demo_wayland:
         return run_wayland_demo(args, args.demo_wayland)
+    if args.demo_gl:
+        return run_gl_demo(args, args.demo_gl)
     every = dict(TESTS, **RUTABAGA_TESTS, **GL_TESTS, **RUTABAGA_GL_TESTS)
     defaults = dict(RUTABAGA_TESTS) if args.qemu_rutabaga else dict(TESTS)
     if args.gl_initrd:
