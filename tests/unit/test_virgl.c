@@ -432,3 +432,40 @@ TEST(virgl_blobs_refused_cleanly_when_the_context_made_no_such_object)
     CHECK_EQ(neep_resource_export(renderer, 4, &fd, &handle_type), -EOPNOTSUPP);
     neep_renderer_destroy(renderer);
 }
+
+/* ---- review reproducers ------------------------------------------------------------------ */
+
+#define VIRGL_FORMAT_R8_UNORM 64u
+
+/* RESOURCE_CREATE_2D on a virgl device hands the guest's format to virglrenderer unchecked;
+ * a format pixman has no code for then reaches the scanout's conversion. */
+TEST(review_scanout_of_provided_resource_in_a_non_display_format)
+{
+    struct test_device t;
+    test_device_init_with_capsets(&t, 1, VIRGL_MASK);
+    /* virglrenderer takes R8 (a format no virtio-gpu 2D resource has) from CREATE_2D. */
+    CHECK_EQ(test_create_2d(&t, 1, VIRGL_FORMAT_R8_UNORM, 16, 16), OK);
+    CHECK_EQ(test_attach(&t, 1, 0, 16 * 16), OK);
+    /* Showing it used to hand pixman format code 0 and crash in pixman_image_composite. */
+    CHECK(test_set_scanout(&t, 0, 1, 0, 0, 16, 16) != OK);
+    CHECK(test_flush(&t, 1, 0, 0, 16, 16) != OK);
+    /* The device goes on working. */
+    CHECK_EQ(test_create_2d(&t, 2, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 16, 16), OK);
+    CHECK_EQ(test_set_scanout(&t, 0, 2, 0, 0, 16, 16), OK);
+    test_device_finish(&t);
+}
+
+TEST(review_cursor_of_provided_resource_in_a_non_display_format)
+{
+    struct test_device t;
+    test_device_init_with_capsets(&t, 1, VIRGL_MASK);
+    CHECK_EQ(test_create_2d(&t, 1, VIRGL_FORMAT_R8_UNORM, 16, 16), OK);
+    /* The cursor read-back needs no backing; its conversion used to crash in pixman. */
+    struct virtio_gpu_update_cursor cursor = {.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR,
+                                              .resource_id = 1,
+                                              .pos = {.scanout_id = 0, .x = 5, .y = 6}};
+    test_device_send_cursor(&t, &cursor);
+    CHECK_EQ(t.display.cursor_updates, 0);
+    test_device_finish(&t);
+}
+
