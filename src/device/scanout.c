@@ -234,6 +234,13 @@ static int find_shown_resource(struct neep_device *device, uint32_t resource_id,
         device_error(device, "%s: resource %u has no host pixels to show", what, resource_id);
         return -EINVAL;
     }
+    /* The provider takes any format it knows (R8, floats, ...) even from RESOURCE_CREATE_2D;
+     * only the 4-byte formats below have pixman codes and the read-back's texel size. */
+    if (!neep_format_is_valid(resource->format)) {
+        device_error(device, "%s: resource %u has format %u, which no display takes", what,
+                     resource_id, resource->format);
+        return -EINVAL;
+    }
     *out = resource;
     return 0;
 }
