@@ -469,3 +469,43 @@ TEST(review_cursor_of_provided_resource_in_a_non_display_format)
     test_device_finish(&t);
 }
 
+
+/* A host blob is charged the size the guest claims, but its memory is the pipe resource the
+ * context's command stream made (which itself was never charged): a 64 MiB buffer behind a
+ * 4 KiB blob, under an 8 MiB budget. */
+TEST(review_host_blob_charged_its_claimed_size_not_its_memory)
+{
+    struct log_capture log = {0};
+    struct neep_renderer_config config = {.capset_mask = VIRGL_MASK,
+                                          .memory_budget_bytes = 8u << 20,
+                                          .log_fn = support_log,
+                                          .log_user_data = &log};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(neep_renderer_create(&config, &renderer), 0);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VIRGL2, NULL, 0), 0);
+    uint32_t cmd[12] = {VIRGL_CMD(48 /* VIRGL_CCMD_PIPE_RESOURCE_CREATE */, 0, 11)};
+    cmd[1] = 0;         /* target: buffer */
+    cmd[2] = 64;        /* format: R8_UNORM */
+    cmd[3] = 1u << 4;   /* bind: vertex buffer */
+    cmd[4] = 64u << 20; /* width: 64 MiB */
+    cmd[5] = cmd[6] = cmd[7] = 1;
+    cmd[10] = 2;        /* flags: map coherent */
+    cmd[11] = 7;       /* blob id */
+    CHECK_EQ(neep_context_submit(renderer, 1, cmd, sizeof(cmd)), 0);
+    uint64_t used = neep_renderer_memory_used_bytes(renderer);
+    struct neep_blob_create create = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                      .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                      .blob_id = 7,
+                                      .size_bytes = 4096};
+    CHECK_EQ(neep_resource_create_blob(renderer, 1, 3, &create, NULL, 0), 0);
+    void *ptr = NULL;
+    uint64_t size = 0;
+    int ret = neep_resource_map(renderer, 3, &ptr, &size);
+    fprintf(stderr, "map: %d, %llu bytes; charged %llu of a %u-byte budget\n", ret,
+            (unsigned long long)size, (unsigned long long)neep_renderer_memory_used_bytes(renderer),
+            8u << 20);
+    CHECK_EQ(ret, 0);
+    /* The guest holds host memory past the whole budget. */
+    CHECK(size <= neep_renderer_memory_used_bytes(renderer) - used + 4096);
+    neep_renderer_destroy(renderer);
+}
