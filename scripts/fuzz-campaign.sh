@@ -28,6 +28,8 @@ if [ ${#targets[@]} = 0 ]; then
     done
 fi
 
+# Leaks inside Mesa (under fuzz_virgl) are Mesa's; tests/lsan.supp names them.
+export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 python3 scripts/make-fuzz-seeds.py "$seeds"

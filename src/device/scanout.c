@@ -234,6 +234,23 @@ static int find_shown_resource(struct neep_device *device, uint32_t resource_id,
         device_error(device, "%s: resource %u has no host pixels to show", what, resource_id);
         return -EINVAL;
     }
+    /* The provider takes any format it knows (R8, floats, ...) even from RESOURCE_CREATE_2D;
+     * only the 4-byte formats below have pixman codes and the read-back's texel size. */
+    if (!neep_format_is_valid(resource->format)) {
+        device_error(device, "%s: resource %u has format %u, which no display takes", what,
+                     resource_id, resource->format);
+        return -EINVAL;
+    }
+    /* Read-back takes a rectangle of the first layer and level of a 2D image; a buffer, a
+     * 3D texture or a provider's blob has no such image. */
+    const uint32_t texture_2d = 2, texture_rect = 5;
+    if (resource->kind == NEEP_RESOURCE_PROVIDED &&
+        (resource->blob_mem != 0 || (resource->create_3d.target != texture_2d &&
+                                     resource->create_3d.target != texture_rect))) {
+        device_error(device, "%s: resource %u is not a 2D image (target %u%s)", what, resource_id,
+                     resource->create_3d.target, resource->blob_mem ? ", a blob" : "");
+        return -EINVAL;
+    }
     *out = resource;
     return 0;
 }

@@ -108,6 +108,7 @@ struct neep_resource {
     struct neep_resource_create_3d create_3d;
 
     uint64_t charged_bytes;         /* storage and bookkeeping */
+    uint64_t extra_charged_bytes;   /* of those: a provided blob's memory past its claimed size */
     uint64_t backing_charged_bytes; /* the copied iovec array */
 };
 

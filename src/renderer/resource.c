@@ -696,11 +696,32 @@ int neep_resource_map(struct neep_renderer *renderer, uint32_t resource_id, void
     }
     if (resource->kind == NEEP_RESOURCE_PROVIDED) {
         ret = renderer->resource_provider->map(renderer, resource, ptr, size_bytes);
-        if (ret == 0) {
-            resource->host_map = *ptr;
-            resource->host_map_bytes = *size_bytes;
+        if (ret < 0) {
+            return ret;
         }
-        return ret;
+        /* The object behind a blob was made by the context's command stream; what the guest
+         * claimed at CREATE_BLOB was charged then. Charge the rest before handing it out. */
+        uint64_t charged_blob_bytes = resource->blob_mem == NEEP_BLOB_MEM_GUEST
+                                          ? 0
+                                          : resource->size_bytes + resource->extra_charged_bytes;
+        if (*size_bytes > charged_blob_bytes) {
+            uint64_t extra = *size_bytes - charged_blob_bytes;
+            ret = neep_budget_charge(renderer, extra);
+            if (ret < 0) {
+                renderer_error(renderer,
+                               "map: blob %u is %llu bytes behind the %llu the guest claimed, "
+                               "over the budget",
+                               resource_id, (unsigned long long)*size_bytes,
+                               (unsigned long long)resource->size_bytes);
+                renderer->resource_provider->unmap(renderer, resource);
+                return ret;
+            }
+            resource->charged_bytes += extra;
+            resource->extra_charged_bytes += extra;
+        }
+        resource->host_map = *ptr;
+        resource->host_map_bytes = *size_bytes;
+        return 0;
     }
     int prot = 0;
     uint32_t access = resource->map_info & 0xf0u;

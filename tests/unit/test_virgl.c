@@ -532,3 +532,110 @@ TEST(virgl_gl_work_reaches_the_display_and_survives_a_reset_mid_work)
     CHECK_EQ(t.display.frame[0][0] & 0xffffff, 0xff00ff);
     test_device_finish(&t);
 }
+/* ---- review reproducers ------------------------------------------------------------------ */
+
+#define VIRGL_FORMAT_R8_UNORM 64u
+
+/* RESOURCE_CREATE_2D on a virgl device hands the guest's format to virglrenderer; a format
+ * pixman has no code for must not reach the scanout's conversion. */
+TEST(virgl_scanout_of_a_resource_in_a_format_no_display_takes_is_refused)
+{
+    struct test_device t;
+    test_device_init_with_capsets(&t, 1, VIRGL_MASK);
+    /* virglrenderer takes R8 (a format no virtio-gpu 2D resource has) from CREATE_2D. */
+    CHECK_EQ(test_create_2d(&t, 1, VIRGL_FORMAT_R8_UNORM, 16, 16), OK);
+    CHECK_EQ(test_attach(&t, 1, 0, 16 * 16), OK);
+    /* Showing it used to hand pixman format code 0 and crash in pixman_image_composite. */
+    CHECK(test_set_scanout(&t, 0, 1, 0, 0, 16, 16) != OK);
+    CHECK(test_flush(&t, 1, 0, 0, 16, 16) != OK);
+    /* The device goes on working. */
+    CHECK_EQ(test_create_2d(&t, 2, VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM, 16, 16), OK);
+    CHECK_EQ(test_set_scanout(&t, 0, 2, 0, 0, 16, 16), OK);
+    test_device_finish(&t);
+}
+
+TEST(virgl_cursor_of_a_resource_in_a_format_no_display_takes_is_refused)
+{
+    struct test_device t;
+    test_device_init_with_capsets(&t, 1, VIRGL_MASK);
+    CHECK_EQ(test_create_2d(&t, 1, VIRGL_FORMAT_R8_UNORM, 16, 16), OK);
+    /* The cursor read-back needs no backing; its conversion used to crash in pixman. */
+    struct virtio_gpu_update_cursor cursor = {.hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR,
+                                              .resource_id = 1,
+                                              .pos = {.scanout_id = 0, .x = 5, .y = 6}};
+    test_device_send_cursor(&t, &cursor);
+    CHECK_EQ(t.display.cursor_updates, 0);
+    test_device_finish(&t);
+}
+
+/* The object behind a host blob is made by the context's command stream; the guest's claimed
+ * size at CREATE_BLOB may lie. Mapping it charges what it really holds. */
+static int map_lying_blob(uint64_t budget_bytes, uint64_t *charged_bytes, uint64_t *map_bytes)
+{
+    struct log_capture log = {0};
+    struct neep_renderer_config config = {.capset_mask = VIRGL_MASK,
+                                          .memory_budget_bytes = budget_bytes,
+                                          .log_fn = support_log,
+                                          .log_user_data = &log};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(neep_renderer_create(&config, &renderer), 0);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VIRGL2, NULL, 0), 0);
+    uint32_t cmd[12] = {VIRGL_CMD(48 /* VIRGL_CCMD_PIPE_RESOURCE_CREATE */, 0, 11)};
+    cmd[1] = 0;         /* target: buffer */
+    cmd[2] = 64;        /* format: R8_UNORM */
+    cmd[3] = 1u << 4;   /* bind: vertex buffer */
+    cmd[4] = 64u << 20; /* width: 64 MiB */
+    cmd[5] = cmd[6] = cmd[7] = 1;
+    cmd[10] = 2; /* flags: map coherent */
+    cmd[11] = 7; /* blob id */
+    CHECK_EQ(neep_context_submit(renderer, 1, cmd, sizeof(cmd)), 0);
+    uint64_t before = neep_renderer_memory_used_bytes(renderer);
+    struct neep_blob_create create = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                      .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                      .blob_id = 7,
+                                      .size_bytes = 4096};
+    CHECK_EQ(neep_resource_create_blob(renderer, 1, 3, &create, NULL, 0), 0);
+    void *ptr = NULL;
+    *map_bytes = 0;
+    int ret = neep_resource_map(renderer, 3, &ptr, map_bytes);
+    *charged_bytes = neep_renderer_memory_used_bytes(renderer) - before;
+    if (ret < 0) {
+        CHECK(strstr(log.last_error, "claimed") != NULL);
+        CHECK_EQ(*charged_bytes, 4096 + NEEP_OBJECT_OVERHEAD_BYTES); /* the map took nothing */
+    }
+    CHECK_EQ(neep_resource_unref(renderer, 3), 0);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
+    neep_renderer_destroy(renderer);
+    return ret;
+}
+
+TEST(virgl_blob_maps_charge_the_memory_behind_them)
+{
+    uint64_t charged, mapped;
+    CHECK_EQ(map_lying_blob(8u << 20, &charged, &mapped), -ENOMEM);
+    CHECK_EQ(map_lying_blob(256u << 20, &charged, &mapped), 0);
+    CHECK_EQ(mapped, 64u << 20);
+    CHECK(charged >= mapped);
+}
+
+TEST(virgl_scanout_of_a_buffer_or_3d_texture_is_refused)
+{
+    struct test_device t;
+    test_device_init_with_capsets(&t, 1, VIRGL_MASK);
+    struct virtio_gpu_resource_create_3d buffer = {.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_3D,
+                                                   .resource_id = 1,
+                                                   .target = 0,
+                                                   .format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM,
+                                                   .bind = 1u << 4,
+                                                   .width = 4096,
+                                                   .height = 1,
+                                                   .depth = 1,
+                                                   .array_size = 1};
+    CHECK_EQ(test_device_send(&t, &buffer, sizeof(buffer)), OK);
+    CHECK(test_set_scanout(&t, 0, 1, 0, 0, 16, 1) != OK);
+    struct virtio_gpu_update_cursor cursor = {
+        .hdr.type = VIRTIO_GPU_CMD_UPDATE_CURSOR, .resource_id = 1, .pos = {.scanout_id = 0}};
+    test_device_send_cursor(&t, &cursor);
+    CHECK_EQ(t.display.cursor_updates, 0);
+    test_device_finish(&t);
+}
