@@ -62,12 +62,12 @@ static struct virgl_context *from_base(struct neep_context *base)
 
 /* ---- callbacks, on virglrenderer's sync thread (or, for the log, any thread) ------------- */
 
-static void on_write_fence(void *cookie, uint32_t fence_id_low32)
+static void on_write_fence(void *cookie, uint32_t seq)
 {
     (void)cookie;
     pthread_mutex_lock(&instance.callback_lock);
     if (instance.callback_owner) {
-        neep_timeline_signal_low32(&instance.callback_owner->global_timeline, fence_id_low32);
+        neep_timeline_signal_seq(&instance.callback_owner->global_timeline, seq);
     }
     pthread_mutex_unlock(&instance.callback_lock);
 }
@@ -282,10 +282,11 @@ static int provider_transfer(struct neep_renderer *renderer, struct neep_resourc
 }
 
 static int provider_create_global_fence(struct neep_renderer *renderer,
-                                        const struct neep_fence *fence)
+                                        const struct neep_fence *fence, uint32_t seq)
 {
-    /* virglrenderer keeps 32 bits of a global fence id; the callback matches on those. */
-    int ret = as_errno(virgl_renderer_create_fence((int)(uint32_t)fence->fence_id, fence->ctx_id));
+    /* virglrenderer keeps 32 bits of a global fence id: it gets the renderer's number, which
+     * a reset does not start over as the guest's ids do. */
+    int ret = as_errno(virgl_renderer_create_fence((int)seq, fence->ctx_id));
     if (ret < 0) {
         renderer_error(renderer, "virgl: fence %llu refused: %s",
                        (unsigned long long)fence->fence_id, strerror(-ret));

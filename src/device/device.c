@@ -176,7 +176,9 @@ void neep_device_reset(struct neep_device *device)
     free_uuids(device);
     neep_contexts_destroy_all(device->renderer);
     neep_resources_destroy_all(device->renderer);
-    /* Fences of the old guest are of no interest to the new one. */
+    /* Fences of the old guest are of no interest to the new one, and the ones still pending
+     * must not complete commands of the new one that reuse their ids. */
+    neep_fences_drop_pending_global(device->renderer);
     neep_renderer_dispatch_fences(device->renderer, NULL, NULL);
     device->acked_features = 0;
 }

@@ -137,8 +137,9 @@ static int grow_timeline(struct neep_timeline *timeline)
     return 0;
 }
 
-int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *fence,
-                       bool complete_now)
+/* Queues a fence carrying renderer number `seq` (0 for none). */
+static int push_entry(struct neep_timeline *timeline, const struct neep_fence *fence,
+                      bool complete_now, uint32_t seq)
 {
     uint64_t fence_id = fence->fence_id;
     struct neep_renderer *renderer = timeline->renderer;
@@ -156,6 +157,7 @@ int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *
     }
     uint32_t slot = (timeline->head + timeline->count) % timeline->capacity;
     timeline->entries[slot].fence = *fence;
+    timeline->entries[slot].seq = seq;
     timeline->count++;
     if (complete_now) {
         timeline->completed_count = timeline->count;
@@ -168,15 +170,23 @@ int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *
     return 0;
 }
 
-/* Completes the oldest pending fence whose id, masked, is `fence_id` (and those before it). */
-static void signal_matching(struct neep_timeline *timeline, uint64_t fence_id, uint64_t id_mask)
+int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *fence,
+                       bool complete_now)
+{
+    return push_entry(timeline, fence, complete_now, 0);
+}
+
+/* Completes the oldest pending fence with `fence_id` (or, with `by_seq`, renderer number
+ * `fence_id`) and those before it. */
+static void signal_matching(struct neep_timeline *timeline, uint64_t fence_id, bool by_seq)
 {
     struct neep_renderer *renderer = timeline->renderer;
     bool found = false;
     pthread_mutex_lock(&renderer->fence_lock);
     for (uint32_t i = timeline->completed_count; i < timeline->count; i++) {
-        if ((timeline->entries[(timeline->head + i) % timeline->capacity].fence.fence_id &
-             id_mask) == fence_id) {
+        const struct neep_fence_entry *entry =
+            &timeline->entries[(timeline->head + i) % timeline->capacity];
+        if ((by_seq ? entry->seq : entry->fence.fence_id) == fence_id) {
             timeline->completed_count = i + 1;
             mark_ready(renderer, timeline);
             found = true;
@@ -186,7 +196,7 @@ static void signal_matching(struct neep_timeline *timeline, uint64_t fence_id, u
     pthread_mutex_unlock(&renderer->fence_lock);
     if (found) {
         wake_dispatcher(renderer);
-    } else {
+    } else if (!by_seq) {
         renderer_log(renderer, NEEP_LOG_WARN, "fence %llu on ctx %u ring %u is not pending",
                      (unsigned long long)fence_id, timeline->ctx_id, timeline->ring_idx);
     }
@@ -194,12 +204,19 @@ static void signal_matching(struct neep_timeline *timeline, uint64_t fence_id, u
 
 void neep_timeline_signal(struct neep_timeline *timeline, uint64_t fence_id)
 {
-    signal_matching(timeline, fence_id, UINT64_MAX);
+    signal_matching(timeline, fence_id, false);
 }
 
-void neep_timeline_signal_low32(struct neep_timeline *timeline, uint32_t fence_id_low32)
+void neep_timeline_signal_seq(struct neep_timeline *timeline, uint32_t seq)
 {
-    signal_matching(timeline, fence_id_low32, UINT32_MAX);
+    signal_matching(timeline, seq, true);
+}
+
+void neep_fences_drop_pending_global(struct neep_renderer *renderer)
+{
+    pthread_mutex_lock(&renderer->fence_lock);
+    renderer->global_timeline.count = renderer->global_timeline.completed_count;
+    pthread_mutex_unlock(&renderer->fence_lock);
 }
 
 /* Removes the most recently pushed fence, which no one has signalled yet. */
@@ -244,9 +261,13 @@ int neep_fence_create(struct neep_renderer *renderer, const struct neep_fence *f
             /* Without a 3D provider everything is done by the time it is fenced. */
             return neep_timeline_push(&renderer->global_timeline, fence, true);
         }
-        int ret = neep_timeline_push(&renderer->global_timeline, fence, false);
+        if (++renderer->next_global_seq == 0) {
+            renderer->next_global_seq = 1; /* 0 means "no number" */
+        }
+        uint32_t seq = renderer->next_global_seq;
+        int ret = push_entry(&renderer->global_timeline, fence, false, seq);
         if (ret == 0) {
-            ret = provider->create_global_fence(renderer, fence);
+            ret = provider->create_global_fence(renderer, fence, seq);
             if (ret < 0) {
                 drop_newest(&renderer->global_timeline);
             }

@@ -52,9 +52,12 @@ struct neep_resource_provider_ops {
     int (*transfer)(struct neep_renderer *renderer, struct neep_resource *resource, uint32_t ctx_id,
                     const struct neep_transfer *transfer, const struct iovec *buffer,
                     size_t buffer_count, bool to_host);
-    /* Tracks a fence of the global timeline; the provider signals it (on any thread) with
-     * neep_timeline_signal_low32 once the work before it is done. */
-    int (*create_global_fence)(struct neep_renderer *renderer, const struct neep_fence *fence);
+    /* Tracks a fence of the global timeline under `seq`, a number the renderer gives each
+     * such fence and never reuses (a guest's fence ids start over after a reset); the
+     * provider signals it (on any thread) with neep_timeline_signal_seq once the work before
+     * it is done. */
+    int (*create_global_fence)(struct neep_renderer *renderer, const struct neep_fence *fence,
+                               uint32_t seq);
 
     /* Blobs of the provider's own contexts live in it too. */
     bool (*serves_context)(const struct neep_context *ctx);
@@ -115,6 +118,7 @@ struct neep_resource {
 /* One pending fence on a timeline. */
 struct neep_fence_entry {
     struct neep_fence fence; /* as the caller gave it, delivered back unchanged */
+    uint32_t seq;            /* the renderer's own number for provider fences, else 0 */
 };
 
 /*
@@ -171,6 +175,7 @@ struct neep_renderer {
     pthread_mutex_t dispatch_lock;
     int fence_event_fd;
     struct neep_timeline global_timeline;
+    uint32_t next_global_seq; /* for provider fences; embedder thread */
     struct neep_timeline *ready_head;
     struct neep_timeline *ready_tail;
     neep_fence_notify_fn fence_notify;
@@ -247,9 +252,12 @@ void neep_timeline_finish(struct neep_timeline *timeline);
 /* Queues a fence; with `complete_now` it is done at once. */
 int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *fence,
                        bool complete_now);
-/* Thread-safe: like neep_timeline_signal, for signallers that keep only the low 32 bits of
- * fence ids (virglrenderer's global fences). Ids are unique in that many bits among pending
- * fences, since at most NEEP_MAX_PENDING_FENCES_PER_TIMELINE are pending. */
-void neep_timeline_signal_low32(struct neep_timeline *timeline, uint32_t fence_id_low32);
+/* Thread-safe: like neep_timeline_signal, for fences pushed with a renderer sequence number
+ * (the provider's global fences). A number no fence pending has is ignored quietly: it belongs
+ * to a fence dropped by a reset. */
+void neep_timeline_signal_seq(struct neep_timeline *timeline, uint32_t seq);
+/* Drops every global fence not yet complete (device reset): the old guest's, which the new
+ * one must not see complete. */
+void neep_fences_drop_pending_global(struct neep_renderer *renderer);
 
 #endif

@@ -572,3 +572,43 @@ TEST(host_blobs_are_charged_to_the_budget)
     CHECK_EQ(neep_resource_create_blob(renderer, 1, 5, &blob, NULL, 0), 0);
     neep_renderer_destroy(renderer);
 }
+
+/* ---- global fences kept by a resource provider (virgl's, played here) ---------------------- */
+
+static uint32_t provider_seqs[8];
+static size_t provider_seq_count;
+
+static int record_global_fence(struct neep_renderer *renderer, const struct neep_fence *fence,
+                               uint32_t seq)
+{
+    CHECK(provider_seq_count < 8);
+    provider_seqs[provider_seq_count++] = seq;
+    return 0;
+}
+
+static const struct neep_resource_provider_ops recording_provider = {
+    .name = "recording",
+    .create_global_fence = record_global_fence,
+};
+
+/* A guest's fence ids start over after a reset, while the provider may still complete the old
+ * guest's fences: those must not complete the new guest's fences of the same ids. */
+TEST(provider_fences_dropped_by_a_reset_do_not_complete_new_ones)
+{
+    struct neep_renderer *renderer = probe_renderer(NULL);
+    renderer->resource_provider = &recording_provider;
+    struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE, .fence_id = 5};
+    CHECK_EQ(neep_fence_create(renderer, &fence), 0);
+    neep_fences_drop_pending_global(renderer);
+    CHECK_EQ(neep_fence_create(renderer, &fence), 0);
+    CHECK_EQ(provider_seq_count, 2);
+    CHECK(provider_seqs[0] != provider_seqs[1]);
+    struct fence_log log = {0};
+    neep_timeline_signal_seq(&renderer->global_timeline, provider_seqs[0]);
+    CHECK_EQ(neep_renderer_dispatch_fences(renderer, record_fence, &log), 0);
+    neep_timeline_signal_seq(&renderer->global_timeline, provider_seqs[1]);
+    CHECK_EQ(neep_renderer_dispatch_fences(renderer, record_fence, &log), 1);
+    CHECK_EQ(log.fences[0].fence_id, 5);
+    renderer->resource_provider = NULL;
+    neep_renderer_destroy(renderer);
+}
