@@ -7,12 +7,14 @@ extern const struct neep_context_type neep_cross_domain_type;
 #if NEEP_HAVE_VIRGL
 extern const struct neep_context_type neep_virgl_type;
 extern const struct neep_context_type neep_virgl2_type;
+extern const struct neep_context_type neep_venus_type;
 #endif
 
 const struct neep_context_type *const neep_builtin_context_types[] = {
 #if NEEP_HAVE_VIRGL
     &neep_virgl_type,
     &neep_virgl2_type,
+    &neep_venus_type,
 #endif
 #if NEEP_HAVE_CROSS_DOMAIN
     &neep_cross_domain_type,

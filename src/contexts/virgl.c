@@ -44,6 +44,8 @@ static struct {
     struct id_table contexts;      /* ctx_id -> struct virgl_context */
     struct neep_renderer *callback_owner;
     const char *owner_render_node; /* owner's, during virgl_renderer_init */
+    bool has_gl;                   /* vrend (OpenGL) was asked for and started */
+    bool has_venus;                /* venus and its render server started */
 } instance = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -120,6 +122,46 @@ static struct virgl_renderer_callbacks callbacks = {
 
 /* ---- the instance -------------------------------------------------------------------------- */
 
+/* Starts virglrenderer with what the renderer's capsets need: OpenGL (vrend) for virgl and
+ * virgl2, venus and its render server (a process of its own) for venus. A library that cannot
+ * start venus (no render server installed) still gives OpenGL. */
+static int start_virglrenderer(struct neep_renderer *renderer)
+{
+    const uint64_t gl_mask = (1ull << NEEP_CAPSET_VIRGL) | (1ull << NEEP_CAPSET_VIRGL2);
+    bool want_gl = renderer->capset_mask & gl_mask;
+    bool want_venus = renderer->capset_mask & (1ull << NEEP_CAPSET_VENUS);
+    /* Without a render node, EGL renders surfaceless (llvmpipe where there is no GPU); with
+     * one, virglrenderer's GBM opens it through on_get_drm_fd. */
+    int flags = VIRGL_RENDERER_THREAD_SYNC | VIRGL_RENDERER_ASYNC_FENCE_CB;
+    if (want_gl) {
+        flags |= VIRGL_RENDERER_USE_EGL;
+        if (!renderer->render_node_path) {
+            flags |= VIRGL_RENDERER_USE_SURFACELESS;
+        }
+    } else {
+        flags |= VIRGL_RENDERER_NO_VIRGL;
+    }
+    instance.owner_render_node = renderer->render_node_path;
+    int ret = -ENODEV;
+    if (want_venus) {
+        /* The cookie is not used (callbacks find their renderer above), but must be set. */
+        ret = as_errno(virgl_renderer_init(
+            &instance, flags | VIRGL_RENDERER_VENUS | VIRGL_RENDERER_RENDER_SERVER, &callbacks));
+        if (ret < 0) {
+            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                          "venus: virglrenderer did not start venus and its render server (%s)",
+                          strerror(-ret));
+        }
+        instance.has_venus = ret == 0;
+    }
+    if (ret < 0 && want_gl) {
+        ret = as_errno(virgl_renderer_init(&instance, flags, &callbacks));
+    }
+    instance.owner_render_node = NULL;
+    instance.has_gl = ret == 0 && want_gl;
+    return ret;
+}
+
 /* Takes virglrenderer for `renderer`, initialising it on the first of its probes. */
 static int instance_acquire(struct neep_renderer *renderer)
 {
@@ -136,17 +178,7 @@ static int instance_acquire(struct neep_renderer *renderer)
         instance.callback_owner = renderer;
         pthread_mutex_unlock(&instance.callback_lock);
         virgl_set_debug_callback(on_debug_message);
-        /* Without a render node, EGL renders surfaceless (llvmpipe where there is no GPU);
-         * with one, virglrenderer's GBM opens it through on_get_drm_fd. */
-        int flags =
-            VIRGL_RENDERER_USE_EGL | VIRGL_RENDERER_THREAD_SYNC | VIRGL_RENDERER_ASYNC_FENCE_CB;
-        if (!renderer->render_node_path) {
-            flags |= VIRGL_RENDERER_USE_SURFACELESS;
-        }
-        instance.owner_render_node = renderer->render_node_path;
-        /* The cookie is not used (the callbacks find their renderer above), but must be set. */
-        ret = as_errno(virgl_renderer_init(&instance, flags, &callbacks));
-        instance.owner_render_node = NULL;
+        ret = start_virglrenderer(renderer);
         if (ret < 0) {
             neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
                           "virgl: virglrenderer did not start (%s) %s %s", strerror(-ret),
@@ -178,6 +210,7 @@ static void virgl_release(struct neep_renderer *renderer)
         id_table_finish(&instance.contexts);
         pthread_mutex_unlock(&instance.callback_lock);
         instance.owner = NULL;
+        instance.has_gl = instance.has_venus = false;
     }
     pthread_mutex_unlock(&instance.lock);
 }
@@ -384,6 +417,7 @@ static int provider_export_blob(struct neep_renderer *renderer, struct neep_reso
     return -EIO;
 }
 
+/* With OpenGL, virglrenderer keeps every 3D resource and the global fences. */
 static const struct neep_resource_provider_ops provider_ops = {
     .name = "virglrenderer",
     .create_3d = provider_create_3d,
@@ -392,6 +426,22 @@ static const struct neep_resource_provider_ops provider_ops = {
     .detach_backing = provider_detach_backing,
     .transfer = provider_transfer,
     .create_global_fence = provider_create_global_fence,
+    .serves_context = provider_serves_context,
+    .create_blob = provider_create_blob,
+    .map = provider_map,
+    .unmap = provider_unmap,
+    .map_info = provider_map_info,
+    .export_blob = provider_export_blob,
+};
+
+/* Venus alone keeps only its contexts' blobs: 3D resources (the console's dumb buffers) stay
+ * the renderer's, and global fences complete at once as without a provider. */
+static const struct neep_resource_provider_ops venus_provider_ops = {
+    .name = "virglrenderer (venus)",
+    .destroy = provider_destroy,
+    .attach_backing = provider_attach_backing,
+    .detach_backing = provider_detach_backing,
+    .transfer = provider_transfer,
     .serves_context = provider_serves_context,
     .create_blob = provider_create_blob,
     .map = provider_map,
@@ -515,6 +565,26 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
 
 /* ---- the two capsets ----------------------------------------------------------------------- */
 
+/* Venus drivers in guests since Mesa 23 speak wire format 1; virglrenderer before 1.0
+ * (Debian 12's 0.10.4) speaks 0, and the guest driver then finds no device. */
+#define VENUS_MIN_WIRE_FORMAT 1u
+
+static int check_venus_caps(struct neep_renderer *renderer, const uint8_t *caps, uint32_t size)
+{
+    uint32_t wire_format = 0;
+    if (size >= sizeof(wire_format)) {
+        memcpy(&wire_format, caps, sizeof(wire_format));
+    }
+    if (wire_format < VENUS_MIN_WIRE_FORMAT) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                      "venus: this libvirglrenderer speaks venus wire format %u; guest venus "
+                      "drivers need %u or later (virglrenderer 1.0 or later)",
+                      wire_format, VENUS_MIN_WIRE_FORMAT);
+        return -EOPNOTSUPP;
+    }
+    return 0;
+}
+
 static int probe_capset(struct neep_renderer *renderer, uint32_t capset_id, uint32_t *max_version,
                         uint32_t *size_bytes, uint8_t **data)
 {
@@ -522,17 +592,26 @@ static int probe_capset(struct neep_renderer *renderer, uint32_t capset_id, uint
     if (ret < 0) {
         return ret;
     }
+    bool started = capset_id == NEEP_CAPSET_VENUS ? instance.has_venus : instance.has_gl;
     uint32_t version = 0, size = 0;
-    virgl_renderer_get_cap_set(capset_id, &version, &size);
-    uint8_t *caps = version > 0 && size > 0 ? calloc(1, size) : NULL;
+    if (started) {
+        virgl_renderer_get_cap_set(capset_id, &version, &size);
+    }
+    /* A capset's size says it is there; venus's max version is 0. */
+    uint8_t *caps = size > 0 ? calloc(1, size) : NULL;
     if (!caps) {
         neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
                       "virgl: virglrenderer offers no capset %u here", capset_id);
         virgl_release(renderer);
-        return version > 0 && size > 0 ? -ENOMEM : -ENODEV;
+        return size > 0 ? -ENOMEM : -ENODEV;
     }
     virgl_renderer_fill_caps(capset_id, version, caps);
-    renderer->resource_provider = &provider_ops;
+    if (capset_id == NEEP_CAPSET_VENUS && (ret = check_venus_caps(renderer, caps, size)) < 0) {
+        free(caps);
+        virgl_release(renderer);
+        return ret;
+    }
+    renderer->resource_provider = instance.has_gl ? &provider_ops : &venus_provider_ops;
     *max_version = version;
     *size_bytes = size;
     *data = caps;
@@ -562,6 +641,27 @@ static int create_virgl2(struct neep_renderer *renderer, uint32_t ctx_id, uint32
 {
     return create_context(renderer, NEEP_CAPSET_VIRGL2, ctx_id, name, name_len, out);
 }
+
+static int probe_venus(struct neep_renderer *renderer, uint32_t *max_version, uint32_t *size_bytes,
+                       uint8_t **data)
+{
+    return probe_capset(renderer, NEEP_CAPSET_VENUS, max_version, size_bytes, data);
+}
+
+/* Venus contexts are made with CONTEXT_INIT naming capset 4; they share everything else. */
+static int create_venus(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t context_init,
+                        const char *name, size_t name_len, struct neep_context **out)
+{
+    return create_context(renderer, NEEP_CAPSET_VENUS, ctx_id, name, name_len, out);
+}
+
+const struct neep_context_type neep_venus_type = {
+    .capset_id = NEEP_CAPSET_VENUS,
+    .name = "venus",
+    .probe = probe_venus,
+    .create = create_venus,
+    .release = virgl_release,
+};
 
 const struct neep_context_type neep_virgl_type = {
     .capset_id = NEEP_CAPSET_VIRGL,

@@ -257,7 +257,7 @@ int neep_fence_create(struct neep_renderer *renderer, const struct neep_fence *f
     }
     if (!(fence->flags & NEEP_FENCE_FLAG_RING_IDX)) {
         const struct neep_resource_provider_ops *provider = renderer->resource_provider;
-        if (!provider) {
+        if (!provider || !provider->create_global_fence) {
             /* Without a 3D provider everything is done by the time it is fenced. */
             return neep_timeline_push(&renderer->global_timeline, fence, true);
         }

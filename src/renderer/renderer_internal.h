@@ -41,7 +41,8 @@ struct neep_resource;
  */
 struct neep_resource_provider_ops {
     const char *name;
-    /* The resource's id and create_3d fields are filled in; returns 0 or a negative errno. */
+    /* Optional (a provider of blobs only has none): the resource's id and create_3d fields
+     * are filled in; returns 0 or a negative errno. */
     int (*create_3d)(struct neep_renderer *renderer, struct neep_resource *resource);
     void (*destroy)(struct neep_renderer *renderer, struct neep_resource *resource);
     /* resource->backing was just set (or is about to be dropped). */
@@ -52,7 +53,7 @@ struct neep_resource_provider_ops {
     int (*transfer)(struct neep_renderer *renderer, struct neep_resource *resource, uint32_t ctx_id,
                     const struct neep_transfer *transfer, const struct iovec *buffer,
                     size_t buffer_count, bool to_host);
-    /* Tracks a fence of the global timeline under `seq`, a number the renderer gives each
+    /* Optional: tracks a fence of the global timeline under `seq`, a number the renderer gives each
      * such fence and never reuses (a guest's fence ids start over after a reset); the
      * provider signals it (on any thread) with neep_timeline_signal_seq once the work before
      * it is done. */

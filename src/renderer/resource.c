@@ -301,7 +301,7 @@ int neep_resource_create_3d(struct neep_renderer *renderer, uint32_t resource_id
     if (!create) {
         return -EINVAL;
     }
-    if (renderer->resource_provider) {
+    if (renderer->resource_provider && renderer->resource_provider->create_3d) {
         return create_provided(renderer, resource_id, create);
     }
     if (create->target != NEEP_TARGET_TEXTURE_2D || create->depth > 1 || create->array_size > 1 ||
