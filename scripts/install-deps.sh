@@ -39,9 +39,18 @@ apt-get install -y -qq --no-install-recommends \
 # Building QEMU with --enable-rutabaga-gfx (scripts/build-qemu-rutabaga.sh).
 apt-get install -y -qq --no-install-recommends \
     dpkg-dev xz-utils bzip2 python3-venv libglib2.0-dev zlib1g-dev flex bison >/dev/null
-# virgl: libvirglrenderer, and Mesa's EGL with llvmpipe to run it without a GPU.
+# virgl: libvirglrenderer, and Mesa's EGL with llvmpipe to run it without a GPU; venus: the
+# host's Vulkan driver (lavapipe) for the render server, and what building virglrenderer 1.2.0
+# (scripts/build-virglrenderer.sh, a test dependency) needs.
 apt-get install -y -qq --no-install-recommends \
-    libvirglrenderer-dev libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 >/dev/null
+    libvirglrenderer-dev libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 mesa-vulkan-drivers \
+    libvulkan1 libepoxy-dev libdrm-dev libgbm-dev libvulkan-dev python3-yaml >/dev/null
+# The GPU guest's userland and test programs (tests/vm/build-gl-initramfs.sh): Mesa's GL
+# driver, kmscube, eglinfo, the Vulkan loader and vulkaninfo from bookworm, headers to build
+# gl_pattern and vk_pattern, glslang for vk_pattern's shaders. (The guest's venus driver is
+# unpacked from bookworm-backports' mesa-vulkan-drivers into the image, not installed.)
+apt-get install -y -qq --no-install-recommends \
+    kmscube mesa-utils vulkan-tools libegl-dev libgles-dev glslang-tools >/dev/null
 # The host compositor of the cross-domain tests.
 apt-get install -y -qq --no-install-recommends weston >/dev/null
 # Wayland passthrough end to end: sway (headless, pixman) is a host compositor with a seat;

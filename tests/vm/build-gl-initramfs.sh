@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GL guest's initramfs: the test initramfs, plus Mesa's guest GL userland (the virgl
+# The GPU guest's initramfs: the test initramfs, plus Mesa's guest GL userland (the virgl
 # driver virtio_gpu_dri.so, EGL, GBM, GLES and their libraries, about 200 MB, mostly LLVM),
-# kmscube, eglinfo and the GL test program gl_pattern.
+# kmscube, eglinfo and the GL test program gl_pattern; and for Vulkan, the venus driver
+# libvulkan_virtio.so from bookworm-backports' Mesa (with backports' libdrm, unpacked into the
+# image, never installed on the host), the Vulkan loader, vulkaninfo and vk_pattern.
 #   build-gl-initramfs.sh BUILD_DIR OUTPUT
 #
 # The userland part is cached outside the work tree, keyed by the Debian versions it comes
@@ -15,10 +17,17 @@ mkdir -p "$guest_dir"
 
 versions=""
 for package in libgl1-mesa-dri libegl-mesa0 libgbm1 libglapi-mesa libegl1 libgles2 kmscube \
-    mesa-utils; do
+    mesa-utils libvulkan1 vulkan-tools; do
     version=$(dpkg-query -W -f='${Version}' "$package" 2>/dev/null) ||
         { echo "$package is missing: run scripts/install-deps.sh" >&2; exit 1; }
     versions+="$package=$version "
+done
+# The guest's venus driver and the libdrm it needs, from bookworm-backports.
+backports_packages=(mesa-vulkan-drivers libdrm2)
+for package in "${backports_packages[@]}"; do
+    version=$(apt-cache madison "$package" | awk '/bookworm-backports/ {print $3; exit}')
+    [ -n "$version" ] || { echo "no $package in bookworm-backports: run scripts/install-deps.sh" >&2; exit 1; }
+    versions+="$package=$version(backports) "
 done
 key=$(echo "$versions" | sha256sum | cut -c1-12)
 cache_dir=${NEEP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/neep}
@@ -47,6 +56,27 @@ if [ ! -f "$userland" ]; then
         "$multiarch/libGLESv2.so.2" "$(command -v kmscube)" "$(command -v eglinfo)"; do
         copy_with_libraries "$root" "$file"
     done
+    # Vulkan: the loader and vulkaninfo from bookworm, the venus driver from backports.
+    for file in "$multiarch/libvulkan.so.1" "$(command -v vulkaninfo)"; do
+        copy_with_libraries "$root" "$file"
+    done
+    debs=$(mktemp -d)
+    (cd "$debs" && apt-get download -q "${backports_packages[@]/%//bookworm-backports}" \
+        >/dev/null 2>&1) || { echo "downloading ${backports_packages[*]} failed" >&2; exit 1; }
+    for deb in "$debs"/*.deb; do
+        dpkg -x "$deb" "$debs/root"
+    done
+    cp -L "$debs/root$multiarch/libvulkan_virtio.so" "$root$multiarch/"
+    cp -L "$debs/root$multiarch/libdrm.so.2" "$root$multiarch/" # newer than bookworm's
+    mkdir -p "$root/usr/share/vulkan/icd.d"
+    cp "$debs/root/usr/share/vulkan/icd.d/virtio_icd.json" "$root/usr/share/vulkan/icd.d/"
+    for library in $(ldd "$debs/root$multiarch/libvulkan_virtio.so" | grep -o '/[^ ]*' || true); do
+        if [ ! -e "$root$library" ]; then
+            mkdir -p "$root$(dirname "$library")"
+            cp -L "$library" "$root$library"
+        fi
+    done
+    rm -rf "$debs"
     # glvnd finds Mesa's EGL through its vendor file.
     mkdir -p "$root/usr/share/glvnd/egl_vendor.d"
     cp /usr/share/glvnd/egl_vendor.d/50_mesa.json "$root/usr/share/glvnd/egl_vendor.d/"
@@ -54,20 +84,28 @@ if [ ! -f "$userland" ]; then
     mkdir -p "$root/bin"
     mv "$root$(command -v kmscube)" "$root/bin/kmscube"
     mv "$root$(command -v eglinfo)" "$root/bin/eglinfo"
+    mv "$root$(command -v vulkaninfo)" "$root/bin/vulkaninfo"
     (cd "$root" && find . | cpio -o -H newc --quiet) >"$userland.tmp"
     mv "$userland.tmp" "$userland"
     rm -rf "$root"
     trap - EXIT
 fi
 
-# The GL test program is built against the host's headers and runs on the libraries above.
+# The test programs are built against the host's headers and run on the libraries above;
+# vk_pattern's shaders become SPIR-V here.
 gcc -O2 -Wall -Wextra -Werror -I/usr/include/libdrm -o "$guest_dir/gl_pattern" \
     "$here/guest/gl_pattern.c" -lEGL -lGLESv2 -lgbm -ldrm
+for stage in comp vert frag; do
+    glslangValidator -V --quiet --vn "vk_pattern_$stage" -o "$guest_dir/vk_pattern_$stage.h" \
+        "$here/guest/shaders/vk_pattern.$stage" >/dev/null
+done
+gcc -O2 -Wall -Wextra -Werror -I"$guest_dir" -o "$guest_dir/vk_pattern" \
+    "$here/guest/vk_pattern.c" -lvulkan
 "$here/build-test-initramfs.sh" "$build_dir" "$output.base"
 cat "$output.base" "$userland" >"$output"
 rm -f "$output.base"
 extra=$(mktemp -d)
 mkdir -p "$extra/bin"
-cp "$guest_dir/gl_pattern" "$extra/bin/"
+cp "$guest_dir/gl_pattern" "$guest_dir/vk_pattern" "$extra/bin/"
 (cd "$extra" && find . | cpio -o -H newc --quiet) >>"$output"
 rm -rf "$extra"

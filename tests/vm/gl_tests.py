@@ -1,6 +1,8 @@
-"""OpenGL in a real guest through neep's virgl context type: Mesa's virgl driver in the
-guest, virglrenderer on llvmpipe on the host, on both faces (neep-gpu under QEMU's
-vhost-user-gpu-pci, and QEMU's virtio-gpu-rutabaga on neep's library).
+"""OpenGL and Vulkan in a real guest through neep's virgl and venus context types: Mesa's
+virgl and venus drivers in the guest, virglrenderer on llvmpipe and lavapipe on the host. GL
+on both faces (neep-gpu under QEMU's vhost-user-gpu-pci, and QEMU's virtio-gpu-rutabaga on
+neep's library); venus on the rutabaga face only (it needs a host-visible memory window,
+which vhost-user-gpu-pci does not give), on virglrenderer 1.2.0.
 
 The guest boots the GL initramfs (tests/vm/build-gl-initramfs.sh) and runs, from its command
 loop: eglinfo (the EGL driver must be virtio_gpu), gl_pattern (a GLES2 frame with known
@@ -111,19 +113,43 @@ def test_gl(args, workdir):
         guest.stop()
 
 
+def vk_guest_steps(guest, runs=1):
+    """vulkaninfo names the venus device; vk_pattern (compute and render, checked in the guest
+    through mapped memory) passes, `runs` copies at once. Returns the device name."""
+    status, lines = shell(guest, "vulkaninfo --summary 2>&1 | grep -E 'deviceName|driverName'",
+                          timeout=GL_TIMEOUT)
+    text = "\n".join(lines)
+    if "driverName         = venus" not in text or "Virtio-GPU Venus" not in text:
+        raise AssertionError("vulkaninfo does not list the venus device: " + text)
+    device = re.search(r"deviceName\s*=\s*(.*)", text).group(1).strip()
+    shell(guest, " ".join(f"vk_pattern > /tmp/vk{i}.log 2>&1 &" for i in range(runs)))
+    for i in range(runs):
+        status, lines = shell(guest, f"for i in $(seq 1200); do grep -q 'vk-done\\|vk-failed' "
+                                     f"/tmp/vk{i}.log && break; sleep 0.1; done; cat /tmp/vk{i}.log",
+                              timeout=GL_TIMEOUT)
+        log = "\n".join(lines)
+        if "NEEP: vk-compute ok" not in log or "NEEP: vk-render ok" not in log:
+            raise AssertionError(f"vk_pattern run {i} failed: " + log)
+    return device
+
+
 def test_rutabaga_gl(args, workdir):
-    """QEMU's rutabaga device on neep with NEEP_CONTEXT_TYPES=virgl2: GL in the guest while
-    a Wayland client in the same guest shows on the host's weston through neep-wl."""
+    """QEMU's rutabaga device on neep with NEEP_CONTEXT_TYPES=venus,virgl2 (venus on
+    virglrenderer 1.2.0): GL and Vulkan in the guest while a Wayland client in the same guest
+    shows on the host's weston through neep-wl."""
     weston = Weston(workdir, screenshots=True)
     guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=shell.sh", weston.socket)
     guest.initrd = args.gl_initrd
-    guest.extra_env = {"NEEP_CONTEXT_TYPES": "virgl2"}
+    guest.extra_env = {"NEEP_CONTEXT_TYPES": "venus,virgl2",
+                       "LD_LIBRARY_PATH": args.virglrenderer_lib}
     try:
         gl_guest(guest)
         status, lines = shell(guest, "dmesg | grep 'cap set'")
         capsets = " ".join(lines)
-        if "id 2" not in capsets or "id 5" not in capsets:
-            raise AssertionError(f"the guest does not see capsets 2 and 5: {capsets}")
+        for wanted in ("id 2", "id 4", "id 5"):
+            if wanted not in capsets:
+                raise AssertionError(f"the guest does not see capsets 2, 4 and 5: {capsets}")
+        device = vk_guest_steps(guest)
         shell(guest, "neep-wl --verbose > /tmp/neep-wl.log 2>&1 &")
         status, _ = shell(guest, "for i in $(seq 100); do [ -S $XDG_RUNTIME_DIR/wayland-0 ] && "
                                  "exit 0; sleep 0.1; done; exit 1")
@@ -131,13 +157,18 @@ def test_rutabaga_gl(args, workdir):
             raise AssertionError("neep-wl did not create its socket")
         shell(guest, "weston-simple-shm &")
         settle(lambda: find_simple_shm(weston.screenshot()))
+        # Vulkan twice at once, GL and a Wayland client meanwhile.
+        shell(guest, "kmscube -c 100000 > /dev/null 2>&1 &")
+        vk_guest_steps(guest, runs=2)
+        shell(guest, "killall kmscube; sleep 1")
         renderer, frames, fps = gl_guest_steps(guest)
-        # The Wayland client carried on while GL ran.
+        # The Wayland client carried on while GL and Vulkan ran.
         settle(lambda: find_simple_shm(weston.screenshot()))
         status, _ = shell(guest, "pidof weston-simple-shm")
         if status != 0:
-            raise AssertionError("weston-simple-shm did not survive the GL work")
-        return (f"{renderer}; frame exact on the display; kmscube {frames} frames at "
+            raise AssertionError("weston-simple-shm did not survive the GL and Vulkan work")
+        return (f"{device}: compute and render exact, twice at once next to kmscube; "
+                f"{renderer}; frame exact on the display; kmscube {frames} frames at "
                 f"{fps:.0f}/s; weston-simple-shm on the host meanwhile")
     finally:
         guest.stop()

@@ -21,6 +21,8 @@ if [ "${NEEP_VM_GL:-0}" = 1 ]; then
     # Builds with virgl also run GL in a guest with Mesa's userland.
     "$here/build-gl-initramfs.sh" "$build_dir" "$build_dir/vm-gl/initrd.cpio"
     gl_args=(--gl-initrd "$build_dir/vm-gl/initrd.cpio")
+    # venus runs on virglrenderer 1.2.0 (Debian's 0.10.4 is too old for guest drivers).
+    gl_args+=(--virglrenderer-lib "$("$here/../../scripts/build-virglrenderer.sh")")
 fi
 
 case "$mode" in

@@ -99,8 +99,12 @@ class Guest:
                       f"wayland-socket-path={self.rutabaga['wayland']}" + self.extra_device)
             gpu_args = ["-nic", "none", "-device", device]
             qemu_binary = self.rutabaga["qemu"]
-            environment = dict(os.environ, LD_LIBRARY_PATH=self.rutabaga["library_dir"],
-                               **self.extra_env)
+            environment = dict(os.environ, **self.extra_env)
+            # neep's library first; extra directories (a newer virglrenderer) after it.
+            environment["LD_LIBRARY_PATH"] = ":".join(
+                [self.rutabaga["library_dir"]] +
+                ([self.extra_env["LD_LIBRARY_PATH"]] if "LD_LIBRARY_PATH" in self.extra_env
+                 else []))
         elif self.builtin:
             gpu_args = ["-device", self.builtin["device"] + ",id=video0"]
             qemu_binary = "qemu-system-x86_64"

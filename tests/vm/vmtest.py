@@ -291,6 +291,8 @@ def main():
     parser.add_argument("--neep-library-dir", help="where librutabaga_gfx_ffi.so.0 is")
     parser.add_argument("--initrd", required=True)
     parser.add_argument("--gl-initrd", help="the GL guest's initramfs: adds the GL tests")
+    parser.add_argument("--virglrenderer-lib",
+                        help="where virglrenderer 1.2.0 is (venus, on the rutabaga face)")
     parser.add_argument("--keep", help="keep logs and screendumps in this directory")
     parser.add_argument("--demo", metavar="PNG", help="boot the demo guest and save its display")
     parser.add_argument("--demo-wayland", metavar="PNG",
