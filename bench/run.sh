@@ -3,7 +3,8 @@
 # the same vhost-user command stream, and the full-frame copy path against memcpy. With
 # --guest, also real guests (QEMU TCG): page flips on both back-ends, wl_display.sync
 # round trips through cross-domain against the host's own, wl_shm frames through neep-wl
-# against the same client on the host, and kmscube on virgl against QEMU's own GL device.
+# against the same client on the host, kmscube on virgl against QEMU's own GL device, and
+# venus's submit round trip and mapped-memory writes.
 #   bench/run.sh [SECONDS_PER_CASE] [--guest]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,4 +42,9 @@ if [ "${2:-}" = --guest ]; then
     tests/vm/build-gl-initramfs.sh build/bench build/bench/vm-gl/initrd.cpio
     python3 bench/gl_bench.py --neep-gpu build/bench/src/neep-gpu --qemu-rutabaga "$qemu" \
         --neep-library-dir build/bench/src --gl-initrd build/bench/vm-gl/initrd.cpio
+    echo "== venus: empty submit round trip against lavapipe on the host; mapped-memory writes"
+    python3 bench/venus_bench.py --qemu-rutabaga "$qemu" --neep-library-dir build/bench/src \
+        --gl-initrd build/bench/vm-gl/initrd.cpio \
+        --virglrenderer-lib "$(scripts/build-virglrenderer.sh)" \
+        --host-vk-pattern build/bench/vm-gl/vk_pattern
 fi

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 guest_dir=$(dirname "$output")
 mkdir -p "$guest_dir"
 # Guest programs are built plainly (static, no sanitizers): they run inside the guest.
-for program in kms_pattern cross_domain_test wl_hostile; do
+for program in kms_pattern cross_domain_test wl_hostile fence_rtt; do
     gcc -static -O2 -Wall -Wextra -Werror -o "$guest_dir/$program" "$here/guest/$program.c"
 done
 wayland_clients=()
@@ -19,5 +19,6 @@ for client in wayland-info weston-simple-shm wev wl-copy wl-paste; do
     wayland_clients+=("$path")
 done
 "$here/build-initramfs.sh" "$output" "$guest_dir/kms_pattern" "$guest_dir/cross_domain_test" \
+    "$guest_dir/fence_rtt" \
     "$guest_dir/wl_hostile" "$build_dir/guest/neep-wl" "$here/guest/shell.sh" \
     "$build_dir/tests/wl_pattern" "${wayland_clients[@]}" /usr/share/X11/xkb

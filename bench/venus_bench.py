@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""venus in one run: the round trip of an empty vkQueueSubmit + fence wait in a guest on QEMU's
+rutabaga device on neep (NEEP_CONTEXT_TYPES=venus,virgl2, virglrenderer 1.2.0), the same on
+lavapipe directly on the host, and the guest's own fenced virtqueue round trip (a virgl no-op);
+then the bandwidth of guest writes into mapped host-visible Vulkan memory (a HOST3D blob)
+against guest writes into its own memory.
+
+    venus_bench.py --qemu-rutabaga PATH --neep-library-dir DIR --gl-initrd PATH
+                   --virglrenderer-lib DIR --host-vk-pattern PATH [--rounds N]
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vm"))
+import vmlib  # noqa: E402
+from wayland_tests import shell  # noqa: E402
+
+
+def number(pattern, text):
+    found = re.search(pattern, text)
+    if not found:
+        raise RuntimeError(f"no '{pattern}' in: {text}")
+    return float(found.group(1))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--qemu-rutabaga", required=True)
+    parser.add_argument("--neep-library-dir", required=True)
+    parser.add_argument("--gl-initrd", required=True)
+    parser.add_argument("--virglrenderer-lib", required=True)
+    parser.add_argument("--host-vk-pattern", required=True)
+    parser.add_argument("--rounds", type=int, default=500)
+    args = parser.parse_args()
+
+    host = subprocess.run([args.host_vk_pattern, "bench", str(args.rounds)], check=True,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, VK_PATTERN_ANY_DEVICE="1")).stdout
+    host_rtt = number(r"submit-roundtrip-us ([0-9.]+)", host)
+
+    workdir = tempfile.mkdtemp(prefix="neep-venus-bench-")
+    guest = vmlib.Guest(workdir, None, args.gl_initrd, "neep.test=run neep.program=shell.sh",
+                        rutabaga={"qemu": args.qemu_rutabaga,
+                                  "library_dir": args.neep_library_dir,
+                                  "wayland": os.path.join(workdir, "none")})
+    guest.extra_env = {"NEEP_CONTEXT_TYPES": "venus,virgl2",
+                       "LD_LIBRARY_PATH": args.virglrenderer_lib}
+    guest.memory_mib = 2048
+    guest.cpus = 2
+    try:
+        guest.start()
+        guest.wait_for("NEEP: shell-ready", timeout=vmlib.BOOT_TIMEOUT * 2)
+        _, lines = shell(guest, f"fence_rtt {args.rounds}", timeout=600)
+        fence_rtt = number(r"fence-rtt-us ([0-9.]+)", "\n".join(lines))
+        _, lines = shell(guest, f"vk_pattern bench {args.rounds}", timeout=600)
+        text = "\n".join(lines)
+        guest_rtt = number(r"submit-roundtrip-us ([0-9.]+)", text)
+        mapped = number(r"mapped-write-mbps ([0-9.]+)", text)
+        own = number(r"own-write-mbps ([0-9.]+)", text)
+    finally:
+        guest.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"empty vkQueueSubmit + fence wait: guest {guest_rtt:.0f} us, host lavapipe "
+          f"{host_rtt:.1f} us, guest fenced virtqueue round trip {fence_rtt:.0f} us")
+    print(f"  guest / (3 x host + virtqueue) = {guest_rtt / (3 * host_rtt + fence_rtt):.2f} "
+          f"(target <= 1.00)")
+    print(f"guest writes: mapped HOST3D memory {mapped:.0f} MB/s, its own memory {own:.0f} MB/s, "
+          f"ratio {mapped / own:.2f} (target >= 0.80)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
