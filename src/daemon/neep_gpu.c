@@ -31,6 +31,7 @@ struct watch {
     int fd;
     vu_ready_fn ready;
     void *arg;
+    uint32_t generation; /* bumped when the slot is reused, so stale events miss */
 };
 
 struct daemon {
@@ -45,8 +46,13 @@ static int watch_add(void *user_data, int fd, vu_ready_fn ready, void *arg)
     struct daemon *daemon = user_data;
     for (int i = 0; i < MAX_WATCHES; i++) {
         if (daemon->watches[i].ready == NULL) {
-            daemon->watches[i] = (struct watch){fd, ready, arg};
-            struct epoll_event event = {.events = EPOLLIN, .data.ptr = &daemon->watches[i]};
+            uint32_t generation = daemon->watches[i].generation + 1;
+            daemon->watches[i] = (struct watch){fd, ready, arg, generation};
+            /* The event names the slot and its generation: an event a handler made stale in
+             * the same round (its watch removed, the slot given to another fd) finds a
+             * different generation and is dropped. */
+            struct epoll_event event = {.events = EPOLLIN,
+                                        .data.u64 = (uint64_t)generation << 32 | (uint32_t)i};
             if (epoll_ctl(daemon->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
                 int error = errno;
                 daemon->watches[i].ready = NULL;
@@ -82,6 +88,15 @@ static void log_line(void *user_data, enum neep_log_level level, const char *mes
     }
 }
 
+/* The live watch an event is for, or NULL if the event is stale. */
+static struct watch *event_watch(struct daemon *daemon, const struct epoll_event *event)
+{
+    uint32_t slot = (uint32_t)event->data.u64;
+    uint32_t generation = (uint32_t)(event->data.u64 >> 32);
+    struct watch *watch = slot < MAX_WATCHES ? &daemon->watches[slot] : NULL;
+    return watch && watch->ready && watch->generation == generation ? watch : NULL;
+}
+
 /* Runs the loop until the backend dies or a signal asks us to stop. */
 static void serve(struct daemon *daemon, struct vu_backend *backend, int signal_fd)
 {
@@ -96,15 +111,15 @@ static void serve(struct daemon *daemon, struct vu_backend *backend, int signal_
             return;
         }
         for (int i = 0; i < count && vu_backend_alive(backend); i++) {
-            struct watch *watch = events[i].data.ptr;
+            struct watch *watch = event_watch(daemon, &events[i]);
+            if (!watch) {
+                continue; /* a handler removed or replaced this watch during this round */
+            }
             if (watch->fd == signal_fd) {
                 daemon->stopping = true;
                 break;
             }
-            /* A handler may have removed this watch during this round. */
-            if (watch->ready) {
-                watch->ready(watch->arg);
-            }
+            watch->ready(watch->arg);
         }
     }
 }
@@ -347,8 +362,10 @@ int main(int argc, char **argv)
             do {
                 count = epoll_wait(daemon.epoll_fd, &event, 1, -1);
             } while (count < 0 && errno == EINTR);
+            struct watch *ready = count == 1 ? event_watch(&daemon, &event) : NULL;
+            bool stop = !ready || ready->fd == signal_fd;
             watch_remove(&daemon, listen_fd);
-            if (count < 1 || ((struct watch *)event.data.ptr)->fd == signal_fd) {
+            if (stop) {
                 break;
             }
             fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
