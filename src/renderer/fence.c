@@ -78,6 +78,7 @@ void neep_timeline_finish(struct neep_timeline *timeline)
     pthread_mutex_lock(&renderer->fence_lock);
     unlink_ready(renderer, timeline);
     free(timeline->entries);
+    neep_budget_release(renderer, (uint64_t)timeline->capacity * sizeof(*timeline->entries));
     timeline->entries = NULL;
     timeline->capacity = 0;
     timeline->count = 0;
@@ -119,12 +120,19 @@ void neep_renderer_set_fence_notify(struct neep_renderer *renderer, neep_fence_n
     renderer->fence_notify_user_data = user_data;
 }
 
-/* Caller holds fence_lock. */
+/* Caller holds fence_lock. The entries are charged to the budget: a guest decides how many
+ * fences wait. */
 static int grow_timeline(struct neep_timeline *timeline)
 {
     uint32_t new_capacity = timeline->capacity ? timeline->capacity * 2 : TIMELINE_MIN_CAPACITY;
+    uint64_t growth_bytes =
+        (uint64_t)(new_capacity - timeline->capacity) * sizeof(*timeline->entries);
+    if (neep_budget_charge(timeline->renderer, growth_bytes) < 0) {
+        return -ENOMEM;
+    }
     struct neep_fence_entry *entries = malloc(new_capacity * sizeof(*entries));
     if (!entries) {
+        neep_budget_release(timeline->renderer, growth_bytes);
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < timeline->count; i++) {

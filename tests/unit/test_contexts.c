@@ -612,3 +612,22 @@ TEST(provider_fences_dropped_by_a_reset_do_not_complete_new_ones)
     renderer->resource_provider = NULL;
     neep_renderer_destroy(renderer);
 }
+
+/* The guest decides how many fences wait: their room is charged to the budget. */
+TEST(waiting_fences_are_charged_to_the_budget)
+{
+    struct neep_renderer_config config = {.memory_budget_bytes = 16u << 10};
+    struct neep_renderer *renderer;
+    CHECK_EQ(neep_renderer_create(&config, &renderer), 0);
+    int created = 0, ret = 0;
+    for (uint64_t id = 1; id <= 4096 && ret == 0; id++) {
+        struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE, .fence_id = id};
+        ret = neep_fence_create(renderer, &fence);
+        created += ret == 0;
+    }
+    CHECK_EQ(ret, -ENOMEM);
+    CHECK(created >= 128 && created < 4096);
+    CHECK(neep_renderer_memory_used_bytes(renderer) <= neep_renderer_memory_budget_bytes(renderer));
+    CHECK_EQ(neep_renderer_dispatch_fences(renderer, NULL, NULL), created);
+    neep_renderer_destroy(renderer);
+}
