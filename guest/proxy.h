@@ -28,6 +28,8 @@
 #define PROXY_MAX_POOLS_PER_CLIENT      512u
 #define PROXY_MAX_POOL_BYTES_PER_CLIENT (16ull << 30)
 #define PROXY_MAX_PIPES_PER_CLIENT      64u
+/* Host memory the shadows of one client's wl_buffers may take (all clients share the host's). */
+#define PROXY_MAX_SHADOW_BYTES_PER_CLIENT (512ull << 20)
 
 /* Marks in the id maps. */
 #define ID_CLIENT_ONLY 0xffffffffu /* in to_host: an object the host never sees (shm pools) */
@@ -129,8 +131,9 @@ struct proxy_client {
     struct id_table pools;
     struct id_table buffers;
     struct id_table surfaces;
-    uint32_t shm_pool_count; /* pools mapped, including destroyed ones buffers still use */
-    uint64_t shm_pool_bytes; /* their mapped bytes */
+    uint32_t shm_pool_count;   /* pools mapped, including destroyed ones buffers still use */
+    uint64_t shm_pool_bytes;   /* their mapped bytes */
+    uint64_t shm_shadow_bytes; /* host memory the buffers' shadows take */
     uint64_t shm_commits;
     uint64_t shm_copied_bytes;
     uint64_t shm_copy_ns;

@@ -39,7 +39,8 @@ struct shm_buffer {
     int32_t stride_bytes;
     uint32_t bytes_per_pixel;
     struct virtgpu_blob shadow;
-    struct damage stale; /* where the shadow may differ from the client's bytes */
+    uint64_t shadow_bytes; /* counted in the client's shm_shadow_bytes */
+    struct damage stale;   /* where the shadow may differ from the client's bytes */
 };
 
 /* Buffers a surface showed lately: damage to the surface makes them stale too (a client
@@ -276,6 +277,7 @@ bool shm_create_pool(struct proxy_client *client, uint32_t pool_id, uint32_t shm
 
 static void buffer_free(struct proxy_client *client, struct shm_buffer *buffer)
 {
+    client->shm_shadow_bytes -= buffer->shadow_bytes;
     virtgpu_blob_free(&client->channel, &buffer->shadow);
     pool_unref(client, buffer->pool);
     free(buffer);
@@ -291,6 +293,8 @@ static bool create_host_buffer(struct proxy_client *client, uint32_t buffer_id,
                   (unsigned long long)size_bytes);
         return false;
     }
+    buffer->shadow_bytes = size_bytes;
+    client->shm_shadow_bytes += size_bytes;
     uint32_t host_pool = relay_alloc_host_id(client, 0);
     uint32_t host_buffer = host_pool ? relay_alloc_host_id(client, buffer_id) : 0;
     if (!host_buffer) {
@@ -347,6 +351,15 @@ static bool create_buffer(struct proxy_client *client, uint32_t pool_id, struct 
                           "wl_shm_pool.create_buffer: %dx%d, stride %d at offset %d does not fit "
                           "a %llu-byte pool",
                           width, height, stride, offset, (unsigned long long)pool->size_bytes);
+        return false;
+    }
+    uint64_t shadow_bytes = (uint64_t)stride * (uint64_t)height;
+    if (shadow_bytes > PROXY_MAX_SHADOW_BYTES_PER_CLIENT - client->shm_shadow_bytes) {
+        proxy_client_fail(client, pool_id, WL_DISPLAY_ERROR_NO_MEMORY,
+                          "wl_shm_pool.create_buffer: the client's buffers (%llu MiB of host "
+                          "memory) would pass neep-wl's limit of %llu MiB per client",
+                          (unsigned long long)(client->shm_shadow_bytes >> 20),
+                          (unsigned long long)(PROXY_MAX_SHADOW_BYTES_PER_CLIENT >> 20));
         return false;
     }
     struct shm_buffer *buffer = calloc(1, sizeof(*buffer));

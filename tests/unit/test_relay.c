@@ -478,6 +478,25 @@ TEST(shm_pools_are_capped_per_client)
     CHECK(!request(r, 3, WL_SHM_CREATE_POOL, 2, id, 0x7fffffffu));
     CHECK(strstr(r->error, "MiB per client") != NULL);
     finish(r);
+    /* Host memory: each buffer's shadow lives on the host, so buffers are capped too, even
+     * many on one small pool. Counted as they come and go; the cap reached near its end. */
+    r = start();
+    CHECK(bind(r, "wl_shm", 1, 3));
+    CHECK(fd_fifo_push(&r->client.client_fds, dup(pool_fd)));
+    CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, 4u, 4096u));
+    CHECK(
+        request(r, 4, WL_SHM_POOL_CREATE_BUFFER, 6, 5u, 0u, 16u, 16u, 64u, WL_SHM_FORMAT_XRGB8888));
+    CHECK_EQ(r->client.shm_shadow_bytes, 16 * 64);
+    CHECK(request(r, 5, WL_BUFFER_DESTROY, 0));
+    CHECK_EQ(r->client.shm_shadow_bytes, 0);
+    r->client.shm_shadow_bytes = PROXY_MAX_SHADOW_BYTES_PER_CLIENT - 1024; /* as if made */
+    CHECK(request(r, 4, WL_SHM_POOL_CREATE_BUFFER, 6, 6u, 0u, 16u, 16u, 64u,
+                  WL_SHM_FORMAT_XRGB8888)); /* exactly fits */
+    CHECK(!request(r, 4, WL_SHM_POOL_CREATE_BUFFER, 6, 7u, 0u, 1u, 1u, 4u, WL_SHM_FORMAT_XRGB8888));
+    CHECK_EQ(r->error_code, WL_DISPLAY_ERROR_NO_MEMORY);
+    CHECK(strstr(r->error, "host memory") != NULL);
+    r->client.shm_shadow_bytes -= PROXY_MAX_SHADOW_BYTES_PER_CLIENT - 1024;
+    finish(r);
     /* Growing a pool counts too (the eighth pool cannot grow to 2 GiB while a ninth holds a
      * page), and destroyed pools give their share back. */
     for (int destroy_first = 0; destroy_first < 2; destroy_first++) {
