@@ -156,10 +156,17 @@ static int start_virglrenderer(struct neep_renderer *renderer)
     }
     if (ret < 0 && want_gl) {
         ret = as_errno(virgl_renderer_init(&instance, flags, &callbacks));
+        if (ret < 0) {
+            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                          "virgl: virglrenderer did not start (%s) %s %s", strerror(-ret),
+                          renderer->render_node_path ? "on render node" : "with surfaceless EGL",
+                          renderer->render_node_path ? renderer->render_node_path : "");
+        }
     }
     instance.owner_render_node = NULL;
     instance.has_gl = ret == 0 && want_gl;
-    return ret;
+    /* virglrenderer's own codes (-1 among them) say little: the host cannot run it. */
+    return ret < 0 ? -ENODEV : 0;
 }
 
 /* Takes virglrenderer for `renderer`, initialising it on the first of its probes. */
@@ -178,12 +185,8 @@ static int instance_acquire(struct neep_renderer *renderer)
         instance.callback_owner = renderer;
         pthread_mutex_unlock(&instance.callback_lock);
         virgl_set_debug_callback(on_debug_message);
-        ret = start_virglrenderer(renderer);
+        ret = start_virglrenderer(renderer); /* says why it failed */
         if (ret < 0) {
-            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
-                          "virgl: virglrenderer did not start (%s) %s %s", strerror(-ret),
-                          renderer->render_node_path ? "on render node" : "with surfaceless EGL",
-                          renderer->render_node_path ? renderer->render_node_path : "");
             pthread_mutex_lock(&instance.callback_lock);
             instance.callback_owner = NULL;
             pthread_mutex_unlock(&instance.callback_lock);
