@@ -1,0 +1,222 @@
+/*
+ * The process's one virglrenderer (its state is global): it serves one renderer at a time.
+ * The first renderer that enables a virgl-family capset starts it, the last of its capsets to
+ * be released cleans it up, and another renderer asking meanwhile gets -EBUSY.
+ *
+ * Fences are event-driven: virglrenderer waits for GL fences on its own sync thread and, with
+ * ASYNC_FENCE_CB, calls back on that thread; the callbacks complete neep timelines, which wake
+ * the embedder. Nothing polls on a timer. The callbacks find contexts through a table of their
+ * own under `callback_lock`, which the embedder thread holds only to change that table, never
+ * across a call into virglrenderer (whose sync thread may be waiting to call us).
+ */
+#define VIRGL_RENDERER_UNSTABLE_APIS 1
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_gpu.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <virgl/virglrenderer.h>
+
+#include "virgl_internal.h"
+
+/* The process's one virglrenderer, and whom it serves. */
+static struct {
+    pthread_mutex_t lock;          /* owner and probes: embedder threads */
+    struct neep_renderer *owner;   /* NULL while virglrenderer is not initialised */
+    uint32_t probes;               /* capsets of `owner` that probed successfully */
+    pthread_mutex_t callback_lock; /* contexts, and owner as the callbacks see it */
+    struct id_table contexts;      /* ctx_id -> struct virgl_context */
+    struct neep_renderer *callback_owner;
+    const char *owner_render_node; /* owner's, during virgl_renderer_init */
+    bool has_gl;                   /* vrend (OpenGL) was asked for and started */
+    bool has_venus;                /* venus and its render server started */
+} instance = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .callback_lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+/* ---- callbacks, on virglrenderer's sync thread (or, for the log, any thread) ------------- */
+
+static void on_write_fence(void *cookie, uint32_t seq)
+{
+    (void)cookie;
+    pthread_mutex_lock(&instance.callback_lock);
+    if (instance.callback_owner) {
+        neep_timeline_signal_seq(&instance.callback_owner->global_timeline, seq);
+    }
+    pthread_mutex_unlock(&instance.callback_lock);
+}
+
+static void on_write_context_fence(void *cookie, uint32_t ctx_id, uint32_t ring_idx,
+                                   uint64_t fence_id)
+{
+    (void)cookie;
+    pthread_mutex_lock(&instance.callback_lock);
+    struct virgl_context *ctx = id_table_get(&instance.contexts, ctx_id);
+    struct neep_timeline *timeline =
+        ctx && ring_idx < NEEP_MAX_RINGS ? ctx->timelines[ring_idx] : NULL;
+    if (timeline) {
+        neep_timeline_signal(timeline, fence_id);
+    }
+    pthread_mutex_unlock(&instance.callback_lock);
+}
+
+/* virglrenderer's own messages, informational or about a guest's bad command stream (so
+ * rate-limited); its errors reach the guest too, as failed commands. */
+__attribute__((format(printf, 1, 0))) static void on_debug_message(const char *fmt, va_list args)
+{
+    char line[256];
+    vsnprintf(line, sizeof(line), fmt, args);
+    size_t length = strlen(line);
+    while (length > 0 && line[length - 1] == '\n') {
+        line[--length] = '\0';
+    }
+    pthread_mutex_lock(&instance.callback_lock);
+    if (instance.callback_owner && length > 0) {
+        renderer_log(instance.callback_owner, NEEP_LOG_INFO, "virglrenderer: %s", line);
+    }
+    pthread_mutex_unlock(&instance.callback_lock);
+}
+
+/* The render node the embedder named, for virglrenderer's GBM; it owns what we return. */
+static int on_get_drm_fd(void *cookie)
+{
+    (void)cookie;
+    const char *path = instance.owner_render_node;
+    return path ? open(path, O_RDWR | O_CLOEXEC) : -1;
+}
+
+static struct virgl_renderer_callbacks callbacks = {
+    .version = 3,
+    .write_fence = on_write_fence,
+    .get_drm_fd = on_get_drm_fd,
+    .write_context_fence = on_write_context_fence,
+};
+
+/* ---- the instance -------------------------------------------------------------------------- */
+
+/* Starts virglrenderer with what the renderer's capsets need: OpenGL (vrend) for virgl and
+ * virgl2, venus and its render server (a process of its own) for venus. A library that cannot
+ * start venus (no render server installed) still gives OpenGL. */
+static int start_virglrenderer(struct neep_renderer *renderer)
+{
+    const uint64_t gl_mask = (1ull << NEEP_CAPSET_VIRGL) | (1ull << NEEP_CAPSET_VIRGL2);
+    bool want_gl = renderer->capset_mask & gl_mask;
+    bool want_venus = renderer->capset_mask & (1ull << NEEP_CAPSET_VENUS);
+    /* Without a render node, EGL renders surfaceless (llvmpipe where there is no GPU); with
+     * one, virglrenderer's GBM opens it through on_get_drm_fd. */
+    int flags = VIRGL_RENDERER_THREAD_SYNC | VIRGL_RENDERER_ASYNC_FENCE_CB;
+    if (want_gl) {
+        flags |= VIRGL_RENDERER_USE_EGL;
+        if (!renderer->render_node_path) {
+            flags |= VIRGL_RENDERER_USE_SURFACELESS;
+        }
+    } else {
+        flags |= VIRGL_RENDERER_NO_VIRGL;
+    }
+    instance.owner_render_node = renderer->render_node_path;
+    int ret = -ENODEV;
+    if (want_venus) {
+        /* The cookie is not used (callbacks find their renderer above), but must be set. */
+        ret = virgl_as_errno(virgl_renderer_init(
+            &instance, flags | VIRGL_RENDERER_VENUS | VIRGL_RENDERER_RENDER_SERVER, &callbacks));
+        if (ret < 0) {
+            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                          "venus: virglrenderer did not start venus and its render server (%s)",
+                          strerror(-ret));
+        }
+        instance.has_venus = ret == 0;
+    }
+    if (ret < 0 && want_gl) {
+        ret = virgl_as_errno(virgl_renderer_init(&instance, flags, &callbacks));
+        if (ret < 0) {
+            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                          "virgl: virglrenderer did not start (%s) %s %s", strerror(-ret),
+                          renderer->render_node_path ? "on render node" : "with surfaceless EGL",
+                          renderer->render_node_path ? renderer->render_node_path : "");
+        }
+    }
+    instance.owner_render_node = NULL;
+    instance.has_gl = ret == 0 && want_gl;
+    /* virglrenderer's own codes (-1 among them) say little: the host cannot run it. */
+    return ret < 0 ? -ENODEV : 0;
+}
+
+/* Takes virglrenderer for `renderer`, initialising it on the first of its probes. */
+int virgl_instance_acquire(struct neep_renderer *renderer)
+{
+    pthread_mutex_lock(&instance.lock);
+    int ret = 0;
+    if (instance.owner && instance.owner != renderer) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                      "virgl: virglrenderer already serves another renderer in this process "
+                      "(it has one instance per process)");
+        ret = -EBUSY;
+    } else if (!instance.owner) {
+        id_table_init(&instance.contexts);
+        pthread_mutex_lock(&instance.callback_lock);
+        instance.callback_owner = renderer;
+        pthread_mutex_unlock(&instance.callback_lock);
+        virgl_set_debug_callback(on_debug_message);
+        ret = start_virglrenderer(renderer); /* says why it failed */
+        if (ret < 0) {
+            pthread_mutex_lock(&instance.callback_lock);
+            instance.callback_owner = NULL;
+            pthread_mutex_unlock(&instance.callback_lock);
+            id_table_finish(&instance.contexts);
+        } else {
+            instance.owner = renderer;
+        }
+    }
+    if (ret == 0) {
+        instance.probes++;
+    }
+    pthread_mutex_unlock(&instance.lock);
+    return ret;
+}
+
+void virgl_instance_release(struct neep_renderer *renderer)
+{
+    pthread_mutex_lock(&instance.lock);
+    if (instance.owner == renderer && --instance.probes == 0) {
+        renderer->resource_provider = NULL;
+        virgl_renderer_cleanup(&instance); /* joins the sync thread: no callback after this */
+        pthread_mutex_lock(&instance.callback_lock);
+        instance.callback_owner = NULL;
+        id_table_finish(&instance.contexts);
+        pthread_mutex_unlock(&instance.callback_lock);
+        instance.owner = NULL;
+        instance.has_gl = instance.has_venus = false;
+    }
+    pthread_mutex_unlock(&instance.lock);
+}
+
+bool virgl_instance_started(uint32_t capset_id)
+{
+    return capset_id == NEEP_CAPSET_VENUS ? instance.has_venus : instance.has_gl;
+}
+
+int virgl_instance_add_context(uint32_t ctx_id, struct virgl_context *ctx)
+{
+    pthread_mutex_lock(&instance.callback_lock);
+    int ret = id_table_insert(&instance.contexts, ctx_id, ctx);
+    pthread_mutex_unlock(&instance.callback_lock);
+    return ret;
+}
+
+void virgl_instance_remove_context(uint32_t ctx_id)
+{
+    pthread_mutex_lock(&instance.callback_lock);
+    id_table_remove(&instance.contexts, ctx_id);
+    pthread_mutex_unlock(&instance.callback_lock);
+}
+
+void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline *timeline)
+{
+    pthread_mutex_lock(&instance.callback_lock);
+    ctx->timelines[timeline->ring_idx] = timeline;
+    pthread_mutex_unlock(&instance.callback_lock);
+}

@@ -1,0 +1,44 @@
+/*
+ * The virgl context types' shared parts (src/contexts/virgl*.c): the process's one
+ * virglrenderer instance (virgl_instance.c), the resource provider that keeps 3D resources and
+ * blobs in it (virgl_resources.c), and the contexts and capsets (virgl.c).
+ */
+#ifndef NEEP_CONTEXTS_VIRGL_INTERNAL_H
+#define NEEP_CONTEXTS_VIRGL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "context_type.h"
+
+struct virgl_context {
+    struct neep_context base;
+    /* The timelines the sync thread completes; set under the instance's callback lock. */
+    struct neep_timeline *timelines[NEEP_MAX_RINGS];
+};
+
+/* virglrenderer returns positive or negative errnos, depending on the call. */
+static inline int virgl_as_errno(int ret)
+{
+    return ret > 0 ? -ret : ret;
+}
+
+/* virgl_instance.c: takes virglrenderer for `renderer` (starting it on the first of its
+ * probes with what its capsets need), and gives it back (cleaning up on the last). */
+int virgl_instance_acquire(struct neep_renderer *renderer);
+void virgl_instance_release(struct neep_renderer *renderer);
+/* Whether what capset `capset_id` needs (OpenGL, or venus) started. */
+bool virgl_instance_started(uint32_t capset_id);
+/* The contexts the fence callbacks can find. */
+int virgl_instance_add_context(uint32_t ctx_id, struct virgl_context *ctx);
+void virgl_instance_remove_context(uint32_t ctx_id);
+void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline *timeline);
+
+/* virgl_resources.c: with OpenGL, and for venus alone (blobs only). */
+extern const struct neep_resource_provider_ops virgl_provider_ops;
+extern const struct neep_resource_provider_ops virgl_venus_provider_ops;
+
+/* virgl.c */
+bool virgl_is_context(const struct neep_context *ctx);
+
+#endif
