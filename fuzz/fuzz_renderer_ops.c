@@ -10,58 +10,11 @@
 
 #include <neep/renderer.h>
 
+#include "fuzz_input.h"
+
 #define GUEST_BYTES (1u << 20)
 static uint8_t guest_memory[GUEST_BYTES];
 static uint8_t read_buffer[1u << 16];
-
-struct input {
-    const uint8_t *data;
-    size_t size;
-};
-
-static uint32_t take(struct input *in, size_t bytes)
-{
-    uint32_t value = 0;
-    size_t n = in->size < bytes ? in->size : bytes;
-    memcpy(&value, in->data, n);
-    in->data += n;
-    in->size -= n;
-    return value;
-}
-
-/* Small ids collide often, which is where the interesting paths are. */
-static uint32_t take_id(struct input *in)
-{
-    return take(in, 1) % 9;
-}
-
-/* A mix of small and wild values: edges matter more than uniform coverage. */
-static uint32_t take_dimension(struct input *in)
-{
-    uint32_t raw = take(in, 4);
-    switch (raw & 3) {
-    case 0:
-        return raw >> 2 & 0x3f;
-    case 1:
-        return raw >> 2 & 0x3ff;
-    case 2:
-        return 0xffffffffu - (raw >> 2 & 0xf);
-    default:
-        return raw;
-    }
-}
-
-static size_t take_backing(struct input *in, struct iovec *iov, size_t max)
-{
-    size_t count = take(in, 1) % (max + 1);
-    for (size_t i = 0; i < count; i++) {
-        uint32_t offset = take(in, 4) % GUEST_BYTES;
-        uint32_t length = take(in, 4) % (GUEST_BYTES - offset + 1);
-        iov[i].iov_base = guest_memory + offset;
-        iov[i].iov_len = length;
-    }
-    return count;
-}
 
 static void take_transfer(struct input *in, struct neep_transfer *t)
 {
@@ -123,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 2: {
             id = take_id(&in);
-            size_t count = take_backing(&in, iov, 16);
+            size_t count = take_backing(&in, guest_memory, GUEST_BYTES, iov, 16);
             neep_resource_attach_backing(renderer, id, iov, count);
             break;
         }
@@ -155,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 .size_bytes = take_dimension(&in),
             };
             id = take_id(&in);
-            size_t count = take_backing(&in, iov, 16);
+            size_t count = take_backing(&in, guest_memory, GUEST_BYTES, iov, 16);
             neep_resource_create_blob(renderer, take(&in, 1) % 3, id, &blob, iov, count);
             break;
         }

@@ -92,13 +92,17 @@ static void complete_all_pending(struct neep_device *device)
 /* A destroyed context's timelines are gone without being signalled: its fenced commands
  * still waiting (a POLL, say) are completed now, or their chains would never go back to the
  * driver. Their responses are already written. */
-void device_complete_context_pending(struct neep_device *device, uint32_t ctx_id)
+/* Completes, in order, the pending commands `matches` picks (their responses are written). */
+static void complete_pending_where(struct neep_device *device,
+                                   bool (*matches)(const struct pending_command *pending,
+                                                   const void *arg),
+                                   const void *arg)
 {
     struct pending_command **link = &device->pending_head;
     struct pending_command *previous = NULL;
     while (*link) {
         struct pending_command *pending = *link;
-        if (pending->on_ring && pending->ctx_id == ctx_id) {
+        if (matches(pending, arg)) {
             *link = pending->next;
             if (device->pending_tail == pending) {
                 device->pending_tail = previous;
@@ -112,6 +116,16 @@ void device_complete_context_pending(struct neep_device *device, uint32_t ctx_id
         previous = pending;
         link = &pending->next;
     }
+}
+
+static bool on_context_rings(const struct pending_command *pending, const void *arg)
+{
+    return pending->on_ring && pending->ctx_id == *(const uint32_t *)arg;
+}
+
+void device_complete_context_pending(struct neep_device *device, uint32_t ctx_id)
+{
+    complete_pending_where(device, on_context_rings, &ctx_id);
 }
 
 void neep_device_destroy(struct neep_device *device)
@@ -463,32 +477,21 @@ struct dispatch_state {
     struct neep_device *device;
 };
 
-/* Completes the commands a signalled fence releases: same timeline, fence id up to it. */
+/* A pending command a signalled fence releases: same timeline, fence id up to it. */
+static bool released_by(const struct pending_command *pending, const void *arg)
+{
+    const struct neep_fence *fence = arg;
+    bool on_ring = fence->flags & NEEP_FENCE_FLAG_RING_IDX;
+    bool same_timeline =
+        pending->on_ring == on_ring &&
+        (!on_ring || (pending->ctx_id == fence->ctx_id && pending->ring_idx == fence->ring_idx));
+    return same_timeline && pending->fence_id <= fence->fence_id;
+}
+
 static void on_fence(void *user_data, const struct neep_fence *fence)
 {
     struct neep_device *device = ((struct dispatch_state *)user_data)->device;
-    bool on_ring = fence->flags & NEEP_FENCE_FLAG_RING_IDX;
-    struct pending_command **link = &device->pending_head;
-    struct pending_command *previous = NULL;
-    while (*link) {
-        struct pending_command *pending = *link;
-        bool same_timeline =
-            pending->on_ring == on_ring && (!on_ring || (pending->ctx_id == fence->ctx_id &&
-                                                         pending->ring_idx == fence->ring_idx));
-        if (same_timeline && pending->fence_id <= fence->fence_id) {
-            *link = pending->next;
-            if (device->pending_tail == pending) {
-                device->pending_tail = previous;
-            }
-            pending->complete(pending->complete_user_data, pending->cookie,
-                              pending->response_bytes);
-            pending->next = device->free_pending;
-            device->free_pending = pending;
-            continue;
-        }
-        previous = pending;
-        link = &pending->next;
-    }
+    complete_pending_where(device, released_by, fence);
 }
 
 void neep_device_dispatch(struct neep_device *device)

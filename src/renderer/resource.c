@@ -139,6 +139,38 @@ static int create_memfd_storage(struct neep_renderer *renderer, uint64_t size_by
     return 0;
 }
 
+/* A new resource's id must be neither 0 nor taken; `what` names the operation for the log. */
+static int check_new_id(struct neep_renderer *renderer, uint32_t id, const char *what)
+{
+    if (id == 0) {
+        renderer_error(renderer, "%s: resource id 0 is reserved", what);
+        return -EINVAL;
+    }
+    if (neep_resource_lookup(renderer, id)) {
+        renderer_error(renderer, "%s: resource id %u is already in use", what, id);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+/* A resource whose storage of `size_bytes` is charged to the budget (and freed with it). */
+static int alloc_charged(struct neep_renderer *renderer, uint32_t id, uint64_t size_bytes,
+                         struct neep_resource **out)
+{
+    struct neep_resource *resource = resource_alloc(renderer, id, NEEP_RESOURCE_2D);
+    if (!resource) {
+        return -ENOMEM;
+    }
+    int ret = neep_budget_charge(renderer, size_bytes);
+    if (ret < 0) {
+        neep_resource_free(renderer, resource);
+        return ret;
+    }
+    resource->charged_bytes += size_bytes;
+    *out = resource;
+    return 0;
+}
+
 static int check_dimensions(struct neep_renderer *renderer, uint32_t width_px, uint32_t height_px)
 {
     if (width_px == 0 || height_px == 0) {
@@ -157,19 +189,15 @@ int neep_resource_create_2d_storage(struct neep_renderer *renderer, uint32_t id,
                                     uint32_t width_px, uint32_t height_px,
                                     struct neep_resource **out)
 {
-    if (id == 0) {
-        renderer_error(renderer, "resource id 0 is reserved");
-        return -EINVAL;
-    }
-    if (neep_resource_lookup(renderer, id)) {
-        renderer_error(renderer, "resource id %u is already in use", id);
-        return -EEXIST;
+    int ret = check_new_id(renderer, id, "create");
+    if (ret < 0) {
+        return ret;
     }
     if (!neep_format_is_valid(format)) {
         renderer_error(renderer, "resource %u: unknown format %u", id, format);
         return -EINVAL;
     }
-    int ret = check_dimensions(renderer, width_px, height_px);
+    ret = check_dimensions(renderer, width_px, height_px);
     if (ret < 0) {
         return ret;
     }
@@ -177,16 +205,11 @@ int neep_resource_create_2d_storage(struct neep_renderer *renderer, uint32_t id,
     uint32_t stride_bytes = width_px * NEEP_BYTES_PER_PIXEL;
     uint64_t size_bytes = (uint64_t)stride_bytes * height_px;
 
-    struct neep_resource *resource = resource_alloc(renderer, id, NEEP_RESOURCE_2D);
-    if (!resource) {
-        return -ENOMEM;
-    }
-    ret = neep_budget_charge(renderer, size_bytes);
+    struct neep_resource *resource;
+    ret = alloc_charged(renderer, id, size_bytes, &resource);
     if (ret < 0) {
-        neep_resource_free(renderer, resource);
         return ret;
     }
-    resource->charged_bytes += size_bytes;
     ret = create_memfd_storage(renderer, size_bytes, &resource->storage);
     if (ret < 0) {
         neep_resource_free(renderer, resource);
@@ -254,29 +277,20 @@ static int provided_resource_bytes(struct neep_renderer *renderer, uint32_t id,
 static int create_provided(struct neep_renderer *renderer, uint32_t resource_id,
                            const struct neep_resource_create_3d *create)
 {
-    if (resource_id == 0) {
-        renderer_error(renderer, "resource id 0 is reserved");
-        return -EINVAL;
-    }
-    if (neep_resource_lookup(renderer, resource_id)) {
-        renderer_error(renderer, "resource id %u is already in use", resource_id);
-        return -EEXIST;
+    int ret = check_new_id(renderer, resource_id, "create_3d");
+    if (ret < 0) {
+        return ret;
     }
     uint64_t size_bytes;
-    int ret = provided_resource_bytes(renderer, resource_id, create, &size_bytes);
+    ret = provided_resource_bytes(renderer, resource_id, create, &size_bytes);
     if (ret < 0) {
         return ret;
     }
-    struct neep_resource *resource = resource_alloc(renderer, resource_id, NEEP_RESOURCE_2D);
-    if (!resource) {
-        return -ENOMEM;
-    }
-    ret = neep_budget_charge(renderer, size_bytes);
+    struct neep_resource *resource;
+    ret = alloc_charged(renderer, resource_id, size_bytes, &resource);
     if (ret < 0) {
-        neep_resource_free(renderer, resource);
         return ret;
     }
-    resource->charged_bytes += size_bytes;
     resource->create_3d = *create;
     resource->format = create->format;
     resource->width_px = create->width;
@@ -549,13 +563,9 @@ int neep_resource_create_blob(struct neep_renderer *renderer, uint32_t ctx_id, u
     if (!create) {
         return -EINVAL;
     }
-    if (resource_id == 0) {
-        renderer_error(renderer, "create_blob: resource id 0 is reserved");
-        return -EINVAL;
-    }
-    if (neep_resource_lookup(renderer, resource_id)) {
-        renderer_error(renderer, "create_blob: resource id %u is already in use", resource_id);
-        return -EEXIST;
+    int ret = check_new_id(renderer, resource_id, "create_blob");
+    if (ret < 0) {
+        return ret;
     }
     if (create->blob_mem < NEEP_BLOB_MEM_GUEST || create->blob_mem > NEEP_BLOB_MEM_HOST3D_GUEST) {
         renderer_error(renderer, "create_blob %u: unknown blob_mem %u", resource_id,
@@ -589,7 +599,6 @@ int neep_resource_create_blob(struct neep_renderer *renderer, uint32_t ctx_id, u
     resource->blob_id = create->blob_id;
     resource->size_bytes = create->size_bytes;
 
-    int ret = 0;
     if (backing_count > 0) {
         ret = take_backing(renderer, resource, backing, backing_count);
         if (ret == 0 && resource->backing_bytes < create->size_bytes) {

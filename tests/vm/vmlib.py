@@ -252,6 +252,28 @@ def connect_unix(path, process, timeout=20):
             time.sleep(0.05)
 
 
+def check_image(image, width, height, expected, label="the display"):
+    """Every pixel of `image` is expected(x, y) as (r, g, b), and its size width x height."""
+    if (image.width, image.height) != (width, height):
+        raise AssertionError(f"{label} is {image.width}x{image.height}, "
+                             f"expected {width}x{height}")
+    wrong = 0
+    first = None
+    for y in range(height):
+        row = y * width * 3
+        for x in range(width):
+            got = tuple(image.pixels[row + x * 3:row + x * 3 + 3])
+            want = expected(x, y)
+            if got != want:
+                wrong += 1
+                if first is None:
+                    first = (x, y, got, want)
+    if wrong:
+        x, y, got, want = first
+        raise AssertionError(f"{label}: {wrong} pixels differ; first at ({x},{y}): {got}, "
+                             f"expected {want}")
+
+
 def settled_check(guest, name, check, head=None, timeout=5.0):
     """QEMU draws what neep-gpu sent on its own schedule: retry the check until it passes or
     the time is up, then report the last failure."""

@@ -18,7 +18,8 @@ import traceback
 
 from gl_tests import GL_TESTS, RUTABAGA_GL_TESTS, run_gl_demo
 from wayland_tests import NEEP_WL_TESTS, run_wayland_demo
-from vmlib import (BOOT_TIMEOUT, Guest, PipePeer, Weston, rutabaga_guest, settled_check, write_png)
+from vmlib import (BOOT_TIMEOUT, Guest, PipePeer, Weston, check_image, rutabaga_guest,
+                   settled_check, write_png)
 
 # ---- expectations --------------------------------------------------------------------------
 
@@ -29,28 +30,12 @@ def pattern_pixel(head, x, y):
 
 def check_pattern(image, head, width, height, exceptions=()):
     """Every pixel matches the pattern, except inside `exceptions` ((x, y, w, h, rgb))."""
-    if (image.width, image.height) != (width, height):
-        raise AssertionError(f"head {head} is {image.width}x{image.height}, "
-                             f"expected {width}x{height}")
-    wrong = 0
-    first = None
-    for y in range(height):
-        row = y * width * 3
-        for x in range(width):
-            expected = pattern_pixel(head, x, y)
-            for ex, ey, ew, eh, colour in exceptions:
-                if ex <= x < ex + ew and ey <= y < ey + eh:
-                    expected = colour
-                    break
-            got = tuple(image.pixels[row + x * 3:row + x * 3 + 3])
-            if got != expected:
-                wrong += 1
-                if first is None:
-                    first = (x, y, got, expected)
-    if wrong:
-        x, y, got, expected = first
-        raise AssertionError(f"head {head}: {wrong} pixels differ; first at ({x},{y}): "
-                             f"{got}, expected {expected}")
+    def expected(x, y):
+        for ex, ey, ew, eh, colour in exceptions:
+            if ex <= x < ex + ew and ey <= y < ey + eh:
+                return colour
+        return pattern_pixel(head, x, y)
+    check_image(image, width, height, expected, label=f"head {head}")
 
 
 def parse_mode(line):
