@@ -229,7 +229,8 @@ TEST(capsets_are_enumerated_and_copied)
 TEST(unavailable_or_invalid_capsets_fail_creation)
 {
     struct neep_renderer *renderer = NULL;
-    struct neep_renderer_config config = {.capset_mask = 1ull << NEEP_CAPSET_VENUS,
+    /* A context type this build has no code for (gfxstream is not written yet). */
+    struct neep_renderer_config config = {.capset_mask = 1ull << NEEP_CAPSET_GFXSTREAM_VULKAN,
                                           .log_fn = support_log};
     CHECK_EQ(neep_renderer_create(&config, &renderer), -EOPNOTSUPP);
     CHECK(renderer == NULL);
