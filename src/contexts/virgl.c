@@ -46,6 +46,10 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
     if (size_bytes == 0) {
         return 0;
     }
+    if (base->capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
+        context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
+        return -EIO;
+    }
     /* At most NEEP_MAX_SUBMIT_BYTES: the dword count fits an int. The buffer is the renderer's
      * private copy, so the guest cannot change it while virglrenderer decodes. */
     int ret = virgl_as_errno(
@@ -98,6 +102,10 @@ static const struct neep_context_ops virgl_context_ops = {
 static int create_context(struct neep_renderer *renderer, uint32_t capset_id, uint32_t ctx_id,
                           const char *name, size_t name_len, struct neep_context **out)
 {
+    if (capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
+        renderer_error(renderer, "venus: context %u: the render server is gone", ctx_id);
+        return -EIO;
+    }
     uint64_t charge = sizeof(struct virgl_context) + VIRGL_CONTEXT_CHARGE_BYTES;
     int ret = neep_budget_charge(renderer, charge);
     if (ret < 0) {

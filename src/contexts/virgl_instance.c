@@ -14,9 +14,11 @@
 #include <fcntl.h>
 #include <linux/virtio_gpu.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <virgl/virglrenderer.h>
 
@@ -30,9 +32,11 @@ static struct {
     pthread_mutex_t callback_lock; /* contexts, and owner as the callbacks see it */
     struct id_table contexts;      /* ctx_id -> struct virgl_context */
     struct neep_renderer *callback_owner;
-    const char *owner_render_node; /* owner's, during virgl_renderer_init */
-    bool has_gl;                   /* vrend (OpenGL) was asked for and started */
-    bool has_venus;                /* venus and its render server started */
+    const char *owner_render_node;  /* owner's, during virgl_renderer_init */
+    bool has_gl;                    /* vrend (OpenGL) was asked for and started */
+    bool has_venus;                 /* venus and its render server started */
+    struct neep_renderer *starting; /* the renderer whose init is running */
+    _Atomic bool venus_lost;        /* the render server died */
 } instance = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -89,11 +93,59 @@ static int on_get_drm_fd(void *cookie)
     return path ? open(path, O_RDWR | O_CLOEXEC) : -1;
 }
 
+/* On the server's watcher thread: venus's contexts are lost. Their fences complete, so no
+ * guest waits for work that will never finish; their later work is refused. */
+static void on_server_death(pid_t pid, int status)
+{
+    atomic_store(&instance.venus_lost, true);
+    pthread_mutex_lock(&instance.callback_lock);
+    struct neep_renderer *renderer = instance.callback_owner;
+    if (renderer) {
+        neep_log_host(
+            &renderer->logger, NEEP_LOG_ERROR,
+            "venus: the render server (pid %d) %s %d: venus contexts are lost; "
+            "OpenGL and other contexts go on",
+            (int)pid,
+            status >= 0 && WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+            status >= 0 && WIFSIGNALED(status) ? WTERMSIG(status)
+                                               : (status >= 0 ? WEXITSTATUS(status) : -1));
+    }
+    struct id_table *contexts = &instance.contexts;
+    for (size_t i = 0; i < contexts->capacity; i++) {
+        struct virgl_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
+        if (!ctx || ctx->base.capset_id != NEEP_CAPSET_VENUS) {
+            continue;
+        }
+        for (uint32_t ring = 0; ring < NEEP_MAX_RINGS; ring++) {
+            if (ctx->timelines[ring]) {
+                neep_timeline_complete_all(ctx->timelines[ring]);
+            }
+        }
+    }
+    pthread_mutex_unlock(&instance.callback_lock);
+}
+
+/* virglrenderer asks for its connection to venus's render server: neep starts the server. */
+static int on_get_server_fd(void *cookie, uint32_t version)
+{
+    (void)cookie;
+    if (version != 0 || !instance.starting) {
+        return -1;
+    }
+    return virgl_server_start(instance.starting, on_server_death);
+}
+
+bool virgl_instance_venus_lost(void)
+{
+    return atomic_load(&instance.venus_lost);
+}
+
 static struct virgl_renderer_callbacks callbacks = {
     .version = 3,
     .write_fence = on_write_fence,
     .get_drm_fd = on_get_drm_fd,
     .write_context_fence = on_write_context_fence,
+    .get_server_fd = on_get_server_fd,
 };
 
 /* ---- the instance -------------------------------------------------------------------------- */
@@ -118,6 +170,8 @@ static int start_virglrenderer(struct neep_renderer *renderer)
         flags |= VIRGL_RENDERER_NO_VIRGL;
     }
     instance.owner_render_node = renderer->render_node_path;
+    instance.starting = renderer;
+    atomic_store(&instance.venus_lost, false);
     int ret = -ENODEV;
     if (want_venus) {
         /* The cookie is not used (callbacks find their renderer above), but must be set. */
@@ -129,6 +183,9 @@ static int start_virglrenderer(struct neep_renderer *renderer)
                           strerror(-ret));
         }
         instance.has_venus = ret == 0;
+        if (ret < 0) {
+            virgl_server_stop(); /* if it was started before virglrenderer gave up */
+        }
     }
     if (ret < 0 && want_gl) {
         ret = virgl_as_errno(virgl_renderer_init(&instance, flags, &callbacks));
@@ -140,6 +197,7 @@ static int start_virglrenderer(struct neep_renderer *renderer)
         }
     }
     instance.owner_render_node = NULL;
+    instance.starting = NULL;
     instance.has_gl = ret == 0 && want_gl;
     /* virglrenderer's own codes (-1 among them) say little: the host cannot run it. */
     return ret < 0 ? -ENODEV : 0;
@@ -184,6 +242,7 @@ void virgl_instance_release(struct neep_renderer *renderer)
     if (instance.owner == renderer && --instance.probes == 0) {
         renderer->resource_provider = NULL;
         virgl_renderer_cleanup(&instance); /* joins the sync thread: no callback after this */
+        virgl_server_stop();
         pthread_mutex_lock(&instance.callback_lock);
         instance.callback_owner = NULL;
         id_table_finish(&instance.contexts);

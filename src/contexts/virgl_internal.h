@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "context_type.h"
 
@@ -33,6 +34,15 @@ bool virgl_instance_started(uint32_t capset_id);
 int virgl_instance_add_context(uint32_t ctx_id, struct virgl_context *ctx);
 void virgl_instance_remove_context(uint32_t ctx_id);
 void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline *timeline);
+
+/* Whether venus's render server died (its contexts are lost then). */
+bool virgl_instance_venus_lost(void);
+
+/* virgl_server.c: starts the render server for `renderer` and returns virglrenderer's end of
+ * the connection (-1 on failure, logged); `on_death` runs on a watcher thread if it dies. */
+int virgl_server_start(struct neep_renderer *renderer, void (*on_death)(pid_t pid, int status));
+/* After virglrenderer let go of the connection: stops watching and reaps the server. */
+void virgl_server_stop(void);
 
 /* virgl_resources.c: with OpenGL, and for venus alone (blobs only). */
 extern const struct neep_resource_provider_ops virgl_provider_ops;

@@ -220,6 +220,21 @@ void neep_timeline_signal_seq(struct neep_timeline *timeline, uint32_t seq)
     signal_matching(timeline, seq, true);
 }
 
+void neep_timeline_complete_all(struct neep_timeline *timeline)
+{
+    struct neep_renderer *renderer = timeline->renderer;
+    pthread_mutex_lock(&renderer->fence_lock);
+    bool any = timeline->completed_count < timeline->count;
+    if (any) {
+        timeline->completed_count = timeline->count;
+        mark_ready(renderer, timeline);
+    }
+    pthread_mutex_unlock(&renderer->fence_lock);
+    if (any) {
+        wake_dispatcher(renderer);
+    }
+}
+
 void neep_fences_drop_pending_global(struct neep_renderer *renderer)
 {
     pthread_mutex_lock(&renderer->fence_lock);

@@ -257,6 +257,9 @@ int neep_timeline_push(struct neep_timeline *timeline, const struct neep_fence *
  * (the provider's global fences). A number no fence pending has is ignored quietly: it belongs
  * to a fence dropped by a reset. */
 void neep_timeline_signal_seq(struct neep_timeline *timeline, uint32_t seq);
+/* Thread-safe: completes every fence pending on the timeline (work that will never finish,
+ * as a dead render server's). */
+void neep_timeline_complete_all(struct neep_timeline *timeline);
 /* Drops every global fence not yet complete (device reset): the old guest's, which the new
  * one must not see complete. */
 void neep_fences_drop_pending_global(struct neep_renderer *renderer);

@@ -133,16 +133,29 @@ TEST(losing_the_render_server_loses_venus_only)
     CHECK_EQ(neep_capset_count(renderer), 3);
     CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
     CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_VIRGL2, NULL, 0), 0);
+    /* A fence on a venus ring that no work will ever complete: the server dies first. */
+    struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
+                               .fence_id = 9,
+                               .ctx_id = 1,
+                               .ring_idx = 1};
     pid_t server = find_render_server();
-    CHECK(server > 0);
+    CHECK(server > 0); /* neep's own child: neep started it */
+    CHECK_EQ(kill(server, SIGSTOP), 0);
+    CHECK_EQ(neep_fence_create(renderer, &fence), 0);
     CHECK_EQ(kill(server, SIGKILL), 0);
-    for (int i = 0; i < 100 && kill(server, 0) == 0; i++) {
-        usleep(10000); /* until the kernel has it */
+    /* The loss is seen, said, and the fence completes: no guest waits forever. */
+    int delivered = 0;
+    for (int i = 0; i < 500 && delivered == 0; i++) {
+        delivered = neep_renderer_dispatch_fences(renderer, NULL, NULL);
+        usleep(10000);
     }
-    /* venus work now fails, cleanly; a new venus context may fail too. */
+    CHECK_EQ(delivered, 1);
+    CHECK(strstr(log.last_error, "render server") != NULL);
+    CHECK(strstr(log.last_error, "lost") != NULL);
+    /* venus work is refused from now on; a new venus context too. */
     uint32_t words[2] = {0, 0};
-    neep_context_submit(renderer, 1, words, sizeof(words));
-    neep_context_create(renderer, 3, NEEP_CAPSET_VENUS, NULL, 0);
+    CHECK_EQ(neep_context_submit(renderer, 1, words, sizeof(words)), -EIO);
+    CHECK_EQ(neep_context_create(renderer, 3, NEEP_CAPSET_VENUS, NULL, 0), -EIO);
     /* OpenGL goes on: a texture, a transfer, a context. */
     struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
                                              .format = NEEP_FORMAT_B8G8R8A8_UNORM,
@@ -165,6 +178,6 @@ TEST(losing_the_render_server_loses_venus_only)
     CHECK(memcmp(back, pixels, sizeof(back)) == 0);
     CHECK_EQ(neep_context_create(renderer, 4, NEEP_CAPSET_VIRGL2, NULL, 0), 0);
     neep_renderer_destroy(renderer);
-    /* The render server is reaped by virglrenderer, or was ours to reap. */
-    waitpid(server, NULL, WNOHANG);
+    /* neep reaped it: no zombie is left. */
+    CHECK(waitpid(server, NULL, WNOHANG) < 0 && errno == ECHILD);
 }
