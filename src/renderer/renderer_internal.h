@@ -222,6 +222,17 @@ bool neep_ranges_overlap(const void *base, size_t size_bytes, const void *begin,
 
 /* resource.c */
 struct neep_resource *neep_resource_lookup(const struct neep_renderer *renderer, uint32_t id);
+/* Like lookup, logging a miss; `what` names the operation for the log line. */
+struct neep_resource *neep_resource_find(struct neep_renderer *renderer, uint32_t id,
+                                         const char *what);
+/* A new resource's id must be neither 0 nor taken. */
+int neep_resource_check_new_id(struct neep_renderer *renderer, uint32_t id, const char *what);
+/* A resource with its bookkeeping charged, not yet in the table. */
+struct neep_resource *neep_resource_alloc(struct neep_renderer *renderer, uint32_t id,
+                                          enum neep_resource_kind kind);
+/* Copies a guest iovec list after checking its shape, charging the copy to the budget. */
+int neep_resource_take_backing(struct neep_renderer *renderer, struct neep_resource *resource,
+                               const struct iovec *backing, size_t backing_count);
 int neep_resource_insert(struct neep_renderer *renderer, struct neep_resource *resource);
 void neep_resource_free(struct neep_renderer *renderer, struct neep_resource *resource);
 void neep_resources_destroy_all(struct neep_renderer *renderer);
