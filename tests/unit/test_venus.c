@@ -8,9 +8,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,15 +93,18 @@ TEST(venus_runs_or_says_why_not)
     neep_renderer_destroy(renderer);
 }
 
-/* The render server's pid: our child whose command name is virgl_render_server. */
-static pid_t find_render_server(void)
+/* The pid of a child of `parent` whose command name starts with `comm_prefix` and that is not
+ * `skip` (0 if none). */
+static pid_t find_child(pid_t parent, const char *comm_prefix, pid_t skip)
 {
     DIR *proc = opendir("/proc");
     CHECK(proc != NULL);
     pid_t found = 0;
+    char wanted[64];
+    snprintf(wanted, sizeof(wanted), "(%s", comm_prefix);
     for (struct dirent *entry; !found && (entry = readdir(proc));) {
         pid_t pid = (pid_t)atoi(entry->d_name);
-        if (pid <= 0) {
+        if (pid <= 0 || pid == skip) {
             continue;
         }
         char path[64], stat[512] = {0};
@@ -113,13 +119,19 @@ static pid_t find_render_server(void)
         /* "pid (comm) state ppid ..." */
         char *close_paren = strrchr(stat, ')');
         int ppid = 0;
-        if (strstr(stat, "(virgl_render_se") && close_paren &&
-            sscanf(close_paren + 2, "%*c %d", &ppid) == 1 && ppid == getpid()) {
+        if (strstr(stat, wanted) && close_paren && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 &&
+            ppid == parent) {
             found = pid;
         }
     }
     closedir(proc);
     return found;
+}
+
+/* The render server's pid: our child whose command name is virgl_render_server. */
+static pid_t find_render_server(void)
+{
+    return find_child(getpid(), "virgl_render_se", 0);
 }
 
 TEST(losing_the_render_server_loses_venus_only)
@@ -180,4 +192,389 @@ TEST(losing_the_render_server_loses_venus_only)
     neep_renderer_destroy(renderer);
     /* neep reaped it: no zombie is left. */
     CHECK(waitpid(server, NULL, WNOHANG) < 0 && errno == ECHILD);
+}
+
+/* ---- a hostile guest's blob requests ------------------------------------------------------ */
+
+static int count_open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    CHECK(dir != NULL);
+    int count = 0;
+    while (readdir(dir)) {
+        count++;
+    }
+    closedir(dir);
+    return count;
+}
+
+static int venus_blob(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t res_id,
+                      uint32_t blob_mem, uint32_t flags, uint64_t blob_id, uint64_t size,
+                      const struct iovec *backing, size_t backing_count)
+{
+    struct neep_blob_create blob = {
+        .blob_mem = blob_mem, .blob_flags = flags, .blob_id = blob_id, .size_bytes = size};
+    return neep_resource_create_blob(renderer, ctx_id, res_id, &blob, backing, backing_count);
+}
+
+/* Sizes and ids a guest makes up are refused with nothing charged or kept; a guest-memory blob
+ * (the one kind that needs no Vulkan allocation) is kept by virglrenderer, which refuses to map
+ * or export it; an OpenGL context next to venus is not disturbed. */
+TEST(venus_refuses_made_up_blobs_cleanly)
+{
+    if (!venus_expected()) {
+        return;
+    }
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VENUS_MASK | GL_MASK, &log, &renderer), 0);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_VIRGL2, NULL, 0), 0);
+    uint64_t base = neep_renderer_memory_used_bytes(renderer);
+    int fds = count_open_fds();
+    const uint32_t mappable = NEEP_BLOB_FLAG_USE_MAPPABLE | NEEP_BLOB_FLAG_USE_SHAREABLE;
+    static uint8_t guest[1u << 16];
+    struct iovec whole = {guest, sizeof(guest)};
+
+    /* (1) size 0, a size past the budget, blob ids the context never allocated. */
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, mappable, 1, 0, NULL, 0), -EINVAL);
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, mappable, 1, UINT64_MAX, NULL, 0),
+             -ENOMEM);
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, mappable, 1, 1ull << 62, NULL, 0),
+             -ENOMEM);
+    const uint64_t ids[] = {0, 1, 2, 0x7fffffffu, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        CHECK(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, mappable, ids[i], 4096, NULL, 0) <
+              0);
+        /* The same made-up id twice: refused again, the resource id is free again. */
+        CHECK(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, mappable, ids[i], 4096, NULL, 0) <
+              0);
+        CHECK(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D_GUEST, mappable, ids[i], 4096,
+                         &whole, 1) < 0);
+    }
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), base);
+    /* HOST3D with guest memory; guest memory shorter than the blob. */
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, mappable, 1, 4096, &whole, 1),
+             -EINVAL);
+    struct iovec short_backing = {guest, 4095};
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_GUEST, mappable, 0, 4096, &short_backing, 1),
+             -EINVAL);
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_GUEST, mappable, 0, 4096, NULL, 0), -EINVAL);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), base);
+    CHECK_EQ(count_open_fds(), fds);
+
+    /* A guest-memory blob of the venus context: virglrenderer keeps it (and refuses a second
+     * with its resource id). */
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_GUEST, mappable, 0, 4096, &whole, 1), 0);
+    struct neep_resource_info info;
+    CHECK_EQ(neep_resource_get_info(renderer, 10, &info), 0);
+    CHECK(info.is_3d_provided);
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_GUEST, mappable, 0, 4096, &whole, 1),
+             -EEXIST);
+    CHECK_EQ(venus_blob(renderer, 1, 11, NEEP_BLOB_MEM_GUEST, 0, 0, 4096, &whole, 1), 0);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 10), 0); /* venus cannot import it */
+
+    /* (2) maps: a blob not made mappable; one virglrenderer has nothing to map for; double
+     * unmaps. Nothing is left mapped or charged. */
+    void *ptr = NULL;
+    uint64_t size = 0;
+    CHECK_EQ(neep_resource_map(renderer, 11, &ptr, &size), -EOPNOTSUPP);
+    CHECK(neep_resource_map(renderer, 10, &ptr, &size) < 0);
+    CHECK(neep_resource_map(renderer, 10, &ptr, &size) < 0);
+    CHECK_EQ(neep_resource_unmap(renderer, 10), -EINVAL);
+    CHECK_EQ(neep_resource_unmap(renderer, 10), -EINVAL);
+    CHECK_EQ(neep_resource_unmap(renderer, 11), -EOPNOTSUPP);
+    uint32_t map_info = 0;
+    neep_resource_map_info(renderer, 10, &map_info); /* cached guest memory: either answer */
+
+    /* (4) exports: not shareable; shareable but guest memory virglrenderer cannot export. */
+    int fd = -1;
+    uint32_t handle_type = 0;
+    CHECK_EQ(neep_resource_export(renderer, 11, &fd, &handle_type), -EOPNOTSUPP);
+    CHECK(neep_resource_export(renderer, 10, &fd, &handle_type) < 0);
+    CHECK_EQ(fd, -1);
+
+    /* OpenGL beside it goes on. */
+    struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
+                                             .format = NEEP_FORMAT_B8G8R8A8_UNORM,
+                                             .bind = 2,
+                                             .width = 8,
+                                             .height = 8,
+                                             .depth = 1,
+                                             .array_size = 1};
+    CHECK_EQ(neep_resource_create_3d(renderer, 12, &create), 0);
+    CHECK_EQ(neep_context_attach_resource(renderer, 2, 12), 0);
+
+    /* A submit larger than the socket to the render server holds (it goes as one packet):
+     * refused, and it costs the guest its own context only. */
+    static uint32_t big[(1u << 20) / 4];
+    CHECK(neep_context_submit(renderer, 1, big, sizeof(big)) < 0);
+    uint32_t words[2] = {0, 0};
+    neep_context_submit(renderer, 1, words, sizeof(words)); /* whatever its context says */
+    CHECK_EQ(neep_context_create(renderer, 3, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 3), 0);
+
+    CHECK_EQ(neep_resource_unref(renderer, 10), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 11), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 12), 0);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), base);
+    CHECK_EQ(count_open_fds(), fds);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 2), 0);
+    neep_renderer_destroy(renderer);
+}
+
+/* (3) A venus context's blobs outlive it: refused cleanly where they need it, freed with
+ * nothing left; a blob asked of a destroyed context is refused. */
+TEST(venus_blobs_outlive_their_context)
+{
+    if (!venus_expected()) {
+        return;
+    }
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VENUS_MASK, &log, &renderer), 0);
+    uint64_t base = neep_renderer_memory_used_bytes(renderer);
+    int fds = count_open_fds();
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    const uint32_t flags = NEEP_BLOB_FLAG_USE_MAPPABLE | NEEP_BLOB_FLAG_USE_SHAREABLE;
+    static uint8_t guest[8192];
+    struct iovec whole = {guest, sizeof(guest)};
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_GUEST, flags, 0, sizeof(guest), &whole, 1),
+             0);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 10), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+
+    void *ptr = NULL;
+    uint64_t size = 0;
+    CHECK(neep_resource_map(renderer, 10, &ptr, &size) < 0);
+    CHECK_EQ(neep_resource_unmap(renderer, 10), -EINVAL);
+    int fd = -1;
+    uint32_t handle_type = 0;
+    CHECK(neep_resource_export(renderer, 10, &fd, &handle_type) < 0);
+    CHECK_EQ(neep_resource_detach_backing(renderer, 10), 0);
+    CHECK_EQ(neep_resource_attach_backing(renderer, 10, &whole, 1), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 10), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 10), -ENOENT);
+
+    /* Blobs of the context that is gone: a host blob is refused; a guest-memory blob is the
+     * renderer's own then, as for a context that never existed. */
+    CHECK_EQ(venus_blob(renderer, 1, 20, NEEP_BLOB_MEM_HOST3D, flags, 1, 4096, NULL, 0), -ESRCH);
+    CHECK_EQ(venus_blob(renderer, 1, 21, NEEP_BLOB_MEM_GUEST, flags, 0, 4096, &whole, 1), 0);
+    struct neep_resource_info info;
+    CHECK_EQ(neep_resource_get_info(renderer, 21, &info), 0);
+    CHECK(!info.is_3d_provided);
+    CHECK_EQ(neep_resource_unref(renderer, 21), 0);
+
+    /* The id again, a new venus context: it knows nothing of the old one's blob ids. */
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    CHECK(venus_blob(renderer, 1, 22, NEEP_BLOB_MEM_HOST3D, flags, 1, 4096, NULL, 0) < 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), base);
+    CHECK_EQ(count_open_fds(), fds);
+    neep_renderer_destroy(renderer);
+}
+
+/* (6) What venus contexts and blobs charge: each context its fixed charge, each host blob the
+ * size the guest claimed (given back when virglrenderer refuses it), all of it back at the
+ * end; the budget stops contexts as it stops blobs. */
+TEST(venus_budget_charges_contexts_and_blobs)
+{
+    if (!venus_expected()) {
+        return;
+    }
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    struct neep_renderer_config config = {.capset_mask = VENUS_MASK,
+                                          .memory_budget_bytes = 4u << 20,
+                                          .log_fn = support_log,
+                                          .log_user_data = &log};
+    CHECK_EQ(neep_renderer_create(&config, &renderer), 0);
+    uint64_t base = neep_renderer_memory_used_bytes(renderer);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    uint64_t per_context = neep_renderer_memory_used_bytes(renderer) - base;
+    CHECK(per_context >= (1u << 20));
+    uint32_t created = 1;
+    while (neep_context_create(renderer, created + 1, NEEP_CAPSET_VENUS, NULL, 0) == 0) {
+        created++;
+        CHECK(created < 8);
+    }
+    CHECK(strstr(log.last_error, "budget") != NULL);
+    uint64_t full = neep_renderer_memory_used_bytes(renderer);
+    CHECK_EQ(full, base + created * per_context);
+    /* A host blob larger than what is left never reaches virglrenderer. */
+    uint64_t left = config.memory_budget_bytes - full;
+    CHECK_EQ(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, NEEP_BLOB_FLAG_USE_MAPPABLE, 1,
+                        left + 1, NULL, 0),
+             -ENOMEM);
+    CHECK(strstr(log.last_error, "budget") != NULL);
+    /* One that fits is charged while virglrenderer looks, and given back when it refuses. */
+    CHECK(venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, NEEP_BLOB_FLAG_USE_MAPPABLE, 1,
+                     left / 2, NULL, 0) < 0);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), full);
+    for (uint32_t id = 1; id <= created; id++) {
+        CHECK_EQ(neep_context_destroy(renderer, id), 0);
+    }
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), base);
+    neep_renderer_destroy(renderer);
+}
+
+/* ---- (5) a render server that stops answering ---------------------------------------------- */
+
+enum stalled_op { STALLED_SUBMIT, STALLED_CREATE_BLOB, STALLED_CREATE_CONTEXT, STALLED_FENCE };
+
+struct stalled_call {
+    struct neep_renderer *renderer;
+    enum stalled_op op;
+    _Atomic pid_t tid;
+    _Atomic unsigned calls; /* calls that returned */
+    _Atomic bool stop;
+    int last_ret;
+};
+
+static void *stalled_worker(void *arg)
+{
+    struct stalled_call *call = arg;
+    atomic_store(&call->tid, (pid_t)gettid());
+    static uint32_t words[1024]; /* zeros: venus's command 0, which the server never reads */
+    for (uint32_t i = 0; !atomic_load(&call->stop); i++) {
+        int ret = 0;
+        switch (call->op) {
+        case STALLED_SUBMIT:
+            ret = neep_context_submit(call->renderer, 1, words, sizeof(words));
+            break;
+        case STALLED_CREATE_BLOB:
+            ret = venus_blob(call->renderer, 1, 100 + i, NEEP_BLOB_MEM_HOST3D,
+                             NEEP_BLOB_FLAG_USE_MAPPABLE, 1, 4096, NULL, 0);
+            break;
+        case STALLED_CREATE_CONTEXT:
+            ret = neep_context_create(call->renderer, 100 + i, NEEP_CAPSET_VENUS, NULL, 0);
+            break;
+        case STALLED_FENCE: {
+            struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
+                                       .fence_id = i + 1,
+                                       .ctx_id = 1,
+                                       .ring_idx = 0};
+            ret = neep_fence_create(call->renderer, &fence);
+            break;
+        }
+        }
+        call->last_ret = ret;
+        atomic_fetch_add(&call->calls, 1);
+        if (ret < 0 || i >= 100000) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The embedder's thread calls into a venus context while the render server is stopped
+ * (SIGSTOP): a watchdog sees whether the call returns within two seconds, says where the thread
+ * sleeps if not, then kills the server, after which the call must return (failed) and venus is
+ * lost cleanly. Returns whether the call blocked.
+ */
+static bool call_with_stopped_server(enum stalled_op op, const char *what)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VENUS_MASK, &log, &renderer), 0);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    pid_t server = find_render_server();
+    CHECK(server > 0);
+    /* virglrenderer 1.2.0 forks a worker process per context (render-server-worker=process):
+     * contexts' requests go to it, context creation to the server. Both stop. */
+    pid_t worker = 0;
+    for (int i = 0; i < 200 && !(worker = find_child(server, "", 0)); i++) {
+        usleep(10000);
+    }
+    CHECK(worker > 0);
+    CHECK_EQ(kill(worker, SIGSTOP), 0);
+    CHECK_EQ(kill(server, SIGSTOP), 0);
+
+    struct stalled_call call = {.renderer = renderer, .op = op};
+    pthread_t thread;
+    CHECK_EQ(pthread_create(&thread, NULL, stalled_worker, &call), 0);
+    /* The watchdog: progress, or none for two seconds. */
+    unsigned seen = 0;
+    int quiet_ms = 0;
+    while (quiet_ms < 2000) {
+        usleep(50000);
+        unsigned now = atomic_load(&call.calls);
+        bool finished = pthread_tryjoin_np(thread, NULL) == 0;
+        if (finished) {
+            fprintf(stderr, "venus %s with a stopped server: %u calls returned, none blocked\n",
+                    what, now);
+            CHECK_EQ(kill(worker, SIGKILL), 0);
+            CHECK_EQ(kill(server, SIGKILL), 0);
+            neep_renderer_destroy(renderer);
+            return false;
+        }
+        quiet_ms = now == seen ? quiet_ms + 50 : 0;
+        seen = now;
+    }
+    char path[96], wchan[64] = "?", syscall[128] = "?";
+    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)atomic_load(&call.tid));
+    FILE *file = fopen(path, "r");
+    if (file) {
+        size_t length = fread(wchan, 1, sizeof(wchan) - 1, file);
+        wchan[length] = '\0';
+        fclose(file);
+    }
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)atomic_load(&call.tid));
+    file = fopen(path, "r");
+    if (file) {
+        size_t length = fread(syscall, 1, sizeof(syscall) - 1, file);
+        syscall[length ? length - 1 : 0] = '\0';
+        fclose(file);
+    }
+    /* /proc/.../syscall starts with the syscall number: 46 sendmsg, 47 recvmsg on x86-64. */
+    fprintf(stderr,
+            "venus %s with a stopped server: BLOCKED after %u calls returned; the thread sleeps "
+            "in %s, syscall %s\n",
+            what, seen, wchan, syscall);
+    /* Killing the server wakes it: the call fails, venus is lost, nothing hangs. */
+    atomic_store(&call.stop, true);
+    CHECK_EQ(kill(worker, SIGKILL), 0);
+    CHECK_EQ(kill(server, SIGKILL), 0);
+    CHECK_EQ(pthread_join(thread, NULL), 0);
+    CHECK(call.last_ret < 0);
+    /* The watcher sees the death: venus work is refused from then on. */
+    uint32_t words[2] = {0, 0};
+    int ret = 0;
+    for (int i = 0;
+         i < 500 && (ret = neep_context_submit(renderer, 1, words, sizeof(words))) != -EIO; i++) {
+        usleep(10000);
+    }
+    CHECK_EQ(ret, -EIO);
+    neep_renderer_destroy(renderer);
+    return true;
+}
+
+TEST(venus_stopped_server_blocks_submit)
+{
+    if (venus_expected()) {
+        call_with_stopped_server(STALLED_SUBMIT, "SUBMIT_3D");
+    }
+}
+
+TEST(venus_stopped_server_blocks_create_blob)
+{
+    if (venus_expected()) {
+        call_with_stopped_server(STALLED_CREATE_BLOB, "RESOURCE_CREATE_BLOB");
+    }
+}
+
+TEST(venus_stopped_server_blocks_create_context)
+{
+    if (venus_expected()) {
+        call_with_stopped_server(STALLED_CREATE_CONTEXT, "CTX_CREATE");
+    }
+}
+
+TEST(venus_stopped_server_blocks_fence)
+{
+    if (venus_expected()) {
+        call_with_stopped_server(STALLED_FENCE, "fenced command");
+    }
 }
