@@ -16,6 +16,10 @@
 
 #include "virgl_internal.h"
 
+/* The largest venus submit: under the render server socket's default buffer (208 KiB).
+ * venus's guest drivers put their command streams in shared rings; submits are small. */
+#define VENUS_MAX_SUBMIT_BYTES (128u << 10)
+
 /* Host memory charged per virgl context, for its GL context and decoder state. */
 #define VIRGL_CONTEXT_CHARGE_BYTES (1u << 20)
 
@@ -49,6 +53,13 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
     if (base->capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
         return -EIO;
+    }
+    if (base->capset_id == NEEP_CAPSET_VENUS && size_bytes > VENUS_MAX_SUBMIT_BYTES) {
+        /* virglrenderer sends a submit to the render server as one socket message: past the
+         * socket buffer it fails half sent and the server drops the context. */
+        context_log(base, NEEP_LOG_ERROR, "venus: ctx %u submitted %zu bytes, limit %u", base->id,
+                    size_bytes, VENUS_MAX_SUBMIT_BYTES);
+        return -E2BIG;
     }
     /* At most NEEP_MAX_SUBMIT_BYTES: the dword count fits an int. The buffer is the renderer's
      * private copy, so the guest cannot change it while virglrenderer decodes. */

@@ -305,10 +305,10 @@ TEST(venus_refuses_made_up_blobs_cleanly)
     CHECK_EQ(neep_resource_create_3d(renderer, 12, &create), 0);
     CHECK_EQ(neep_context_attach_resource(renderer, 2, 12), 0);
 
-    /* A submit larger than the socket to the render server holds (it goes as one packet):
-     * refused, and it costs the guest its own context only. */
+    /* A submit larger than the socket to the render server holds (it would go as one packet,
+     * half sent, and the server would drop the context): refused before it is sent. */
     static uint32_t big[(1u << 20) / 4];
-    CHECK(neep_context_submit(renderer, 1, big, sizeof(big)) < 0);
+    CHECK_EQ(neep_context_submit(renderer, 1, big, sizeof(big)), -E2BIG);
     uint32_t words[2] = {0, 0};
     neep_context_submit(renderer, 1, words, sizeof(words)); /* whatever its context says */
     CHECK_EQ(neep_context_create(renderer, 3, NEEP_CAPSET_VENUS, NULL, 0), 0);
@@ -472,7 +472,8 @@ static void *stalled_worker(void *arg)
  * The embedder's thread calls into a venus context while the render server is stopped
  * (SIGSTOP): a watchdog sees whether the call returns within two seconds, says where the thread
  * sleeps if not, then kills the server, after which the call must return (failed) and venus is
- * lost cleanly. Returns whether the call blocked.
+ * lost cleanly. Returns whether the call blocked. (It does, in virglrenderer's blocking socket
+ * I/O to the server, with no timeout: a known limit, in the issue's notes.)
  */
 static bool call_with_stopped_server(enum stalled_op op, const char *what)
 {
@@ -551,28 +552,28 @@ static bool call_with_stopped_server(enum stalled_op op, const char *what)
     return true;
 }
 
-TEST(venus_stopped_server_blocks_submit)
+TEST(venus_submits_held_by_a_stopped_server_fail_once_it_dies)
 {
     if (venus_expected()) {
         call_with_stopped_server(STALLED_SUBMIT, "SUBMIT_3D");
     }
 }
 
-TEST(venus_stopped_server_blocks_create_blob)
+TEST(venus_blobs_held_by_a_stopped_server_fail_once_it_dies)
 {
     if (venus_expected()) {
         call_with_stopped_server(STALLED_CREATE_BLOB, "RESOURCE_CREATE_BLOB");
     }
 }
 
-TEST(venus_stopped_server_blocks_create_context)
+TEST(venus_contexts_held_by_a_stopped_server_fail_once_it_dies)
 {
     if (venus_expected()) {
         call_with_stopped_server(STALLED_CREATE_CONTEXT, "CTX_CREATE");
     }
 }
 
-TEST(venus_stopped_server_blocks_fence)
+TEST(venus_fences_held_by_a_stopped_server_fail_once_it_dies)
 {
     if (venus_expected()) {
         call_with_stopped_server(STALLED_FENCE, "fenced command");
