@@ -303,6 +303,12 @@ static void read_data(struct proxy_client *client, const uint8_t *ring)
         pipe->pending = grown;
         memcpy(pipe->pending + pipe->pending_bytes, ring + sizeof(reply), reply.opaque_data_size);
         pipe->pending_bytes += reply.opaque_data_size;
+    } else if (reply.opaque_data_size) {
+        /* The data cannot be kept: the reader gets what came before, then the end, rather
+         * than a stream with a hole in it. */
+        proxy_log("client %u: out of memory for %u bytes of pipe %u: ending it early",
+                  client->serial, reply.opaque_data_size, reply.identifier);
+        pipe->hang_up_after_pending = true;
     }
     pipe->hang_up_after_pending |= reply.hang_up != 0;
     fcntl(pipe->fd, F_SETFL, fcntl(pipe->fd, F_GETFL) | O_NONBLOCK);
