@@ -50,11 +50,11 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
     if (size_bytes == 0) {
         return 0;
     }
-    if (base->capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
+    if (from_base(base)->capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
         return -EIO;
     }
-    if (base->capset_id == NEEP_CAPSET_VENUS && size_bytes > VENUS_MAX_SUBMIT_BYTES) {
+    if (from_base(base)->capset_id == NEEP_CAPSET_VENUS && size_bytes > VENUS_MAX_SUBMIT_BYTES) {
         /* virglrenderer sends a submit to the render server as one socket message: past the
          * socket buffer it fails half sent and the server drops the context. */
         context_log(base, NEEP_LOG_ERROR, "venus: ctx %u submitted %zu bytes, limit %u", base->id,
@@ -127,6 +127,7 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
         neep_budget_release(renderer, charge);
         return -ENOMEM;
     }
+    ctx->capset_id = capset_id;
     ret = virgl_instance_add_context(ctx_id, ctx);
     if (ret == 0) {
         /* The renderer passes at most the 64 bytes of the wire's debug name. */

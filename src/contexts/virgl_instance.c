@@ -113,7 +113,7 @@ static void on_server_death(pid_t pid, int status)
     struct id_table *contexts = &instance.contexts;
     for (size_t i = 0; i < contexts->capacity; i++) {
         struct virgl_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
-        if (!ctx || ctx->base.capset_id != NEEP_CAPSET_VENUS) {
+        if (!ctx || ctx->capset_id != NEEP_CAPSET_VENUS) {
             continue;
         }
         for (uint32_t ring = 0; ring < NEEP_MAX_RINGS; ring++) {
@@ -241,6 +241,7 @@ void virgl_instance_release(struct neep_renderer *renderer)
     pthread_mutex_lock(&instance.lock);
     if (instance.owner == renderer && --instance.probes == 0) {
         renderer->resource_provider = NULL;
+        virgl_server_stop_watching();      /* the server's exit from here on is no loss */
         virgl_renderer_cleanup(&instance); /* joins the sync thread: no callback after this */
         virgl_server_stop();
         pthread_mutex_lock(&instance.callback_lock);

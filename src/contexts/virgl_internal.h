@@ -14,6 +14,7 @@
 
 struct virgl_context {
     struct neep_context base;
+    uint32_t capset_id; /* set before the callbacks can see the context */
     /* The timelines the sync thread completes; set under the instance's callback lock. */
     struct neep_timeline *timelines[NEEP_MAX_RINGS];
 };
@@ -41,6 +42,9 @@ bool virgl_instance_venus_lost(void);
 /* virgl_server.c: starts the render server for `renderer` and returns virglrenderer's end of
  * the connection (-1 on failure, logged); `on_death` runs on a watcher thread if it dies. */
 int virgl_server_start(struct neep_renderer *renderer, void (*on_death)(pid_t pid, int status));
+/* Before virglrenderer lets go of the connection (the server then exits, and that is no
+ * loss): stops watching. */
+void virgl_server_stop_watching(void);
 /* After virglrenderer let go of the connection: stops watching and reaps the server. */
 void virgl_server_stop(void);
 

@@ -157,12 +157,9 @@ int virgl_server_start(struct neep_renderer *renderer, void (*on_death)(pid_t pi
     return fds[0];
 }
 
-void virgl_server_stop(void)
+void virgl_server_stop_watching(void)
 {
-    if (server.pid == 0) {
-        return;
-    }
-    if (server.stop_fd >= 0) {
+    if (server.pid != 0 && server.stop_fd >= 0) {
         uint64_t one = 1;
         ssize_t ignored = write(server.stop_fd, &one, sizeof(one));
         (void)ignored;
@@ -171,6 +168,14 @@ void virgl_server_stop(void)
         close(server.pidfd);
         server.stop_fd = server.pidfd = -1;
     }
+}
+
+void virgl_server_stop(void)
+{
+    if (server.pid == 0) {
+        return;
+    }
+    virgl_server_stop_watching();
     /* virglrenderer closed its connection, so the server is on its way out: make sure. */
     if (!server.reaped) {
         kill(server.pid, SIGKILL);

@@ -91,6 +91,8 @@ TEST(venus_runs_or_says_why_not)
     CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
     CHECK_EQ(neep_context_destroy(renderer, 1), 0);
     neep_renderer_destroy(renderer);
+    /* The server's exit at the end is no loss to report. */
+    CHECK(strstr(log.last_error, "lost") == NULL);
 }
 
 /* The pid of a child of `parent` whose command name starts with `comm_prefix` and that is not
