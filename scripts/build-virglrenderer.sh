@@ -10,10 +10,18 @@
 # minute on 2 cores). NEEP_DEPS_DIR overrides where the archive is looked for.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-deps=${NEEP_DEPS_DIR:-$here/../../shared/deps}
-archive="$deps/virglrenderer/virglrenderer-1.2.0.tar.xz"
-if [ ! -f "$archive" ]; then
-    echo "virglrenderer's source is missing: expected $archive" >&2
+# The shared deps sit beside the work tree (../shared/deps); /work/shared/deps is where this
+# workplace keeps them for clones made elsewhere.
+archive=""
+for deps in ${NEEP_DEPS_DIR:+"$NEEP_DEPS_DIR"} "$here/../../shared/deps" /work/shared/deps; do
+    if [ -f "$deps/virglrenderer/virglrenderer-1.2.0.tar.xz" ]; then
+        archive="$deps/virglrenderer/virglrenderer-1.2.0.tar.xz"
+        break
+    fi
+done
+if [ -z "$archive" ]; then
+    echo "virglrenderer's source is missing: expected ../shared/deps/virglrenderer/" \
+        "virglrenderer-1.2.0.tar.xz beside the work tree (or set NEEP_DEPS_DIR)" >&2
     exit 1
 fi
 key=$( (sha256sum "$archive"; sha256sum "$here/build-virglrenderer.sh") | sha256sum | cut -c1-12)
