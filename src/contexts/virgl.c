@@ -20,6 +20,13 @@
  * venus's guest drivers put their command streams in shared rings; submits are small. */
 #define VENUS_MAX_SUBMIT_BYTES (128u << 10)
 
+/* virglrenderer 1.x runs each venus context in a worker process of its own (with its own
+ * Vulkan instance): a guest may not have more than this many at once. */
+#define VENUS_MAX_CONTEXTS 16u
+
+/* Live venus contexts (embedder thread only; virglrenderer is one per process). */
+static uint32_t venus_context_count;
+
 /* Host memory charged per virgl context, for its GL context and decoder state. */
 #define VIRGL_CONTEXT_CHARGE_BYTES (1u << 20)
 
@@ -33,6 +40,9 @@ static struct virgl_context *from_base(struct neep_context *base)
 static void virgl_context_destroy(struct neep_context *base)
 {
     struct virgl_context *ctx = from_base(base);
+    if (ctx->capset_id == NEEP_CAPSET_VENUS) {
+        venus_context_count--;
+    }
     virgl_instance_remove_context(base->id);
     virgl_renderer_context_destroy(base->id);
     neep_budget_release(base->renderer, sizeof(*ctx) + VIRGL_CONTEXT_CHARGE_BYTES);
@@ -117,6 +127,11 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
         renderer_error(renderer, "venus: context %u: the render server is gone", ctx_id);
         return -EIO;
     }
+    if (capset_id == NEEP_CAPSET_VENUS && venus_context_count >= VENUS_MAX_CONTEXTS) {
+        renderer_error(renderer, "venus: context %u: the guest already has %u venus contexts",
+                       ctx_id, VENUS_MAX_CONTEXTS);
+        return -E2BIG;
+    }
     uint64_t charge = sizeof(struct virgl_context) + VIRGL_CONTEXT_CHARGE_BYTES;
     int ret = neep_budget_charge(renderer, charge);
     if (ret < 0) {
@@ -145,6 +160,7 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
         return ret;
     }
     ctx->base.ops = &virgl_context_ops;
+    venus_context_count += capset_id == NEEP_CAPSET_VENUS;
     *out = &ctx->base;
     return 0;
 }

@@ -581,3 +581,25 @@ TEST(venus_fences_held_by_a_stopped_server_fail_once_it_dies)
         call_with_stopped_server(STALLED_FENCE, "fenced command");
     }
 }
+
+/* Each venus context is a process of virglrenderer's (a worker with its own Vulkan instance):
+ * a guest may not multiply them without end. */
+TEST(venus_contexts_are_capped)
+{
+    if (!venus_expected()) {
+        return;
+    }
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VENUS_MASK, &log, &renderer), 0);
+    uint32_t id = 1;
+    int ret = 0;
+    for (; id <= 64 && (ret = neep_context_create(renderer, id, NEEP_CAPSET_VENUS, NULL, 0)) == 0;
+         id++) {
+    }
+    CHECK_EQ(ret, -E2BIG);
+    CHECK_EQ(id, 17); /* 16 made, the 17th refused */
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    CHECK_EQ(neep_context_create(renderer, 100, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    neep_renderer_destroy(renderer);
+}
