@@ -55,32 +55,46 @@ static const struct wl_interface *interface_of(const struct proxy_client *client
     return wire_objects_get(&client->objects, id);
 }
 
-/* The objects the client has, client ids first: the `choice`-th of them (wrapping), 0 if
- * there is none. */
+/* Live ids one pick looks at, and entries of each table it scans at most: tables grow to
+ * WIRE_MAX_OBJECTS entries, and scanning them whole for every argument made the stateful
+ * fuzzers spend most of their time here. */
+#define PICK_CANDIDATES   64u
+#define PICK_SCAN_ENTRIES 2048u
+
+/* Collects live entries of one table, scanning a window that starts where `choice` says. */
+static uint32_t collect_live(const struct wl_interface *const *table, uint32_t capacity,
+                             uint32_t first, uint32_t id_base, uint32_t choice, uint32_t *found,
+                             uint32_t count)
+{
+    if (capacity <= first) {
+        return count;
+    }
+    uint32_t span = capacity - first;
+    uint32_t start = span > PICK_SCAN_ENTRIES ? choice % span : 0;
+    for (uint32_t step = 0; step < span && step < PICK_SCAN_ENTRIES; step++) {
+        uint32_t index = first + (start + step) % span;
+        if (table[index]) {
+            found[count++] = id_base + index;
+            if (count == PICK_CANDIDATES) {
+                break;
+            }
+        }
+    }
+    return count;
+}
+
+/* One of the objects the client has, chosen by `choice`; 0 if there is none. */
 static uint32_t pick_object(const struct proxy_client *client, uint32_t choice)
 {
     const struct wire_objects *objects = &client->objects;
-    uint32_t count = 0;
-    for (uint32_t pass = 0; pass < 2; pass++) {
-        uint32_t wanted = pass ? choice % count : 0;
-        uint32_t seen = 0;
-        for (uint32_t id = 1; id < objects->client_capacity; id++) {
-            if (objects->client[id] && pass && seen++ == wanted) {
-                return id;
-            }
-            count += !pass && objects->client[id];
-        }
-        for (uint32_t index = 0; index < objects->server_capacity; index++) {
-            if (objects->server[index] && pass && seen++ == wanted) {
-                return WIRE_SERVER_ID_START + index;
-            }
-            count += !pass && objects->server[index];
-        }
-        if (count == 0) {
-            return 0;
-        }
+    uint32_t found[PICK_CANDIDATES];
+    uint32_t count =
+        collect_live(objects->client, objects->client_capacity, 1, 0, choice, found, 0);
+    if (count < PICK_CANDIDATES) {
+        count = collect_live(objects->server, objects->server_capacity, 0, WIRE_SERVER_ID_START,
+                             choice, found, count);
     }
-    return 0;
+    return count ? found[choice % count] : 0;
 }
 
 /* An id as the host knows it (the client's own ids are translated; unknown ones stay). */
