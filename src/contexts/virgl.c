@@ -37,6 +37,21 @@ static struct virgl_context *from_base(struct neep_context *base)
 
 /* ---- contexts ------------------------------------------------------------------------------ */
 
+/* A venus context's calls may wait on the render server: the server's watcher times them. */
+static void venus_call_begin(uint32_t capset_id)
+{
+    if (capset_id == NEEP_CAPSET_VENUS) {
+        virgl_server_call_begin();
+    }
+}
+
+static void venus_call_end(uint32_t capset_id)
+{
+    if (capset_id == NEEP_CAPSET_VENUS) {
+        virgl_server_call_end();
+    }
+}
+
 static void virgl_context_destroy(struct neep_context *base)
 {
     struct virgl_context *ctx = from_base(base);
@@ -44,7 +59,9 @@ static void virgl_context_destroy(struct neep_context *base)
         venus_context_count--;
     }
     virgl_instance_remove_context(base->id);
+    venus_call_begin(ctx->capset_id);
     virgl_renderer_context_destroy(base->id);
+    venus_call_end(ctx->capset_id);
     neep_budget_release(base->renderer, sizeof(*ctx) + VIRGL_CONTEXT_CHARGE_BYTES);
     free(ctx);
 }
@@ -73,8 +90,10 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
     }
     /* At most NEEP_MAX_SUBMIT_BYTES: the dword count fits an int. The buffer is the renderer's
      * private copy, so the guest cannot change it while virglrenderer decodes. */
+    venus_call_begin(from_base(base)->capset_id);
     int ret = virgl_as_errno(
         virgl_renderer_submit_cmd((void *)commands, (int)base->id, (int)(size_bytes / 4)));
+    venus_call_end(from_base(base)->capset_id);
     if (ret < 0) {
         context_log(base, NEEP_LOG_ERROR, "virgl: ctx %u: command stream refused: %s", base->id,
                     strerror(-ret));
@@ -86,7 +105,9 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
 static int virgl_context_attach_resource(struct neep_context *base, struct neep_resource *resource)
 {
     if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        venus_call_begin(from_base(base)->capset_id);
         virgl_renderer_ctx_attach_resource((int)base->id, (int)resource->id);
+        venus_call_end(from_base(base)->capset_id);
     }
     return 0;
 }
@@ -94,7 +115,9 @@ static int virgl_context_attach_resource(struct neep_context *base, struct neep_
 static void virgl_context_detach_resource(struct neep_context *base, struct neep_resource *resource)
 {
     if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+        venus_call_begin(from_base(base)->capset_id);
         virgl_renderer_ctx_detach_resource((int)base->id, (int)resource->id);
+        venus_call_end(from_base(base)->capset_id);
     }
 }
 
@@ -103,8 +126,10 @@ static int virgl_context_create_fence(struct neep_context *base, struct neep_tim
 {
     struct virgl_context *ctx = from_base(base);
     virgl_instance_set_timeline(ctx, timeline);
+    venus_call_begin(ctx->capset_id);
     int ret = virgl_as_errno(virgl_renderer_context_create_fence(
         base->id, VIRGL_RENDERER_FENCE_FLAG_MERGEABLE, timeline->ring_idx, fence_id));
+    venus_call_end(ctx->capset_id);
     if (ret < 0) {
         context_log(base, NEEP_LOG_ERROR, "virgl: ctx %u: fence %llu on ring %u refused: %s",
                     base->id, (unsigned long long)fence_id, timeline->ring_idx, strerror(-ret));
@@ -146,8 +171,10 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
     ret = virgl_instance_add_context(ctx_id, ctx);
     if (ret == 0) {
         /* The renderer passes at most the 64 bytes of the wire's debug name. */
+        venus_call_begin(capset_id);
         ret = virgl_as_errno(
             virgl_renderer_context_create_with_flags(ctx_id, capset_id, (uint32_t)name_len, name));
+        venus_call_end(capset_id);
         if (ret < 0) {
             renderer_error(renderer, "virgl: context %u refused by virglrenderer: %s", ctx_id,
                            strerror(-ret));

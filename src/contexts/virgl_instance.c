@@ -95,12 +95,17 @@ static int on_get_drm_fd(void *cookie)
 
 /* On the server's watcher thread: venus's contexts are lost. Their fences complete, so no
  * guest waits for work that will never finish; their later work is refused. */
-static void on_server_death(pid_t pid, int status)
+static void on_server_death(pid_t pid, int status, uint32_t unanswered_ms)
 {
     atomic_store(&instance.venus_lost, true);
     pthread_mutex_lock(&instance.callback_lock);
     struct neep_renderer *renderer = instance.callback_owner;
-    if (renderer) {
+    if (renderer && unanswered_ms > 0) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                      "venus: the render server (pid %d) left a call unanswered for %u ms, so "
+                      "neep killed it: venus contexts are lost; OpenGL and other contexts go on",
+                      (int)pid, unanswered_ms);
+    } else if (renderer) {
         neep_log_host(
             &renderer->logger, NEEP_LOG_ERROR,
             "venus: the render server (pid %d) %s %d: venus contexts are lost; "

@@ -40,8 +40,14 @@ void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline
 bool virgl_instance_venus_lost(void);
 
 /* virgl_server.c: starts the render server for `renderer` and returns virglrenderer's end of
- * the connection (-1 on failure, logged); `on_death` runs on a watcher thread if it dies. */
-int virgl_server_start(struct neep_renderer *renderer, void (*on_death)(pid_t pid, int status));
+ * the connection (-1 on failure, logged); `on_death` runs on a watcher thread if it dies
+ * (`unanswered_ms` > 0: neep killed it after a call waited on it that long). */
+int virgl_server_start(struct neep_renderer *renderer,
+                       void (*on_death)(pid_t pid, int status, uint32_t unanswered_ms));
+/* Around each virglrenderer call that may wait on the server (embedder thread only; they
+ * nest): the watcher kills a server that leaves one waiting past the timeout. */
+void virgl_server_call_begin(void);
+void virgl_server_call_end(void);
 /* Before virglrenderer lets go of the connection (the server then exits, and that is no
  * loss): stops watching. */
 void virgl_server_stop_watching(void);

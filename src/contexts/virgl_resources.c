@@ -61,7 +61,10 @@ static void provider_destroy(struct neep_renderer *renderer, struct neep_resourc
     if (resource->backing) {
         provider_detach_backing(renderer, resource);
     }
+    /* Contexts it is attached to hear of it: venus's through the render server. */
+    virgl_server_call_begin();
     virgl_renderer_resource_unref(resource->id);
+    virgl_server_call_end();
 }
 
 static int provider_attach_backing(struct neep_renderer *renderer, struct neep_resource *resource)
@@ -145,7 +148,9 @@ static int provider_create_blob(struct neep_renderer *renderer, struct neep_reso
         .iovecs = resource->backing,
         .num_iovs = (uint32_t)resource->backing_count,
     };
+    virgl_server_call_begin(); /* a venus context's blob comes from its worker */
     int ret = virgl_as_errno(virgl_renderer_resource_create_blob(&args));
+    virgl_server_call_end();
     if (ret < 0) {
         renderer_error(
             renderer, "virgl: blob %u (ctx %u, blob_mem %u, id %llu, %llu bytes) refused: %s",

@@ -4,6 +4,13 @@
  * library fork it unseen, so it knows the process and can tell when it dies. The server runs
  * the host's Vulkan driver: when it crashes, venus's contexts are lost (their fences complete
  * so no guest waits forever, their later work is refused), and everything else goes on.
+ *
+ * virglrenderer talks to the server and its per-context workers over blocking sockets, with no
+ * timeout, on the embedder's thread: a server that stops answering (stopped, hung, spinning)
+ * would hold that thread (QEMU's main loop) forever. So the calls that may wait on it are
+ * bracketed (virgl_server_call_begin/end), and the watcher kills the server's process group
+ * when one has waited longer than NEEP_VENUS_TIMEOUT_MS (5 s): the call then fails, and the
+ * loss is handled as a crash. The thread is held at most that long.
  */
 #define VIRGL_RENDERER_UNSTABLE_APIS 1
 #include <dlfcn.h>
@@ -14,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +29,7 @@
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <virgl/virglrenderer.h>
 
@@ -28,14 +37,43 @@
 
 extern char **environ;
 
+/* How long a call may wait on the server before neep counts it as hung (ms). */
+#define DEFAULT_TIMEOUT_MS 5000u
+#define MIN_TIMEOUT_MS     100u
+
 static struct {
-    pid_t pid;   /* 0 when no server runs */
+    pid_t pid;   /* 0 when no server runs; also its process group (workers included) */
     bool reaped; /* by the watcher: the pid is no longer ours to signal */
     int pidfd;
     int stop_fd;
+    int arm_fd; /* tells an idle watcher that a call began */
     pthread_t watcher;
-    void (*on_death)(pid_t pid, int status);
-} server = {.pidfd = -1, .stop_fd = -1};
+    void (*on_death)(pid_t pid, int status, uint32_t unanswered_ms);
+    uint64_t timeout_ns;
+    /* The embedder's calls that may wait on the server: nesting depth (embedder thread only),
+     * when the outermost began (0: none), and whether the watcher is timing them. */
+    uint32_t call_depth;
+    _Atomic uint64_t call_started_ns;
+    atomic_bool armed;
+} server = {.pidfd = -1, .stop_fd = -1, .arm_fd = -1};
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+static uint64_t timeout_from_environment(void)
+{
+    const char *text = getenv("NEEP_VENUS_TIMEOUT_MS");
+    char *end = NULL;
+    unsigned long ms = text && *text ? strtoul(text, &end, 10) : 0;
+    if (!end || *end != '\0' || ms < MIN_TIMEOUT_MS || ms > 600000u) {
+        ms = DEFAULT_TIMEOUT_MS;
+    }
+    return (uint64_t)ms * 1000000u;
+}
 
 /*
  * The server binary: NEEP_RENDER_SERVER, or RENDER_SERVER_EXEC_PATH (virglrenderer's own
@@ -78,27 +116,98 @@ static bool server_path(char *path, size_t size)
     return false;
 }
 
+/* Until the server dies or neep stops watching: kills the server's process group when a call
+ * has waited on it too long. */
 static void *watch_server(void *arg)
 {
     (void)arg;
-    struct pollfd fds[2] = {{server.pidfd, POLLIN, 0}, {server.stop_fd, POLLIN, 0}};
-    while (poll(fds, 2, -1) < 0 && errno == EINTR) {
+    struct pollfd fds[3] = {
+        {server.pidfd, POLLIN, 0}, {server.stop_fd, POLLIN, 0}, {server.arm_fd, POLLIN, 0}};
+    uint64_t unanswered_ns = 0;
+    for (;;) {
+        uint64_t started = atomic_load(&server.call_started_ns);
+        if (started == 0) {
+            atomic_store(&server.armed, false);
+            /* A call that began before the flag fell sees it set, and wrote no wake-up. */
+            started = atomic_load(&server.call_started_ns);
+            if (started != 0) {
+                atomic_store(&server.armed, true);
+            }
+        }
+        int timeout_ms = -1;
+        if (started != 0 && unanswered_ns == 0) {
+            uint64_t now = monotonic_ns();
+            if (now - started >= server.timeout_ns) {
+                /* Its leader is not reaped yet, so the group id is still the server's. */
+                unanswered_ns = now - started;
+                kill(-server.pid, SIGKILL);
+            } else {
+                timeout_ms = (int)((started + server.timeout_ns - now) / 1000000u) + 1;
+            }
+        }
+        if (poll(fds, 3, timeout_ms) < 0 && errno != EINTR) {
+            return NULL;
+        }
+        if (fds[1].revents) {
+            return NULL; /* neep is stopping it */
+        }
+        if (fds[2].revents) {
+            uint64_t ignored;
+            ssize_t length = read(server.arm_fd, &ignored, sizeof(ignored));
+            (void)length;
+        }
+        if (fds[0].revents) {
+            break;
+        }
     }
-    if (fds[1].revents) {
-        return NULL; /* neep is stopping it */
-    }
+    /* Its workers (one process per venus context) go with it, so that no call waits on them;
+     * the leader, dead but not reaped, still holds the group id. */
+    kill(-server.pid, SIGKILL);
     int status = 0;
     if (waitpid(server.pid, &status, 0) < 0) {
         status = -1; /* reaped elsewhere */
     }
     server.reaped = true;
     if (server.on_death) {
-        server.on_death(server.pid, status);
+        server.on_death(server.pid, status, (uint32_t)(unanswered_ns / 1000000u));
     }
     return NULL;
 }
 
-int virgl_server_start(struct neep_renderer *renderer, void (*on_death)(pid_t pid, int status))
+static void close_watch_fds(void)
+{
+    int *fds[] = {&server.pidfd, &server.stop_fd, &server.arm_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+        if (*fds[i] >= 0) {
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+    }
+}
+
+void virgl_server_call_begin(void)
+{
+    if (server.arm_fd < 0 || server.call_depth++ > 0) {
+        return;
+    }
+    atomic_store(&server.call_started_ns, monotonic_ns());
+    if (!atomic_exchange(&server.armed, true)) {
+        uint64_t one = 1;
+        ssize_t ignored = write(server.arm_fd, &one, sizeof(one));
+        (void)ignored;
+    }
+}
+
+void virgl_server_call_end(void)
+{
+    if (server.arm_fd < 0 || server.call_depth == 0 || --server.call_depth > 0) {
+        return;
+    }
+    atomic_store(&server.call_started_ns, 0);
+}
+
+int virgl_server_start(struct neep_renderer *renderer,
+                       void (*on_death)(pid_t pid, int status, uint32_t unanswered_ms))
 {
     char path[PATH_MAX];
     if (!server_path(path, sizeof(path))) {
@@ -137,20 +246,19 @@ int virgl_server_start(struct neep_renderer *renderer, void (*on_death)(pid_t pi
     server.pid = pid;
     server.reaped = false;
     server.on_death = on_death;
+    server.timeout_ns = timeout_from_environment();
+    server.call_depth = 0;
+    atomic_store(&server.call_started_ns, 0);
+    atomic_store(&server.armed, false);
     server.pidfd = pidfd_open(pid, 0);
     server.stop_fd = eventfd(0, EFD_CLOEXEC);
-    if (server.pidfd < 0 || server.stop_fd < 0 ||
+    server.arm_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (server.pidfd < 0 || server.stop_fd < 0 || server.arm_fd < 0 ||
         pthread_create(&server.watcher, NULL, watch_server, NULL) != 0) {
         neep_log_host(&renderer->logger, NEEP_LOG_WARN,
                       "venus: cannot watch the render server (pid %d): its loss will go unseen",
                       (int)pid);
-        if (server.pidfd >= 0) {
-            close(server.pidfd);
-        }
-        if (server.stop_fd >= 0) {
-            close(server.stop_fd);
-        }
-        server.pidfd = server.stop_fd = -1;
+        close_watch_fds();
     }
     neep_log_host(&renderer->logger, NEEP_LOG_INFO, "venus: render server %s started (pid %d)",
                   path, (int)pid);
@@ -164,9 +272,7 @@ void virgl_server_stop_watching(void)
         ssize_t ignored = write(server.stop_fd, &one, sizeof(one));
         (void)ignored;
         pthread_join(server.watcher, NULL);
-        close(server.stop_fd);
-        close(server.pidfd);
-        server.stop_fd = server.pidfd = -1;
+        close_watch_fds();
     }
 }
 
@@ -176,9 +282,10 @@ void virgl_server_stop(void)
         return;
     }
     virgl_server_stop_watching();
-    /* virglrenderer closed its connection, so the server is on its way out: make sure. */
+    /* virglrenderer closed its connection, so the server and its workers are on their way
+     * out: make sure (the unreaped leader keeps the group id ours). */
     if (!server.reaped) {
-        kill(server.pid, SIGKILL);
+        kill(-server.pid, SIGKILL);
         while (waitpid(server.pid, NULL, 0) < 0 && errno == EINTR) {
         }
     }

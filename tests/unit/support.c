@@ -1,9 +1,13 @@
 #include "support.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
+
+/* Lines may come from renderer threads (venus's server watcher) while a test reads them. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void support_log(void *user_data, enum neep_log_level level, const char *message)
 {
@@ -12,9 +16,21 @@ void support_log(void *user_data, enum neep_log_level level, const char *message
         return;
     }
     if (level == NEEP_LOG_ERROR) {
+        pthread_mutex_lock(&log_lock);
         capture->error_count++;
         snprintf(capture->last_error, sizeof(capture->last_error), "%s", message);
+        size_t used = strlen(capture->all_errors);
+        snprintf(capture->all_errors + used, sizeof(capture->all_errors) - used, "%s\n", message);
+        pthread_mutex_unlock(&log_lock);
     }
+}
+
+bool support_log_said(struct log_capture *capture, const char *text)
+{
+    pthread_mutex_lock(&log_lock);
+    bool said = strstr(capture->all_errors, text) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return said;
 }
 
 struct neep_renderer *support_renderer(struct log_capture *capture, uint64_t budget_bytes)
