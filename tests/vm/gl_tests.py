@@ -11,6 +11,7 @@ host), and kmscube for a number of frames.
 """
 import os
 import re
+import time
 
 from vmlib import BOOT_TIMEOUT, Guest, Weston, check_image, rutabaga_guest, settled_check
 from wayland_tests import find_simple_shm, settle, shell
@@ -165,8 +166,86 @@ def test_rutabaga_gl(args, workdir):
         weston.stop()
 
 
+def find_render_server(qemu_pid):
+    """The pid of venus's render server: a child of QEMU (neep's library spawned it)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if comm.startswith("virgl_render_se") and ppid == qemu_pid:
+            return int(entry)
+    return None
+
+
+def test_rutabaga_venus_loss(args, workdir):
+    """venus's render server is killed on the host while a guest Vulkan program is in its
+    submit loop and kmscube draws through virgl: neep says venus is lost, the Vulkan program
+    can be killed (its fences complete), a new Vulkan program fails cleanly rather than hang,
+    and GL goes on exact."""
+    guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=shell.sh",
+                           os.path.join(workdir, "no-wayland"))
+    guest.initrd = args.gl_initrd
+    guest.extra_env = {"NEEP_CONTEXT_TYPES": "venus,virgl2",
+                       "LD_LIBRARY_PATH": args.virglrenderer_lib}
+    try:
+        gl_guest(guest)
+        shell(guest, SILENT_FIFO)
+        shell(guest, "kmscube -c 100000 > /dev/null 2>&1 < /tmp/silent &")
+        shell(guest, "vk_pattern bench 100000000 > /tmp/vk.log 2>&1 &")
+        status, lines = shell(guest, "for i in $(seq 1200); do grep -q 'vk-render ok\\|vk-failed' "
+                                     "/tmp/vk.log && break; sleep 0.1; done; cat /tmp/vk.log",
+                              timeout=GL_TIMEOUT)
+        if "NEEP: vk-render ok" not in "\n".join(lines):
+            raise AssertionError("vk_pattern did not reach its submit loop: " + " | ".join(lines))
+        qemu = guest.processes[-1]
+        server = find_render_server(qemu.pid)
+        if server is None:
+            raise AssertionError("no render server among QEMU's children")
+        os.kill(server, 9)
+        deadline = time.monotonic() + 30
+        log = ""
+        while "venus contexts are lost" not in log and time.monotonic() < deadline:
+            time.sleep(0.2)
+            guest.qemu_log.flush()
+            with open(guest.path("qemu.log")) as f:
+                log = f.read()
+        if "venus contexts are lost" not in log:
+            raise AssertionError("neep did not report the render server's death: " + log[-2000:])
+        if qemu.poll() is not None:
+            raise AssertionError(f"QEMU exited ({qemu.returncode}) with the render server")
+        # The Vulkan program waits on feedback the dead server will never write; it must at
+        # least die when killed: no task hangs on a fence.
+        status, lines = shell(guest, "kill -9 $(pidof vk_pattern); for i in $(seq 100); do "
+                                     "pidof vk_pattern > /dev/null || exit 0; sleep 0.1; done; "
+                                     "exit 1")
+        if status != 0:
+            raise AssertionError("vk_pattern could not be killed after the loss")
+        # A new Vulkan program is refused (no venus context), and says so: it does not hang.
+        status, lines = shell(guest, "timeout 60 vk_pattern > /tmp/vk2.log 2>&1; echo rc=$?; "
+                                     "tail -n 2 /tmp/vk2.log", timeout=GL_TIMEOUT)
+        text = " | ".join(lines)
+        rc = re.search(r"rc=(\d+)", text)
+        # busybox's timeout ends a hung program with SIGTERM (143).
+        if not rc or int(rc.group(1)) in (0, 124, 143) or "vk-done" in text:
+            raise AssertionError("a Vulkan program after the loss ran or hung: " + text)
+        shell(guest, "killall kmscube; sleep 1")
+        renderer, frames, fps = gl_guest_steps(guest)
+        return (f"render server killed mid-submit: venus lost and said, vk_pattern killable, "
+                f"a new one refused ({text.strip()[-80:]}); {renderer} exact after it, kmscube "
+                f"{frames} frames at {fps:.0f}/s")
+    finally:
+        guest.stop()
+
+
 GL_TESTS = {"gl": test_gl}
-RUTABAGA_GL_TESTS = {"rutabaga_gl": test_rutabaga_gl}
+RUTABAGA_GL_TESTS = {"rutabaga_gl": test_rutabaga_gl,
+                     "rutabaga_venus_loss": test_rutabaga_venus_loss}
 
 
 def run_gl_demo(args, png_path):
