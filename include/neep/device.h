@@ -56,6 +56,12 @@ struct neep_display_ops {
                           uint32_t hot_x, uint32_t hot_y, const uint32_t *pixels);
     /* The cursor moved, or (visible false) was hidden. */
     void (*cursor_move)(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y, bool visible);
+    /* Optional: what scanout `scanout_id` shows is about to change without a flush (a
+     * transfer into its resource, the resource's end), or may change at any time from now on
+     * (resources whose provider draws into them unseen). A display that has not yet sent all
+     * of earlier updates must read them now (neep_device_read_scanout) if it is to send them
+     * as they were flushed. */
+    void (*changing)(void *user_data, uint32_t scanout_id);
     /* Optional: the display's current layout, asked before each GET_DISPLAY_INFO; returns
      * false to keep the device's own. */
     bool (*get_layout)(void *user_data, struct neep_scanout_size sizes[NEEP_MAX_SCANOUTS],
@@ -86,6 +92,13 @@ struct neep_device_config {
 };
 
 int neep_device_create(const struct neep_device_config *config, struct neep_device **out);
+/* Copies rectangle (x, y, width, height) of what scanout `scanout_id` shows now into `dst`
+ * as x8r8g8b8 rows `dst_stride_bytes` apart. For displays that send later than the update
+ * callback (on the device's thread only). Returns 0, -ENXIO (no such scanout), -ENOENT
+ * (it shows nothing) or -EINVAL (the rectangle leaves it). */
+int neep_device_read_scanout(struct neep_device *device, uint32_t scanout_id, uint32_t x,
+                             uint32_t y, uint32_t width, uint32_t height, uint8_t *dst,
+                             uint32_t dst_stride_bytes);
 void neep_device_destroy(struct neep_device *device);
 
 /* The renderer the device drives (owned by the device). */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "vhost_user/backend.h"
+#include "vhost_user/display.h"
 
 #ifndef NEEP_VERSION
 #define NEEP_VERSION "unknown"
@@ -41,9 +42,9 @@ struct daemon {
     bool stopping;
 };
 
-static int watch_add(void *user_data, int fd, vu_ready_fn ready, void *arg)
+static int watch_events(struct daemon *daemon, int fd, uint32_t events, vu_ready_fn ready,
+                        void *arg)
 {
-    struct daemon *daemon = user_data;
     for (int i = 0; i < MAX_WATCHES; i++) {
         if (daemon->watches[i].ready == NULL) {
             uint32_t generation = daemon->watches[i].generation + 1;
@@ -51,7 +52,7 @@ static int watch_add(void *user_data, int fd, vu_ready_fn ready, void *arg)
             /* The event names the slot and its generation: an event a handler made stale in
              * the same round (its watch removed, the slot given to another fd) finds a
              * different generation and is dropped. */
-            struct epoll_event event = {.events = EPOLLIN,
+            struct epoll_event event = {.events = events,
                                         .data.u64 = (uint64_t)generation << 32 | (uint32_t)i};
             if (epoll_ctl(daemon->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
                 int error = errno;
@@ -62,6 +63,16 @@ static int watch_add(void *user_data, int fd, vu_ready_fn ready, void *arg)
         }
     }
     return -ENOSPC;
+}
+
+static int watch_add(void *user_data, int fd, vu_ready_fn ready, void *arg)
+{
+    return watch_events(user_data, fd, EPOLLIN, ready, arg);
+}
+
+static int watch_add_writable(void *user_data, int fd, vu_ready_fn ready, void *arg)
+{
+    return watch_events(user_data, fd, EPOLLOUT, ready, arg);
 }
 
 static void watch_remove(void *user_data, int fd)
@@ -76,7 +87,7 @@ static void watch_remove(void *user_data, int fd)
     }
 }
 
-static const struct vu_watch_ops watch_ops = {watch_add, watch_remove};
+static const struct vu_watch_ops watch_ops = {watch_add, watch_add_writable, watch_remove};
 
 static struct daemon *log_daemon;
 
@@ -382,6 +393,15 @@ int main(int argc, char **argv)
             break;
         }
         serve(&daemon, backend, signal_fd);
+        struct vu_display_stats display;
+        vu_backend_display_stats(backend, &display);
+        char line[256];
+        snprintf(line, sizeof(line),
+                 "display: %llu updates flushed, %llu sent whole (%llu copied before a change), "
+                 "%llu bytes",
+                 (unsigned long long)display.updates, (unsigned long long)display.updates_sent,
+                 (unsigned long long)display.copies, (unsigned long long)display.sent_bytes);
+        log_line(NULL, NEEP_LOG_INFO, line);
         vu_backend_destroy(backend);
         if (listen_fd < 0) {
             break; /* --fd serves one front-end */

@@ -86,6 +86,9 @@ static int cmd_resource_unref(struct command_context *cc, const void *request)
 {
     const struct virtio_gpu_resource_unref *cmd = request;
     struct neep_device *device = cc->device;
+    if (neep_resource_lookup(device->renderer, cmd->resource_id)) {
+        scanout_resource_changing(device, cmd->resource_id);
+    }
     int ret = neep_resource_unref(device->renderer, cmd->resource_id);
     if (ret == 0) {
         scanout_forget_resource(device, cmd->resource_id);
@@ -118,6 +121,7 @@ static int cmd_transfer_to_host_2d(struct command_context *cc, const void *reque
         .depth = 1,
         .offset_bytes = cmd->offset,
     };
+    scanout_resource_changing(cc->device, cmd->resource_id);
     return neep_resource_transfer_write(cc->device->renderer, 0, cmd->resource_id, &transfer);
 }
 

@@ -120,6 +120,7 @@ int cmd_transfer_to_host_3d(struct command_context *cc, const void *request)
     const struct virtio_gpu_transfer_host_3d *cmd = request;
     struct neep_transfer transfer;
     transfer_from_wire(cmd, &transfer);
+    scanout_resource_changing(cc->device, cmd->resource_id);
     return neep_resource_transfer_write(cc->device->renderer, cc->hdr.ctx_id, cmd->resource_id,
                                         &transfer);
 }

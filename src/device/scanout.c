@@ -132,6 +132,13 @@ static void trim_staging(struct neep_device *device)
     }
 }
 
+/* True if the rectangle is non-empty and lies inside width x height. */
+static bool rect_inside(const struct virtio_gpu_rect *rect, uint32_t width, uint32_t height)
+{
+    return rect->width > 0 && rect->height > 0 && (uint64_t)rect->x + rect->width <= width &&
+           (uint64_t)rect->y + rect->height <= height;
+}
+
 /* Pixels of a resource the device can read: its host storage, or a read-back copy. */
 struct pixel_view {
     uint32_t format;
@@ -184,10 +191,12 @@ static int convert_rect(const struct pixel_view *view, uint32_t x, uint32_t y, u
     return 0;
 }
 
-/* Sends rectangle (x, y, width, height) of the resource to the scanout at (dst_x, dst_y). */
-static int push_rect(struct neep_device *device, uint32_t scanout_id,
-                     const struct neep_resource *resource, uint32_t x, uint32_t y, uint32_t width,
-                     uint32_t height, uint32_t dst_x, uint32_t dst_y)
+/* Rectangle (x, y, width, height) of `resource` as the display takes it (x8r8g8b8 rows,
+ * `*stride` apart): straight from the resource's storage, or read back and converted into the
+ * staging, valid until the staging's next use. */
+static int display_pixels(struct neep_device *device, const struct neep_resource *resource,
+                          uint32_t x, uint32_t y, uint32_t width, uint32_t height,
+                          const uint8_t **pixels, uint32_t *stride)
 {
     struct pixel_view view = {resource->format, resource->pixels, resource->stride_bytes,
                               resource->width_px, resource->height_px};
@@ -200,25 +209,88 @@ static int push_rect(struct neep_device *device, uint32_t scanout_id,
         x = y = 0;
         converted_offset = (uint64_t)width * height * 4;
     }
+    if (display_native(resource->format)) {
+        *pixels = view.pixels + (size_t)y * view.stride_bytes + (size_t)x * 4;
+        *stride = view.stride_bytes;
+        return 0;
+    }
+    if (converted_offset + (uint64_t)width * height * 4 > device->staging_bytes) {
+        return -ENOMEM; /* reserved at SET_SCANOUT, so this does not happen */
+    }
+    int ret = convert_rect(&view, x, y, width, height, device->staging + converted_offset);
+    if (ret < 0) {
+        return ret;
+    }
+    *pixels = device->staging + converted_offset;
+    *stride = width * 4;
+    return 0;
+}
+
+/* Tells the display that what scanouts showing `resource_id` show is about to change without
+ * a flush (or, for resources the device cannot watch, may change at any time from now): a
+ * display still sending an earlier flush takes its copy first. */
+void scanout_resource_changing(struct neep_device *device, uint32_t resource_id)
+{
+    if (!device->display->changing) {
+        return;
+    }
+    for (uint32_t i = 0; i < device->scanout_count; i++) {
+        if (device->scanouts[i].resource_id == resource_id && resource_id != 0) {
+            device->display->changing(device->display_user_data, i);
+        }
+    }
+}
+
+/* Sends rectangle (x, y, width, height) of the resource to the scanout at (dst_x, dst_y). */
+static int push_rect(struct neep_device *device, uint32_t scanout_id,
+                     const struct neep_resource *resource, uint32_t x, uint32_t y, uint32_t width,
+                     uint32_t height, uint32_t dst_x, uint32_t dst_y)
+{
     const uint8_t *pixels;
     uint32_t stride;
-    if (display_native(resource->format)) {
-        pixels = view.pixels + (size_t)y * view.stride_bytes + (size_t)x * 4;
-        stride = view.stride_bytes;
-    } else {
-        if (converted_offset + (uint64_t)width * height * 4 > device->staging_bytes) {
-            return -ENOMEM; /* reserved at SET_SCANOUT, so this does not happen */
-        }
-        int ret = convert_rect(&view, x, y, width, height, device->staging + converted_offset);
-        if (ret < 0) {
-            return ret;
-        }
-        pixels = device->staging + converted_offset;
-        stride = width * 4;
+    int ret = display_pixels(device, resource, x, y, width, height, &pixels, &stride);
+    if (ret < 0) {
+        return ret;
     }
     device->display->update(device->display_user_data, scanout_id, dst_x, dst_y, width, height,
                             pixels, stride);
     device->stats.flushed_bytes += (uint64_t)width * height * 4;
+    if (resource->kind == NEEP_RESOURCE_PROVIDED && device->display->changing) {
+        /* Its provider draws into it with no command the device sees. */
+        device->display->changing(device->display_user_data, scanout_id);
+    }
+    return 0;
+}
+
+int neep_device_read_scanout(struct neep_device *device, uint32_t scanout_id, uint32_t x,
+                             uint32_t y, uint32_t width, uint32_t height, uint8_t *dst,
+                             uint32_t dst_stride_bytes)
+{
+    if (scanout_id >= device->scanout_count) {
+        return -ENXIO;
+    }
+    const struct device_scanout *scanout = &device->scanouts[scanout_id];
+    struct neep_resource *resource =
+        scanout->resource_id ? neep_resource_lookup(device->renderer, scanout->resource_id) : NULL;
+    struct virtio_gpu_rect rect = {.x = x, .y = y, .width = width, .height = height};
+    if (!resource) {
+        return -ENOENT;
+    }
+    if (!rect_inside(&rect, scanout->rect.width, scanout->rect.height) ||
+        (uint64_t)width * 4 > dst_stride_bytes) {
+        return -EINVAL;
+    }
+    const uint8_t *pixels;
+    uint32_t stride;
+    int ret = display_pixels(device, resource, scanout->rect.x + x, scanout->rect.y + y, width,
+                             height, &pixels, &stride);
+    if (ret < 0) {
+        return ret;
+    }
+    for (uint32_t row = 0; row < height; row++) {
+        memcpy(dst + (size_t)row * dst_stride_bytes, pixels + (size_t)row * stride,
+               (size_t)width * 4);
+    }
     return 0;
 }
 
@@ -253,13 +325,6 @@ static int find_shown_resource(struct neep_device *device, uint32_t resource_id,
     }
     *out = resource;
     return 0;
-}
-
-/* True if the rectangle is non-empty and lies inside width x height. */
-static bool rect_inside(const struct virtio_gpu_rect *rect, uint32_t width, uint32_t height)
-{
-    return rect->width > 0 && rect->height > 0 && (uint64_t)rect->x + rect->width <= width &&
-           (uint64_t)rect->y + rect->height <= height;
 }
 
 int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resource_id,

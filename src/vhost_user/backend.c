@@ -926,7 +926,7 @@ int vu_backend_create(const struct vu_backend_config *config, int socket_fd,
         vu_virtqueue_init(&backend->queues[i], i);
         backend->queues[i].owner = backend;
     }
-    vu_display_init(&backend->display);
+    vu_display_init(&backend->display, backend->watch, backend->watch_user_data);
 
     struct neep_device_config device_config = config->device;
     device_config.display = &vu_display_ops;
@@ -940,6 +940,7 @@ int vu_backend_create(const struct vu_backend_config *config, int socket_fd,
     }
     backend->logger = &neep_device_renderer(backend->device)->logger;
     backend->display.logger = backend->logger;
+    vu_display_set_device(&backend->display, backend->device);
     backend->features = neep_device_features(backend->device) | (1ull << VU_F_VERSION_1) |
                         (1ull << VU_F_RING_INDIRECT_DESC) | (1ull << VU_F_RING_EVENT_IDX) |
                         (1ull << VU_F_PROTOCOL_FEATURES);
@@ -974,11 +975,13 @@ void vu_backend_destroy(struct vu_backend *backend)
         stop_queue(backend, &backend->queues[i]);
         new_generation(backend, i); /* what the device still completes goes nowhere */
     }
+    /* What the display holds is charged to the device's renderer: it goes first. */
+    vu_display_close(&backend->display);
+    vu_display_set_device(&backend->display, NULL);
     if (backend->device) {
         backend->watch->remove(backend->watch_user_data, neep_device_fence_fd(backend->device));
         neep_device_destroy(backend->device);
     }
-    vu_display_close(&backend->display);
     vu_memory_finish(&backend->memory);
     if (backend->socket_fd >= 0) {
         close(backend->socket_fd);
@@ -993,6 +996,11 @@ void vu_backend_destroy(struct vu_backend *backend)
 bool vu_backend_alive(const struct vu_backend *backend)
 {
     return backend->alive;
+}
+
+void vu_backend_display_stats(const struct vu_backend *backend, struct vu_display_stats *out)
+{
+    *out = backend->display.stats;
 }
 
 struct neep_device *vu_backend_device(struct vu_backend *backend)

@@ -2,7 +2,8 @@
  * The back-end side of a vhost-user connection carrying a virtio-gpu device.
  *
  * The transport owns no event loop: it asks its embedder to watch fds (the connection, the
- * queues' kick eventfds, the device's fence fd) and to call back when one is readable.
+ * queues' kick eventfds, the device's fence fd) and to call back when one is readable, and
+ * the display channel when it is writable again.
  */
 #ifndef NEEP_VHOST_USER_BACKEND_H
 #define NEEP_VHOST_USER_BACKEND_H
@@ -18,6 +19,8 @@ typedef void (*vu_ready_fn)(void *arg);
 struct vu_watch_ops {
     /* Call `ready(arg)` whenever `fd` is readable, until removed. Returns 0 or -errno. */
     int (*add)(void *user_data, int fd, vu_ready_fn ready, void *arg);
+    /* The same for writable (the display channel, while output waits for it). */
+    int (*add_writable)(void *user_data, int fd, vu_ready_fn ready, void *arg);
     void (*remove)(void *user_data, int fd);
 };
 
@@ -38,5 +41,10 @@ void vu_backend_destroy(struct vu_backend *backend);
 bool vu_backend_alive(const struct vu_backend *backend);
 
 struct neep_device *vu_backend_device(struct vu_backend *backend);
+
+/* What the display channel carried: the guest's flushed updates, and how many of them (merged
+ * when the front-end fell behind) were written whole. */
+struct vu_display_stats;
+void vu_backend_display_stats(const struct vu_backend *backend, struct vu_display_stats *out);
 
 #endif

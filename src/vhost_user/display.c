@@ -1,24 +1,123 @@
 #include "display.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "protocol.h"
+#include "renderer/renderer_internal.h"
 
-void vu_display_init(struct vu_display *display)
+/* An UPDATE message's bytes before its pixels. */
+#define UPDATE_PREFIX_BYTES (sizeof(struct vu_gpu_header) + sizeof(struct vu_gpu_update))
+/* How long GET_DISPLAY_INFO may wait for the channel and the front-end's answer: the only
+ * exchange that holds a guest command, and it comes at boot and on hot-plug. */
+#define LAYOUT_TIMEOUT_MS 1000
+/* Pieces per sendmsg (the kernel's UIO_MAXIOV). */
+#define MAX_PIECES 1024
+
+/* ---- memory the channel holds ----------------------------------------------------------- */
+
+static uint8_t *staged_alloc(struct vu_display *display, size_t bytes)
+{
+    struct neep_renderer *renderer = display->device ? neep_device_renderer(display->device) : NULL;
+    if (renderer && neep_budget_charge(renderer, bytes) < 0) {
+        return NULL;
+    }
+    uint8_t *buffer = malloc(bytes);
+    if (!buffer) {
+        if (renderer) {
+            neep_budget_release(renderer, bytes);
+        }
+        return NULL;
+    }
+    display->staged_bytes += bytes;
+    return buffer;
+}
+
+static void staged_free(struct vu_display *display, uint8_t *buffer, size_t bytes)
+{
+    if (!buffer) {
+        return;
+    }
+    free(buffer);
+    display->staged_bytes -= bytes;
+    if (display->device) {
+        neep_budget_release(neep_device_renderer(display->device), bytes);
+    }
+}
+
+static size_t update_message_bytes(uint32_t width, uint32_t height)
+{
+    return UPDATE_PREFIX_BYTES + (size_t)width * height * 4;
+}
+
+static void drop_frame(struct vu_display *display, uint32_t scanout_id)
+{
+    struct vu_display_frame *frame = &display->frames[scanout_id];
+    staged_free(display, frame->copy, update_message_bytes(frame->width, frame->height));
+    *frame = (struct vu_display_frame){0};
+}
+
+static void release_out(struct vu_display *display)
+{
+    if (display->out && !display->out_is_control) {
+        staged_free(display, display->out, display->out_bytes);
+    }
+    display->out = NULL;
+    display->out_bytes = display->out_sent = 0;
+    display->out_is_control = false;
+    display->out_is_update = false;
+}
+
+/* ---- the channel ---------------------------------------------------------------------------- */
+
+static void on_writable(void *arg);
+
+static void want_writable(struct vu_display *display, bool on)
+{
+    if (on == display->watching || display->fd < 0 || !display->watch) {
+        return;
+    }
+    if (on) {
+        display->watching = display->watch->add_writable(display->watch_user_data, display->fd,
+                                                         on_writable, display) == 0;
+    } else {
+        display->watch->remove(display->watch_user_data, display->fd);
+        display->watching = false;
+    }
+}
+
+void vu_display_init(struct vu_display *display, const struct vu_watch_ops *watch,
+                     void *watch_user_data)
 {
     memset(display, 0, sizeof(*display));
     display->fd = -1;
+    display->watch = watch;
+    display->watch_user_data = watch_user_data;
+}
+
+void vu_display_set_device(struct vu_display *display, struct neep_device *device)
+{
+    display->device = device;
 }
 
 void vu_display_close(struct vu_display *display)
 {
+    want_writable(display, false);
     if (display->fd >= 0) {
         close(display->fd);
     }
     display->fd = -1;
+    release_out(display);
+    for (uint32_t i = 0; i < NEEP_MAX_SCANOUTS; i++) {
+        drop_frame(display, i);
+    }
+    display->scanouts_changed = 0;
+    display->cursor_image_waits = display->cursor_move_waits = false;
 }
 
 void vu_display_set_socket(struct vu_display *display, int fd)
@@ -27,55 +126,518 @@ void vu_display_set_socket(struct vu_display *display, int fd)
     display->fd = fd;
 }
 
-/* Sends every byte of the iovecs, or gives up on the channel. */
-static bool send_all(struct vu_display *display, struct iovec *iov, int count)
+static void channel_failed(struct vu_display *display, const char *what, int error)
 {
-    while (count > 0 && display->fd >= 0) {
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)count};
-        ssize_t sent = sendmsg(display->fd, &msg, MSG_NOSIGNAL);
-        if (sent < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            neep_log_host(display->logger, NEEP_LOG_INFO,
-                          "display channel closed (%s); output is dropped until a new one",
-                          strerror(errno));
-            vu_display_close(display);
+    neep_log_host(display->logger, NEEP_LOG_INFO,
+                  "display channel %s (%s); output is dropped until a new one", what,
+                  strerror(error));
+    vu_display_close(display);
+}
+
+/* Writes what the socket takes now: bytes written, 0 if it is full, -1 if the channel failed
+ * (then closed). */
+static ssize_t send_now(struct vu_display *display, struct iovec *iov, size_t count)
+{
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = count};
+    for (;;) {
+        ssize_t sent = sendmsg(display->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent >= 0) {
+            display->stats.sent_bytes += (uint64_t)sent;
+            return sent;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        if (errno != EINTR) {
+            channel_failed(display, "closed", errno);
+            return -1;
+        }
+    }
+}
+
+/* True when nothing is on the wire or waiting: new output may go straight out. */
+static bool idle(const struct vu_display *display)
+{
+    if (display->out || display->scanouts_changed || display->cursor_image_waits ||
+        display->cursor_move_waits) {
+        return false;
+    }
+    for (uint32_t i = 0; i < NEEP_MAX_SCANOUTS; i++) {
+        if (display->frames[i].pending) {
             return false;
         }
-        display->sent_bytes += (uint64_t)sent;
-        while (count > 0 && (size_t)sent >= iov->iov_len) {
-            sent -= (ssize_t)iov->iov_len;
-            iov++;
-            count--;
+    }
+    return true;
+}
+
+/* ---- messages ------------------------------------------------------------------------------- */
+
+/*
+ * A message as pieces: a prefix (header and fixed part) then `rows` rows of `row_bytes`,
+ * `stride_bytes` apart. Sent without blocking from its place; what the socket does not take
+ * is copied into `out` and goes when the socket is writable again.
+ */
+struct message {
+    const uint8_t *prefix;
+    size_t prefix_bytes;
+    const uint8_t *rows;
+    size_t row_bytes;
+    size_t stride_bytes;
+    uint32_t row_count;
+};
+
+static size_t message_bytes(const struct message *m)
+{
+    return m->prefix_bytes + m->row_bytes * m->row_count;
+}
+
+/* Pieces of `m` from byte `offset` on, at most `max` of them. */
+static size_t message_pieces(const struct message *m, size_t offset, struct iovec *iov, size_t max)
+{
+    size_t count = 0;
+    if (offset < m->prefix_bytes) {
+        iov[count++] = (struct iovec){(void *)(m->prefix + offset), m->prefix_bytes - offset};
+        offset = 0;
+    } else {
+        offset -= m->prefix_bytes;
+    }
+    if (m->row_bytes == 0) {
+        return count;
+    }
+    size_t row = offset / m->row_bytes;
+    size_t skip = offset % m->row_bytes;
+    if (m->stride_bytes == m->row_bytes && row < m->row_count && count < max) {
+        /* Contiguous rows: one piece. */
+        iov[count++] = (struct iovec){(void *)(m->rows + row * m->stride_bytes + skip),
+                                      (m->row_count - row) * m->row_bytes - skip};
+        return count;
+    }
+    for (; row < m->row_count && count < max; row++, skip = 0) {
+        iov[count++] =
+            (struct iovec){(void *)(m->rows + row * m->stride_bytes + skip), m->row_bytes - skip};
+    }
+    return count;
+}
+
+static bool is_update(const struct message *m)
+{
+    struct vu_gpu_header header;
+    if (m->prefix_bytes < sizeof(header)) {
+        return false;
+    }
+    memcpy(&header, m->prefix, sizeof(header));
+    return header.request == VU_GPU_UPDATE;
+}
+
+static bool keep_rest(struct vu_display *display, const struct message *m, size_t offset)
+{
+    size_t rest = message_bytes(m) - offset;
+    uint8_t *out = staged_alloc(display, rest);
+    if (!out) {
+        /* Half a message is on the wire: the stream cannot go on without the rest. */
+        neep_log_host(display->logger, NEEP_LOG_ERROR,
+                      "display channel: no memory for %zu bytes of an update the front-end "
+                      "has not read; closing the channel",
+                      rest);
+        vu_display_close(display);
+        return false;
+    }
+    size_t filled = 0;
+    struct iovec iov[MAX_PIECES];
+    while (filled < rest) {
+        size_t count = message_pieces(m, offset + filled, iov, MAX_PIECES);
+        for (size_t i = 0; i < count; i++) {
+            memcpy(out + filled, iov[i].iov_base, iov[i].iov_len);
+            filled += iov[i].iov_len;
         }
-        if (count > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + sent;
-            iov->iov_len -= (size_t)sent;
+    }
+    display->out = out;
+    display->out_bytes = rest;
+    display->out_sent = 0;
+    display->out_is_control = false;
+    display->out_is_update = is_update(m);
+    want_writable(display, true);
+    return true;
+}
+
+/* Sends `m` now as far as the socket takes it; the rest waits in `out`. Only when idle. */
+static void send_direct(struct vu_display *display, const struct message *m)
+{
+    size_t total = message_bytes(m);
+    size_t offset = 0;
+    struct iovec iov[MAX_PIECES];
+    while (offset < total) {
+        size_t count = message_pieces(m, offset, iov, MAX_PIECES);
+        ssize_t sent = send_now(display, iov, count);
+        if (sent < 0) {
+            return;
+        }
+        if (sent == 0) {
+            break;
+        }
+        offset += (size_t)sent;
+    }
+    if (offset < total) {
+        keep_rest(display, m, offset);
+    } else if (is_update(m)) {
+        display->stats.updates_sent++;
+    }
+}
+
+/* A small message into the control buffer, as the message on the wire. */
+static void queue_control(struct vu_display *display, uint32_t request, const void *payload,
+                          uint32_t size)
+{
+    struct vu_gpu_header header = {.request = request, .size = size};
+    memcpy(display->control, &header, sizeof(header));
+    memcpy(display->control + sizeof(header), payload, size);
+    display->out = display->control;
+    display->out_bytes = sizeof(header) + size;
+    display->out_sent = 0;
+    display->out_is_control = true;
+    display->out_is_update = false;
+}
+
+static void fill_update_prefix(uint8_t *prefix, uint32_t scanout_id, uint32_t x, uint32_t y,
+                               uint32_t width, uint32_t height)
+{
+    struct vu_gpu_header header = {
+        .request = VU_GPU_UPDATE,
+        .size = (uint32_t)(sizeof(struct vu_gpu_update) + (size_t)width * height * 4)};
+    struct vu_gpu_update update = {scanout_id, x, y, width, height};
+    memcpy(prefix, &header, sizeof(header));
+    memcpy(prefix + sizeof(header), &update, sizeof(update));
+}
+
+/* An UPDATE message of scanout `scanout_id`'s box as it shows now, or NULL. */
+static uint8_t *read_box(struct vu_display *display, uint32_t scanout_id,
+                         const struct vu_display_frame *box)
+{
+    size_t bytes = update_message_bytes(box->width, box->height);
+    uint8_t *message = display->device ? staged_alloc(display, bytes) : NULL;
+    if (!message) {
+        neep_log_host(display->logger, NEEP_LOG_WARN,
+                      "display channel: no memory for a %ux%u update of scanout %u; the "
+                      "display gets the next one",
+                      box->width, box->height, scanout_id);
+        return NULL;
+    }
+    int ret = neep_device_read_scanout(display->device, scanout_id, box->x, box->y, box->width,
+                                       box->height, message + UPDATE_PREFIX_BYTES, box->width * 4);
+    if (ret < 0) {
+        staged_free(display, message, bytes);
+        return NULL; /* the scanout shows nothing now, or is smaller: nothing to send */
+    }
+    fill_update_prefix(message, scanout_id, box->x, box->y, box->width, box->height);
+    return message;
+}
+
+/* Puts the next waiting message on the wire: scanout changes, then the cursor, then frames
+ * round the scanouts. False when nothing waits. */
+static bool next_message(struct vu_display *display)
+{
+    if (display->scanouts_changed) {
+        uint32_t scanout_id = (uint32_t)__builtin_ctz(display->scanouts_changed);
+        display->scanouts_changed &= ~(1u << scanout_id);
+        queue_control(display, VU_GPU_SCANOUT, &display->scanout_messages[scanout_id],
+                      sizeof(display->scanout_messages[scanout_id]));
+        return true;
+    }
+    if (display->cursor_image_waits) {
+        display->cursor_image_waits = false;
+        queue_control(display, VU_GPU_CURSOR_UPDATE, &display->cursor_image,
+                      sizeof(display->cursor_image));
+        return true;
+    }
+    if (display->cursor_move_waits) {
+        display->cursor_move_waits = false;
+        queue_control(display, display->cursor_move_request, &display->cursor_pos,
+                      sizeof(display->cursor_pos));
+        return true;
+    }
+    for (uint32_t step = 0; step < NEEP_MAX_SCANOUTS; step++) {
+        uint32_t scanout_id = (display->next_frame + step) % NEEP_MAX_SCANOUTS;
+        struct vu_display_frame *frame = &display->frames[scanout_id];
+        if (!frame->pending) {
+            continue;
+        }
+        display->next_frame = (scanout_id + 1) % NEEP_MAX_SCANOUTS;
+        uint8_t *message = frame->copy ? frame->copy : read_box(display, scanout_id, frame);
+        size_t bytes = update_message_bytes(frame->width, frame->height);
+        *frame = (struct vu_display_frame){0}; /* the copy, if any, is the message now */
+        if (message) {
+            display->out = message;
+            display->out_bytes = bytes;
+            display->out_sent = 0;
+            display->out_is_control = false;
+            display->out_is_update = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Writes the rest of the message on the wire as far as the socket takes it: true once it is
+ * all written (and released). */
+static bool write_out(struct vu_display *display)
+{
+    struct iovec iov = {display->out + display->out_sent, display->out_bytes - display->out_sent};
+    ssize_t sent = send_now(display, &iov, 1);
+    if (sent < 0) {
+        return false;
+    }
+    display->out_sent += (size_t)sent;
+    if (display->out_sent < display->out_bytes) {
+        return false;
+    }
+    display->stats.updates_sent += display->out_is_update;
+    release_out(display);
+    return true;
+}
+
+/* Writes until the socket is full or nothing waits. */
+static void pump(struct vu_display *display)
+{
+    while (display->fd >= 0) {
+        if (display->out && !write_out(display)) {
+            want_writable(display, display->fd >= 0);
+            return;
+        }
+        if (!next_message(display)) {
+            want_writable(display, false);
+            return;
+        }
+    }
+}
+
+static void on_writable(void *arg)
+{
+    pump(arg);
+}
+
+/* ---- the device's callbacks ----------------------------------------------------------------- */
+
+static void on_scanout(void *user_data, uint32_t scanout_id, uint32_t width_px, uint32_t height_px)
+{
+    struct vu_display *display = user_data;
+    if (display->fd < 0 || scanout_id >= NEEP_MAX_SCANOUTS) {
+        return;
+    }
+    drop_frame(display, scanout_id); /* damage of the old image means nothing now */
+    struct vu_gpu_scanout scanout = {scanout_id, width_px, height_px};
+    if (idle(display)) {
+        struct vu_gpu_header header = {.request = VU_GPU_SCANOUT, .size = sizeof(scanout)};
+        uint8_t bytes[sizeof(header) + sizeof(scanout)];
+        memcpy(bytes, &header, sizeof(header));
+        memcpy(bytes + sizeof(header), &scanout, sizeof(scanout));
+        send_direct(display, &(struct message){.prefix = bytes, .prefix_bytes = sizeof(bytes)});
+        return;
+    }
+    display->scanout_messages[scanout_id] = scanout;
+    display->scanouts_changed |= 1u << scanout_id;
+}
+
+/* Grows `frame`'s box to cover (x, y, width, height) too. */
+static void merge_box(struct vu_display_frame *frame, uint32_t x, uint32_t y, uint32_t width,
+                      uint32_t height)
+{
+    uint64_t right = (uint64_t)frame->x + frame->width;
+    uint64_t bottom = (uint64_t)frame->y + frame->height;
+    uint64_t new_right = (uint64_t)x + width;
+    uint64_t new_bottom = (uint64_t)y + height;
+    frame->x = x < frame->x ? x : frame->x;
+    frame->y = y < frame->y ? y : frame->y;
+    frame->width = (uint32_t)((new_right > right ? new_right : right) - frame->x);
+    frame->height = (uint32_t)((new_bottom > bottom ? new_bottom : bottom) - frame->y);
+}
+
+static bool box_contains(const struct vu_display_frame *frame, uint32_t x, uint32_t y,
+                         uint32_t width, uint32_t height)
+{
+    return x >= frame->x && y >= frame->y &&
+           (uint64_t)x + width <= (uint64_t)frame->x + frame->width &&
+           (uint64_t)y + height <= (uint64_t)frame->y + frame->height;
+}
+
+static void on_update(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y, uint32_t width,
+                      uint32_t height, const uint8_t *pixels, uint32_t stride_bytes)
+{
+    struct vu_display *display = user_data;
+    display->stats.updates++;
+    /* The device keeps scanouts under 8192x8192: a message's size fits its 32-bit field. */
+    if (display->fd < 0 || scanout_id >= NEEP_MAX_SCANOUTS || width == 0 || height == 0 ||
+        update_message_bytes(width, height) > UINT32_MAX) {
+        return;
+    }
+    if (idle(display)) {
+        uint8_t prefix[UPDATE_PREFIX_BYTES];
+        fill_update_prefix(prefix, scanout_id, x, y, width, height);
+        send_direct(display, &(struct message){.prefix = prefix,
+                                               .prefix_bytes = sizeof(prefix),
+                                               .rows = pixels,
+                                               .row_bytes = (size_t)width * 4,
+                                               .stride_bytes = stride_bytes,
+                                               .row_count = height});
+        return;
+    }
+    /* Behind: the damage waits as a box, read when the channel is ready for it. */
+    struct vu_display_frame *frame = &display->frames[scanout_id];
+    if (!frame->pending) {
+        *frame = (struct vu_display_frame){.pending = true, x, y, width, height, NULL};
+        return;
+    }
+    if (frame->copy && box_contains(frame, x, y, width, height)) {
+        /* The copy stays the frame: this damage goes into it as flushed. */
+        uint8_t *dst = frame->copy + UPDATE_PREFIX_BYTES;
+        size_t box_stride = (size_t)frame->width * 4;
+        for (uint32_t row = 0; row < height; row++) {
+            memcpy(dst + (size_t)(y - frame->y + row) * box_stride + (size_t)(x - frame->x) * 4,
+                   pixels + (size_t)row * stride_bytes, (size_t)width * 4);
+        }
+        return;
+    }
+    bool had_copy = frame->copy != NULL;
+    staged_free(display, frame->copy, update_message_bytes(frame->width, frame->height));
+    frame->copy = NULL;
+    merge_box(frame, x, y, width, height);
+    if (had_copy) {
+        /* The pixels were about to change before: read the grown box as it is at this flush. */
+        frame->copy = read_box(display, scanout_id, frame);
+    }
+}
+
+static void on_changing(void *user_data, uint32_t scanout_id)
+{
+    struct vu_display *display = user_data;
+    if (scanout_id >= NEEP_MAX_SCANOUTS) {
+        return;
+    }
+    struct vu_display_frame *frame = &display->frames[scanout_id];
+    if (frame->pending && !frame->copy) {
+        frame->copy = read_box(display, scanout_id, frame);
+        display->stats.copies += frame->copy != NULL;
+    }
+}
+
+static void on_cursor_update(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y,
+                             uint32_t hot_x, uint32_t hot_y, const uint32_t *pixels)
+{
+    struct vu_display *display = user_data;
+    if (display->fd < 0) {
+        return;
+    }
+    display->cursor_image =
+        (struct vu_gpu_cursor_update){.pos = {scanout_id, x, y}, .hot_x = hot_x, .hot_y = hot_y};
+    memcpy(display->cursor_image.data, pixels, sizeof(display->cursor_image.data));
+    /* What the image holds, in a line tests can check it by. */
+    uint32_t opaque = 0, sum = 0;
+    for (size_t i = 0; i < 64 * 64; i++) {
+        opaque += (pixels[i] >> 24) != 0;
+        sum += pixels[i];
+    }
+    neep_log_host(display->logger, NEEP_LOG_DEBUG,
+                  "cursor image on scanout %u at (%u,%u) hot (%u,%u): %u opaque pixels, sum 0x%08x",
+                  scanout_id, x, y, hot_x, hot_y, opaque, sum);
+    if (idle(display)) {
+        struct vu_gpu_header header = {.request = VU_GPU_CURSOR_UPDATE,
+                                       .size = sizeof(display->cursor_image)};
+        send_direct(display, &(struct message){.prefix = (const uint8_t *)&header,
+                                               .prefix_bytes = sizeof(header),
+                                               .rows = (const uint8_t *)&display->cursor_image,
+                                               .row_bytes = sizeof(display->cursor_image),
+                                               .stride_bytes = sizeof(display->cursor_image),
+                                               .row_count = 1});
+        return;
+    }
+    /* The image carries the position: a move waiting from before it is stale. */
+    display->cursor_image_waits = true;
+    display->cursor_move_waits = false;
+}
+
+static void on_cursor_move(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y,
+                           bool visible)
+{
+    struct vu_display *display = user_data;
+    if (display->fd < 0) {
+        return;
+    }
+    neep_log_host(display->logger, NEEP_LOG_DEBUG, "cursor on scanout %u %s (%u,%u)", scanout_id,
+                  visible ? "moved to" : "hidden at", x, y);
+    display->cursor_pos = (struct vu_gpu_cursor_pos){scanout_id, x, y};
+    display->cursor_move_request = visible ? VU_GPU_CURSOR_POS : VU_GPU_CURSOR_POS_HIDE;
+    if (idle(display)) {
+        struct vu_gpu_header header = {.request = display->cursor_move_request,
+                                       .size = sizeof(display->cursor_pos)};
+        uint8_t bytes[sizeof(header) + sizeof(display->cursor_pos)];
+        memcpy(bytes, &header, sizeof(header));
+        memcpy(bytes + sizeof(header), &display->cursor_pos, sizeof(display->cursor_pos));
+        send_direct(display, &(struct message){.prefix = bytes, .prefix_bytes = sizeof(bytes)});
+        return;
+    }
+    display->cursor_move_waits = true;
+}
+
+/* ---- the layout: the one exchange with an answer ------------------------------------------ */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Waits until `events` on the channel, at most until `deadline_ms`. */
+static bool wait_for(struct vu_display *display, short events, int64_t deadline_ms)
+{
+    for (;;) {
+        int64_t left_ms = deadline_ms - monotonic_ms();
+        if (left_ms <= 0) {
+            return false;
+        }
+        struct pollfd poller = {display->fd, events, 0};
+        int ready = poll(&poller, 1, (int)left_ms);
+        if (ready > 0) {
+            return true;
+        }
+        if (ready < 0 && errno != EINTR) {
+            return false;
+        }
+    }
+}
+
+/* Writes all of `bytes` (the message on the wire must be done), waiting at most until the
+ * deadline. */
+static bool send_all_by(struct vu_display *display, const void *bytes, size_t size,
+                        int64_t deadline_ms)
+{
+    size_t done = 0;
+    while (display->fd >= 0 && done < size) {
+        struct iovec iov = {(uint8_t *)bytes + done, size - done};
+        ssize_t sent = send_now(display, &iov, 1);
+        if (sent < 0) {
+            return false;
+        }
+        done += (size_t)sent;
+        if (done < size && !wait_for(display, POLLOUT, deadline_ms)) {
+            return false;
         }
     }
     return display->fd >= 0;
 }
 
-static bool send_message(struct vu_display *display, uint32_t request, const void *payload,
-                         uint32_t size)
-{
-    struct vu_gpu_header header = {.request = request, .size = size};
-    struct iovec iov[2] = {{&header, sizeof(header)}, {(void *)payload, size}};
-    return send_all(display, iov, size ? 2 : 1);
-}
-
-static bool read_all(struct vu_display *display, void *buf, size_t size)
+static bool read_all_by(struct vu_display *display, void *buf, size_t size, int64_t deadline_ms)
 {
     uint8_t *dst = buf;
     while (size > 0 && display->fd >= 0) {
-        ssize_t got = read(display->fd, dst, size);
-        if (got < 0 && errno == EINTR) {
+        if (!wait_for(display, POLLIN, deadline_ms)) {
+            return false;
+        }
+        ssize_t got = recv(display->fd, dst, size, MSG_DONTWAIT);
+        if (got < 0 && (errno == EINTR || errno == EAGAIN)) {
             continue;
         }
         if (got <= 0) {
-            neep_log_host(display->logger, NEEP_LOG_WARN, "display channel closed mid-reply");
-            vu_display_close(display);
+            channel_failed(display, "closed mid-reply", got < 0 ? errno : EPIPE);
             return false;
         }
         dst += got;
@@ -84,83 +646,30 @@ static bool read_all(struct vu_display *display, void *buf, size_t size)
     return display->fd >= 0;
 }
 
-static void on_scanout(void *user_data, uint32_t scanout_id, uint32_t width_px, uint32_t height_px)
-{
-    struct vu_gpu_scanout scanout = {scanout_id, width_px, height_px};
-    send_message(user_data, VU_GPU_SCANOUT, &scanout, sizeof(scanout));
-}
-
-static void on_update(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y, uint32_t width,
-                      uint32_t height, const uint8_t *pixels, uint32_t stride_bytes)
-{
-    struct vu_display *display = user_data;
-    uint64_t row_bytes = (uint64_t)width * 4;
-    uint64_t payload = sizeof(struct vu_gpu_update) + row_bytes * height;
-    if (payload > UINT32_MAX) {
-        return;
-    }
-    struct vu_gpu_header header = {.request = VU_GPU_UPDATE, .size = (uint32_t)payload};
-    struct vu_gpu_update update = {scanout_id, x, y, width, height};
-    /* Rows go straight from the resource to the socket; full-width rows in one piece. */
-    enum { BATCH = 256 };
-    struct iovec iov[BATCH + 2];
-    iov[0] = (struct iovec){&header, sizeof(header)};
-    iov[1] = (struct iovec){&update, sizeof(update)};
-    int count = 2;
-    if (stride_bytes == row_bytes) {
-        iov[count++] = (struct iovec){(void *)pixels, (size_t)(row_bytes * height)};
-        send_all(display, iov, count);
-        return;
-    }
-    for (uint32_t row = 0; row < height; row++) {
-        iov[count++] =
-            (struct iovec){(void *)(pixels + (size_t)row * stride_bytes), (size_t)row_bytes};
-        if (count == BATCH + 2 || row + 1 == height) {
-            if (!send_all(display, iov, count)) {
-                return;
-            }
-            count = 0;
-        }
-    }
-}
-
-static void on_cursor_update(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y,
-                             uint32_t hot_x, uint32_t hot_y, const uint32_t *pixels)
-{
-    struct vu_gpu_cursor_update cursor = {
-        .pos = {scanout_id, x, y}, .hot_x = hot_x, .hot_y = hot_y};
-    memcpy(cursor.data, pixels, sizeof(cursor.data));
-    uint32_t opaque = 0, sum = 0;
-    for (size_t i = 0; i < 64 * 64; i++) {
-        opaque += (pixels[i] >> 24) != 0;
-        sum += pixels[i];
-    }
-    struct vu_display *display = user_data;
-    neep_log_host(display->logger, NEEP_LOG_DEBUG,
-                  "cursor image on scanout %u at (%u,%u) hot (%u,%u): %u opaque pixels, sum 0x%08x",
-                  scanout_id, x, y, hot_x, hot_y, opaque, sum);
-    send_message(user_data, VU_GPU_CURSOR_UPDATE, &cursor, sizeof(cursor));
-}
-
-static void on_cursor_move(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y,
-                           bool visible)
-{
-    struct vu_gpu_cursor_pos pos = {scanout_id, x, y};
-    struct vu_display *display = user_data;
-    neep_log_host(display->logger, NEEP_LOG_DEBUG, "cursor on scanout %u %s (%u,%u)", scanout_id,
-                  visible ? "moved to" : "hidden at", x, y);
-    send_message(user_data, visible ? VU_GPU_CURSOR_POS : VU_GPU_CURSOR_POS_HIDE, &pos,
-                 sizeof(pos));
-}
-
 /* Asks the front-end for its layout (its xres, yres and output count). */
 static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_MAX_SCANOUTS],
                           uint32_t *scanout_count)
 {
     struct vu_display *display = user_data;
-    if (display->fd < 0 || !send_message(display, VU_GPU_GET_DISPLAY_INFO, NULL, 0)) {
+    if (display->fd < 0) {
         return false;
     }
+    int64_t deadline_ms = monotonic_ms() + LAYOUT_TIMEOUT_MS;
+    /* The question goes between whole messages: finish the one on the wire first. */
+    while (display->out && !write_out(display)) {
+        if (display->fd < 0) {
+            return false;
+        }
+        if (!wait_for(display, POLLOUT, deadline_ms)) {
+            /* What was written stays written: the rest goes when the socket is writable. */
+            neep_log_host(display->logger, NEEP_LOG_WARN,
+                          "display channel: the front-end has not read for %d ms; "
+                          "GET_DISPLAY_INFO answers from the device's own layout",
+                          LAYOUT_TIMEOUT_MS);
+            return false;
+        }
+    }
+    struct vu_gpu_header question = {.request = VU_GPU_GET_DISPLAY_INFO};
     struct vu_gpu_header header;
     struct {
         uint32_t hdr[6];
@@ -169,7 +678,12 @@ static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_M
         } modes[NEEP_MAX_SCANOUTS];
     } info;
     _Static_assert(sizeof(info) == 408, "display info");
-    if (!read_all(display, &header, sizeof(header))) {
+    if (!send_all_by(display, &question, sizeof(question), deadline_ms) ||
+        !read_all_by(display, &header, sizeof(header), deadline_ms)) {
+        if (display->fd >= 0) {
+            /* An answer may still come, and the stream would be out of step. */
+            channel_failed(display, "did not answer GET_DISPLAY_INFO in time", ETIMEDOUT);
+        }
         return false;
     }
     if (header.request != VU_GPU_GET_DISPLAY_INFO || !(header.flags & VU_GPU_FLAG_REPLY) ||
@@ -180,7 +694,10 @@ static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_M
         vu_display_close(display); /* the stream is out of step now */
         return false;
     }
-    if (!read_all(display, &info, sizeof(info))) {
+    if (!read_all_by(display, &info, sizeof(info), deadline_ms)) {
+        if (display->fd >= 0) {
+            channel_failed(display, "did not answer GET_DISPLAY_INFO in time", ETIMEDOUT);
+        }
         return false;
     }
     /* The front-end answers for all its outputs but says nothing of how many there are (it
@@ -197,6 +714,7 @@ static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_M
 const struct neep_display_ops vu_display_ops = {
     .scanout = on_scanout,
     .update = on_update,
+    .changing = on_changing,
     .cursor_update = on_cursor_update,
     .cursor_move = on_cursor_move,
     .get_layout = on_get_layout,

@@ -2,22 +2,77 @@
  * The vhost-user-gpu display channel: the socket the front-end hands over with
  * VHOST_USER_GPU_SET_SOCKET. The back-end sends SCANOUT, UPDATE and cursor messages on it,
  * and asks for the display layout. Implements the device's display callbacks.
+ *
+ * The display never holds the guest back: a flush is answered as soon as the device has
+ * handled it, and the channel goes at the front-end's pace. Output is written without
+ * blocking, straight from the resource while the front-end keeps up. When it falls behind,
+ * what waits is small: per scanout, the bounding box of the damage not yet sent (merged
+ * across flushes), read from the scanout when the channel is ready for it, so the display
+ * always gets the latest frame whole, one UPDATE message per box. Should the pixels change
+ * without a flush meanwhile (a transfer into the shown resource), the device says so first
+ * and the box is copied as it was flushed. Cursor and scanout changes go before waiting frames.
  */
 #ifndef NEEP_VHOST_USER_DISPLAY_H
 #define NEEP_VHOST_USER_DISPLAY_H
 
 #include <neep/device.h>
 
+#include "backend.h"
+#include "protocol.h"
 #include "util/log.h"
+
+/* One scanout's damage the front-end has not been sent yet. */
+struct vu_display_frame {
+    bool pending;
+    uint32_t x, y, width, height; /* scanout coordinates */
+    /* The UPDATE message (header included) holding the box as flushed, once the device said
+     * the pixels are about to change; NULL while the scanout itself still holds them. */
+    uint8_t *copy;
+};
+
+struct vu_display_stats {
+    uint64_t sent_bytes;
+    uint64_t updates;      /* update callbacks: flushed damage reaching a scanout */
+    uint64_t updates_sent; /* UPDATE messages written whole to the channel */
+    uint64_t copies;       /* boxes copied because their pixels were about to change */
+};
 
 struct vu_display {
     int fd; /* -1 while the front-end has given none */
     struct neep_logger *logger;
-    uint64_t sent_bytes;
+    struct neep_device *device; /* where waiting boxes are read from, and whose budget pays */
+    const struct vu_watch_ops *watch;
+    void *watch_user_data;
+    bool watching; /* for writable */
+
+    /* The message on the wire: `out_sent` of `out_bytes` written. */
+    uint8_t *out;
+    size_t out_bytes;
+    size_t out_sent;
+    bool out_is_control; /* `out` is `control` below, not a charged allocation */
+    bool out_is_update;  /* it is (the rest of) an UPDATE message */
+    uint8_t control[sizeof(struct vu_gpu_header) + sizeof(struct vu_gpu_cursor_update)];
+
+    /* What waits for the wire, in the order it goes. */
+    uint32_t scanouts_changed; /* a bit per scanout whose SCANOUT message waits */
+    struct vu_gpu_scanout scanout_messages[NEEP_MAX_SCANOUTS];
+    bool cursor_image_waits;
+    struct vu_gpu_cursor_update cursor_image;
+    bool cursor_move_waits;
+    uint32_t cursor_move_request; /* VU_GPU_CURSOR_POS or VU_GPU_CURSOR_POS_HIDE */
+    struct vu_gpu_cursor_pos cursor_pos;
+    struct vu_display_frame frames[NEEP_MAX_SCANOUTS];
+    uint32_t next_frame; /* where the round-robin over scanouts goes on */
+
+    uint64_t staged_bytes; /* `out` and copies: charged to the device's renderer */
+    struct vu_display_stats stats;
 };
 
-void vu_display_init(struct vu_display *display);
-/* Takes ownership of fd (closing any previous one). */
+void vu_display_init(struct vu_display *display, const struct vu_watch_ops *watch,
+                     void *watch_user_data);
+/* The device the display serves (set once it exists; before, output is not buffered). */
+void vu_display_set_device(struct vu_display *display, struct neep_device *device);
+/* Takes ownership of fd (closing any previous one, and dropping what waited for it). */
 void vu_display_set_socket(struct vu_display *display, int fd);
 void vu_display_close(struct vu_display *display);
 

@@ -12,20 +12,29 @@
 void vu_test_loop_init(struct vu_test_loop *loop)
 {
     for (int i = 0; i < VU_TEST_MAX_WATCHES; i++) {
-        loop->watches[i] = (struct vu_test_watch){-1, NULL, NULL};
+        loop->watches[i] = (struct vu_test_watch){-1, NULL, NULL, false};
     }
 }
 
-static int watch_add(void *user_data, int fd, vu_ready_fn ready, void *arg)
+static int watch(struct vu_test_loop *loop, int fd, vu_ready_fn ready, void *arg, bool writable)
 {
-    struct vu_test_loop *loop = user_data;
     for (int i = 0; i < VU_TEST_MAX_WATCHES; i++) {
         if (loop->watches[i].fd < 0) {
-            loop->watches[i] = (struct vu_test_watch){fd, ready, arg};
+            loop->watches[i] = (struct vu_test_watch){fd, ready, arg, writable};
             return 0;
         }
     }
     return -ENOSPC;
+}
+
+static int watch_add(void *user_data, int fd, vu_ready_fn ready, void *arg)
+{
+    return watch(user_data, fd, ready, arg, false);
+}
+
+static int watch_add_writable(void *user_data, int fd, vu_ready_fn ready, void *arg)
+{
+    return watch(user_data, fd, ready, arg, true);
 }
 
 static void watch_remove(void *user_data, int fd)
@@ -33,12 +42,12 @@ static void watch_remove(void *user_data, int fd)
     struct vu_test_loop *loop = user_data;
     for (int i = 0; i < VU_TEST_MAX_WATCHES; i++) {
         if (loop->watches[i].fd == fd) {
-            loop->watches[i] = (struct vu_test_watch){-1, NULL, NULL};
+            loop->watches[i] = (struct vu_test_watch){-1, NULL, NULL, false};
         }
     }
 }
 
-const struct vu_watch_ops vu_test_watch_ops = {watch_add, watch_remove};
+const struct vu_watch_ops vu_test_watch_ops = {watch_add, watch_add_writable, watch_remove};
 
 bool vu_test_loop_watches(const struct vu_test_loop *loop, int fd)
 {
@@ -60,7 +69,9 @@ int vu_test_loop_run(struct vu_test_loop *loop)
         for (int i = 0; i < VU_TEST_MAX_WATCHES; i++) {
             if (loop->watches[i].fd >= 0) {
                 snapshot[count] = loop->watches[i];
-                polled[count] = (struct pollfd){.fd = loop->watches[i].fd, .events = POLLIN};
+                polled[count] =
+                    (struct pollfd){.fd = loop->watches[i].fd,
+                                    .events = loop->watches[i].writable ? POLLOUT : POLLIN};
                 count++;
             }
         }

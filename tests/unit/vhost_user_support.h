@@ -21,6 +21,7 @@ struct vu_test_watch {
     int fd; /* -1 when the slot is free */
     vu_ready_fn ready;
     void *arg;
+    bool writable; /* watched for writable rather than readable */
 };
 
 /* The event loop the back-end asks to watch its fds. */
@@ -31,8 +32,8 @@ struct vu_test_loop {
 extern const struct vu_watch_ops vu_test_watch_ops;
 
 void vu_test_loop_init(struct vu_test_loop *loop);
-/* Runs the callbacks of readable watched fds until none is readable (a bounded number of
- * rounds); returns how many callbacks ran. */
+/* Runs the callbacks of ready watched fds until none is ready (a bounded number of rounds);
+ * returns how many callbacks ran. */
 int vu_test_loop_run(struct vu_test_loop *loop);
 /* True if `fd` is watched. */
 bool vu_test_loop_watches(const struct vu_test_loop *loop, int fd);
