@@ -1,0 +1,289 @@
+/*
+ * The display channel of the vhost-user back-end, with this test as a front-end that stops
+ * reading its display socket: the guest's flushes must keep completing, the memory held must
+ * stay bounded, and when the front-end reads again it must get whole frames only (each UPDATE
+ * one frame the guest flushed), the last frame the guest flushed, and cursor messages ahead of
+ * frames that waited.
+ */
+#include <linux/virtio_gpu.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "support.h"
+#include "vhost_user/display.h"
+#include "vhost_user/protocol.h"
+#include "vhost_user_rig.h"
+
+#define SIDE_PX     256u
+#define FRAME_BYTES (SIDE_PX * SIDE_PX * 4u)
+/* Guest memory for the two resources' backing, past the rig's rings and command slots. */
+#define BACKING_GPA(index) (0x100000ull + (uint64_t)(index)*FRAME_BYTES)
+
+static const uint32_t RED = 0xffff0000u, BLUE = 0xff0000ffu, GREEN = 0xff00ff00u;
+
+struct display_rig {
+    struct rig rig;
+    int display_fd; /* the front-end's end of the display socket */
+};
+
+static struct neep_renderer *renderer_of(struct display_rig *d)
+{
+    return neep_device_renderer(vu_backend_device(d->rig.f.backend));
+}
+
+static void fill_backing(struct display_rig *d, uint32_t index, uint32_t pixel)
+{
+    uint32_t *pixels = (uint32_t *)(d->rig.guest + BACKING_GPA(index));
+    for (uint32_t i = 0; i < SIDE_PX * SIDE_PX; i++) {
+        pixels[i] = pixel;
+    }
+}
+
+static void create_resource(struct display_rig *d, uint32_t id, uint32_t index)
+{
+    struct virtio_gpu_resource_create_2d create = {.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D,
+                                                   .resource_id = id,
+                                                   .format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM,
+                                                   .width = SIDE_PX,
+                                                   .height = SIDE_PX};
+    CHECK_EQ(command(&d->rig, &create, sizeof(create)), VIRTIO_GPU_RESP_OK_NODATA);
+    struct {
+        struct virtio_gpu_resource_attach_backing cmd;
+        struct virtio_gpu_mem_entry entry;
+    } attach = {.cmd = {.hdr.type = VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING,
+                        .resource_id = id,
+                        .nr_entries = 1},
+                .entry = {BACKING_GPA(index), FRAME_BYTES, 0}};
+    CHECK_EQ(command(&d->rig, &attach, sizeof(attach)), VIRTIO_GPU_RESP_OK_NODATA);
+}
+
+static void transfer(struct display_rig *d, uint32_t id)
+{
+    struct virtio_gpu_transfer_to_host_2d cmd = {.hdr.type = VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D,
+                                                 .r = {0, 0, SIDE_PX, SIDE_PX},
+                                                 .resource_id = id};
+    CHECK_EQ(command(&d->rig, &cmd, sizeof(cmd)), VIRTIO_GPU_RESP_OK_NODATA);
+}
+
+static void set_scanout(struct display_rig *d, uint32_t id)
+{
+    struct virtio_gpu_set_scanout cmd = {
+        .hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT, .r = {0, 0, SIDE_PX, SIDE_PX}, .resource_id = id};
+    CHECK_EQ(command(&d->rig, &cmd, sizeof(cmd)), VIRTIO_GPU_RESP_OK_NODATA);
+}
+
+static void flush(struct display_rig *d, uint32_t id)
+{
+    struct virtio_gpu_resource_flush cmd = {.hdr.type = VIRTIO_GPU_CMD_RESOURCE_FLUSH,
+                                            .r = {0, 0, SIDE_PX, SIDE_PX},
+                                            .resource_id = id};
+    CHECK_EQ(command(&d->rig, &cmd, sizeof(cmd)), VIRTIO_GPU_RESP_OK_NODATA);
+}
+
+static void move_cursor(struct display_rig *d, uint32_t x, uint32_t y)
+{
+    struct virtio_gpu_update_cursor cmd = {.hdr.type = VIRTIO_GPU_CMD_MOVE_CURSOR,
+                                           .pos = {.scanout_id = 0, .x = x, .y = y}};
+    uint16_t before = used_idx(&d->rig, 1);
+    offer(&d->rig, 1, &cmd, sizeof(cmd));
+    kick(&d->rig, 1);
+    CHECK_EQ(used_idx(&d->rig, 1), (uint16_t)(before + 1));
+}
+
+/* A rig whose display socket holds little, so that a frame fills it. */
+static void display_rig_init(struct display_rig *d)
+{
+    rig_init(&d->rig);
+    int pair[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    int small = 16384;
+    CHECK_EQ(setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    CHECK_EQ(setsockopt(pair[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    CHECK_EQ(vu_test_request(&d->rig.f, VU_GPU_SET_SOCKET, NULL, 0, &pair[1], 1), 0);
+    close(pair[1]);
+    d->display_fd = pair[0];
+    create_resource(d, 1, 0);
+    create_resource(d, 2, 1);
+}
+
+static void display_rig_finish(struct display_rig *d)
+{
+    close(d->display_fd);
+    rig_finish(&d->rig);
+}
+
+/* What the front-end read: the messages, in order. */
+struct received {
+    uint8_t *bytes;
+    size_t size, capacity;
+};
+
+/* Reads the display socket until the back-end has nothing more to send (its writable
+ * callbacks run in between, as the front-end's reading frees room). */
+static void read_display(struct display_rig *d, struct received *r)
+{
+    for (int quiet = 0; quiet < 3;) {
+        vu_test_loop_run(&d->rig.f.loop);
+        uint8_t chunk[65536];
+        ssize_t got = recv(d->display_fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (got <= 0) {
+            quiet++;
+            continue;
+        }
+        quiet = 0;
+        if (r->size + (size_t)got > r->capacity) {
+            r->capacity = (r->size + (size_t)got) * 2;
+            r->bytes = realloc(r->bytes, r->capacity);
+            CHECK(r->bytes != NULL);
+        }
+        memcpy(r->bytes + r->size, chunk, (size_t)got);
+        r->size += (size_t)got;
+    }
+}
+
+/* One message at `*offset` (advanced past it); NULL at the end. */
+static const struct vu_gpu_header *next_received(const struct received *r, size_t *offset)
+{
+    if (*offset == r->size) {
+        return NULL;
+    }
+    CHECK(r->size - *offset >= sizeof(struct vu_gpu_header));
+    const struct vu_gpu_header *header = (const void *)(r->bytes + *offset);
+    CHECK(r->size - *offset - sizeof(*header) >= header->size); /* whole messages only */
+    *offset += sizeof(*header) + header->size;
+    return header;
+}
+
+/* The one colour of a full-frame UPDATE, or 0 if it is not one full frame of one colour. */
+static uint32_t frame_colour(const struct vu_gpu_header *header)
+{
+    const struct vu_gpu_update *update = (const void *)(header + 1);
+    if (header->size != sizeof(*update) + FRAME_BYTES || update->x != 0 || update->y != 0 ||
+        update->width != SIDE_PX || update->height != SIDE_PX) {
+        return 0;
+    }
+    const uint32_t *pixels = (const void *)(update + 1);
+    for (uint32_t i = 1; i < SIDE_PX * SIDE_PX; i++) {
+        if (pixels[i] != pixels[0]) {
+            return 0;
+        }
+    }
+    return pixels[0] | 0xff000000u; /* X8 formats leave the top byte as the guest wrote it */
+}
+
+TEST(a_display_that_stops_reading_holds_no_flush_and_gets_the_last_frame_whole)
+{
+    struct display_rig d;
+    display_rig_init(&d);
+    fill_backing(&d, 0, RED);
+    fill_backing(&d, 1, BLUE);
+    transfer(&d, 1);
+    transfer(&d, 2);
+    uint64_t base_bytes = neep_renderer_memory_used_bytes(renderer_of(&d));
+    set_scanout(&d, 1); /* a frame the small socket cannot take whole */
+
+    /* Page flips as Linux does them, while the front-end reads nothing: each command must
+     * complete (command() checks its answer), and nothing piles up. */
+    const int flips = 300;
+    for (int i = 1; i <= flips; i++) {
+        uint32_t id = i % 2 ? 2 : 1;
+        set_scanout(&d, id);
+        flush(&d, id);
+        /* At most the rest of one message: waiting frames are boxes, not copies. */
+        CHECK(neep_renderer_memory_used_bytes(renderer_of(&d)) <= base_bytes + FRAME_BYTES + 32);
+    }
+    move_cursor(&d, 10, 20); /* must not wait behind the frame that waits */
+    uint32_t last = flips % 2 ? BLUE : RED;
+
+    struct received r = {0};
+    read_display(&d, &r);
+    size_t offset = 0;
+    int updates = 0, frames_after_cursor = 0;
+    bool cursor_seen = false;
+    uint32_t colour = 0;
+    for (const struct vu_gpu_header *m; (m = next_received(&r, &offset));) {
+        if (m->request == VU_GPU_UPDATE) {
+            colour = frame_colour(m);
+            CHECK(colour == RED || colour == BLUE);
+            updates++;
+            frames_after_cursor += cursor_seen;
+        } else if (m->request == VU_GPU_CURSOR_POS) {
+            const struct vu_gpu_cursor_pos *pos = (const void *)(m + 1);
+            CHECK_EQ(pos->x, 10u);
+            CHECK_EQ(pos->y, 20u);
+            cursor_seen = true;
+        }
+    }
+    CHECK(cursor_seen);
+    CHECK_EQ(frames_after_cursor, 1); /* the one frame that waited went after the cursor */
+    CHECK_EQ(colour, last);
+    CHECK(updates <= 4); /* merged while the front-end was away, not 300 */
+    fprintf(stderr, "%d flips while the front-end did not read: %d UPDATE messages after\n", flips,
+            updates);
+    /* Once everything went out, the channel holds nothing. */
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer_of(&d)), base_bytes);
+    free(r.bytes);
+    display_rig_finish(&d);
+}
+
+TEST(a_transfer_into_a_frame_the_display_has_not_taken_waits_for_its_copy)
+{
+    struct display_rig d;
+    display_rig_init(&d);
+    fill_backing(&d, 0, RED);
+    transfer(&d, 1);
+    set_scanout(&d, 1); /* red, partly sent */
+    fill_backing(&d, 0, BLUE);
+    transfer(&d, 1);
+    flush(&d, 1); /* blue waits, as a box of the scanout */
+    fill_backing(&d, 0, GREEN);
+    transfer(&d, 1); /* green is never flushed: blue must be copied before it lands */
+
+    struct received r = {0};
+    read_display(&d, &r);
+    size_t offset = 0;
+    uint32_t colours[4] = {0};
+    int updates = 0;
+    for (const struct vu_gpu_header *m; (m = next_received(&r, &offset));) {
+        if (m->request == VU_GPU_UPDATE) {
+            CHECK(updates < 4);
+            colours[updates++] = frame_colour(m);
+        }
+    }
+    CHECK_EQ(updates, 2);
+    CHECK_EQ(colours[0], RED);
+    CHECK_EQ(colours[1], BLUE);
+    struct vu_display_stats stats;
+    vu_backend_display_stats(d.rig.f.backend, &stats);
+    CHECK_EQ(stats.copies, 1u);
+    CHECK_EQ(stats.updates_sent, 2u);
+    free(r.bytes);
+    display_rig_finish(&d);
+}
+
+TEST(a_stalled_display_answers_get_display_info_from_the_device_within_a_second)
+{
+    struct display_rig d;
+    display_rig_init(&d);
+    fill_backing(&d, 0, RED);
+    transfer(&d, 1);
+    set_scanout(&d, 1); /* the socket is full, mid-message */
+    CHECK_EQ(display_info(&d.rig), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
+    CHECK(d.rig.log.error_count == 0);
+    /* The channel goes on where it was: the frame arrives whole. */
+    struct received r = {0};
+    read_display(&d, &r);
+    size_t offset = 0;
+    const struct vu_gpu_header *m = NULL, *last = NULL;
+    while ((m = next_received(&r, &offset))) {
+        last = m;
+    }
+    CHECK(last != NULL && last->request == VU_GPU_UPDATE);
+    CHECK_EQ(frame_colour(last), RED);
+    free(r.bytes);
+    display_rig_finish(&d);
+}
