@@ -56,12 +56,11 @@ struct neep_display_ops {
                           uint32_t hot_x, uint32_t hot_y, const uint32_t *pixels);
     /* The cursor moved, or (visible false) was hidden. */
     void (*cursor_move)(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t y, bool visible);
-    /* Optional: what scanout `scanout_id` shows is about to change without a flush (a
-     * transfer into its resource, the resource's end), or may change at any time from now on
-     * (resources whose provider draws into them unseen). A display that has not yet sent all
-     * of earlier updates must read them now (neep_device_read_scanout) if it is to send them
-     * as they were flushed. */
-    void (*changing)(void *user_data, uint32_t scanout_id);
+    /* Optional: what resource `resource_id` holds (0: every resource) is about to change
+     * without a flush (a transfer into it, its end), or may change at any time from now on
+     * (resources whose provider draws into them unseen). A display still sending pixels of it
+     * from earlier updates must copy them now if it is to send them as they were flushed. */
+    void (*changing)(void *user_data, uint32_t resource_id);
     /* Optional: the display's current layout, asked before each GET_DISPLAY_INFO; returns
      * false to keep the device's own. */
     bool (*get_layout)(void *user_data, struct neep_scanout_size sizes[NEEP_MAX_SCANOUTS],
@@ -99,6 +98,15 @@ int neep_device_create(const struct neep_device_config *config, struct neep_devi
 int neep_device_read_scanout(struct neep_device *device, uint32_t scanout_id, uint32_t x,
                              uint32_t y, uint32_t width, uint32_t height, uint8_t *dst,
                              uint32_t dst_stride_bytes);
+/* The resource scanout `scanout_id` shows (0: none). */
+uint32_t neep_device_scanout_resource(const struct neep_device *device, uint32_t scanout_id);
+/* Where rectangle (x, y, width, height) of what the scanout shows lies in its resource's
+ * storage, when the display can take it from there as it is (x8r8g8b8): valid until the
+ * display's `changing` callback names that resource. -EOPNOTSUPP when the pixels need a
+ * read-back or a conversion (neep_device_read_scanout then). */
+int neep_device_scanout_view(struct neep_device *device, uint32_t scanout_id, uint32_t x,
+                             uint32_t y, uint32_t width, uint32_t height, const uint8_t **pixels,
+                             uint32_t *stride_bytes);
 void neep_device_destroy(struct neep_device *device);
 
 /* The renderer the device drives (owned by the device). */

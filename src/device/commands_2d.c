@@ -87,7 +87,7 @@ static int cmd_resource_unref(struct command_context *cc, const void *request)
     const struct virtio_gpu_resource_unref *cmd = request;
     struct neep_device *device = cc->device;
     if (neep_resource_lookup(device->renderer, cmd->resource_id)) {
-        scanout_resource_changing(device, cmd->resource_id);
+        scanout_resource_changing(device, cmd->resource_id); /* its storage goes */
     }
     int ret = neep_resource_unref(device->renderer, cmd->resource_id);
     if (ret == 0) {

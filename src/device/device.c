@@ -188,6 +188,7 @@ void neep_device_reset(struct neep_device *device)
     }
     scanout_release_staging(device);
     free_uuids(device);
+    scanout_resource_changing(device, 0); /* every resource goes */
     neep_contexts_destroy_all(device->renderer);
     neep_resources_destroy_all(device->renderer);
     /* Fences of the old guest are of no interest to the new one, and the ones still pending

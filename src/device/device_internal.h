@@ -138,8 +138,8 @@ int scanout_show(struct neep_device *device, uint32_t scanout_id, uint32_t resou
 int scanout_flush_resource(struct neep_device *device, uint32_t resource_id,
                            const struct virtio_gpu_rect *rect);
 void scanout_forget_resource(struct neep_device *device, uint32_t resource_id);
-/* Before what a shown resource holds changes without a flush (a transfer into it, its end):
- * lets the display take a copy of a flush it has not sent yet. */
+/* Before what a resource holds changes without a flush (a transfer into it, its end; 0 for
+ * every resource): lets the display take a copy of a flush it has not sent yet. */
 void scanout_resource_changing(struct neep_device *device, uint32_t resource_id);
 /* Frees the conversion staging and returns its charge (device reset and destroy). */
 void scanout_release_staging(struct neep_device *device);

@@ -226,18 +226,13 @@ static int display_pixels(struct neep_device *device, const struct neep_resource
     return 0;
 }
 
-/* Tells the display that what scanouts showing `resource_id` show is about to change without
- * a flush (or, for resources the device cannot watch, may change at any time from now): a
- * display still sending an earlier flush takes its copy first. */
+/* Tells the display that what resource `resource_id` holds (0: every resource) is about to
+ * change without a flush, or (resources the device cannot watch) may change at any time from
+ * now: a display still sending an earlier flush of it takes its copy first. */
 void scanout_resource_changing(struct neep_device *device, uint32_t resource_id)
 {
-    if (!device->display->changing) {
-        return;
-    }
-    for (uint32_t i = 0; i < device->scanout_count; i++) {
-        if (device->scanouts[i].resource_id == resource_id && resource_id != 0) {
-            device->display->changing(device->display_user_data, i);
-        }
+    if (device->display->changing) {
+        device->display->changing(device->display_user_data, resource_id);
     }
 }
 
@@ -255,9 +250,9 @@ static int push_rect(struct neep_device *device, uint32_t scanout_id,
     device->display->update(device->display_user_data, scanout_id, dst_x, dst_y, width, height,
                             pixels, stride);
     device->stats.flushed_bytes += (uint64_t)width * height * 4;
-    if (resource->kind == NEEP_RESOURCE_PROVIDED && device->display->changing) {
+    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
         /* Its provider draws into it with no command the device sees. */
-        device->display->changing(device->display_user_data, scanout_id);
+        scanout_resource_changing(device, resource->id);
     }
     return 0;
 }
@@ -291,6 +286,37 @@ int neep_device_read_scanout(struct neep_device *device, uint32_t scanout_id, ui
         memcpy(dst + (size_t)row * dst_stride_bytes, pixels + (size_t)row * stride,
                (size_t)width * 4);
     }
+    return 0;
+}
+
+uint32_t neep_device_scanout_resource(const struct neep_device *device, uint32_t scanout_id)
+{
+    return scanout_id < device->scanout_count ? device->scanouts[scanout_id].resource_id : 0;
+}
+
+int neep_device_scanout_view(struct neep_device *device, uint32_t scanout_id, uint32_t x,
+                             uint32_t y, uint32_t width, uint32_t height, const uint8_t **pixels,
+                             uint32_t *stride_bytes)
+{
+    if (scanout_id >= device->scanout_count) {
+        return -ENXIO;
+    }
+    const struct device_scanout *scanout = &device->scanouts[scanout_id];
+    const struct neep_resource *resource =
+        scanout->resource_id ? neep_resource_lookup(device->renderer, scanout->resource_id) : NULL;
+    struct virtio_gpu_rect rect = {.x = x, .y = y, .width = width, .height = height};
+    if (!resource) {
+        return -ENOENT;
+    }
+    if (!rect_inside(&rect, scanout->rect.width, scanout->rect.height)) {
+        return -EINVAL;
+    }
+    if (resource->kind != NEEP_RESOURCE_2D || !display_native(resource->format)) {
+        return -EOPNOTSUPP;
+    }
+    *pixels = resource->pixels + (size_t)(scanout->rect.y + y) * resource->stride_bytes +
+              (size_t)(scanout->rect.x + x) * 4;
+    *stride_bytes = resource->stride_bytes;
     return 0;
 }
 

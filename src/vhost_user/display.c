@@ -16,6 +16,9 @@
 /* How long GET_DISPLAY_INFO may wait for the channel and the front-end's answer: the only
  * exchange that holds a guest command, and it comes at boot and on hot-plug. */
 #define LAYOUT_TIMEOUT_MS 1000
+/* What the channel's send buffer is asked to be, at least and at most (see size_socket_buffer). */
+#define MIN_SOCKET_BUFFER_BYTES ((size_t)256 << 10)
+#define MAX_SOCKET_BUFFER_BYTES ((size_t)32 << 20)
 /* Pieces per sendmsg (the kernel's UIO_MAXIOV). */
 #define MAX_PIECES 1024
 
@@ -64,12 +67,14 @@ static void drop_frame(struct vu_display *display, uint32_t scanout_id)
 
 static void release_out(struct vu_display *display)
 {
-    if (display->out && !display->out_is_control) {
-        staged_free(display, display->out, display->out_bytes);
-    }
-    display->out = NULL;
-    display->out_bytes = display->out_sent = 0;
-    display->out_is_control = false;
+    staged_free(display, display->out_owned, display->out_owned_bytes);
+    display->out_owned = NULL;
+    display->out_owned_bytes = 0;
+    display->out_prefix = display->out_rows = NULL;
+    display->out_prefix_bytes = display->out_row_bytes = display->out_stride_bytes = 0;
+    display->out_row_count = 0;
+    display->out_sent = 0;
+    display->out_resource_id = 0;
     display->out_is_update = false;
 }
 
@@ -124,6 +129,30 @@ void vu_display_set_socket(struct vu_display *display, int fd)
 {
     vu_display_close(display);
     display->fd = fd;
+    display->socket_buffer_bytes = 0;
+}
+
+/*
+ * Sizes the socket's send buffer for frames of `frame_bytes`: the kernel doubles what it is
+ * asked, so asking half a frame gives room for one whole frame. The front-end reads a whole
+ * UPDATE before it does anything else on its main loop (which also delivers the guest's
+ * interrupts): a frame larger than the buffer would hold it there until neep wrote the rest.
+ * One frame, not more: the next starts when the front-end has read most of the last, so the
+ * display gets the latest frame without the front-end reading frames it will not show. Where
+ * net.core.wmem_max is smaller, the kernel gives that.
+ */
+static void size_socket_buffer(struct vu_display *display, size_t frame_bytes)
+{
+    size_t wanted = frame_bytes / 2;
+    wanted = wanted < MIN_SOCKET_BUFFER_BYTES ? MIN_SOCKET_BUFFER_BYTES : wanted;
+    wanted = wanted > MAX_SOCKET_BUFFER_BYTES ? MAX_SOCKET_BUFFER_BYTES : wanted;
+    if (display->fd < 0 || wanted <= display->socket_buffer_bytes) {
+        return;
+    }
+    int bytes = (int)wanted;
+    if (setsockopt(display->fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)) == 0) {
+        display->socket_buffer_bytes = wanted;
+    }
 }
 
 static void channel_failed(struct vu_display *display, const char *what, int error)
@@ -158,7 +187,7 @@ static ssize_t send_now(struct vu_display *display, struct iovec *iov, size_t co
 /* True when nothing is on the wire or waiting: new output may go straight out. */
 static bool idle(const struct vu_display *display)
 {
-    if (display->out || display->scanouts_changed || display->cursor_image_waits ||
+    if (display->out_prefix || display->scanouts_changed || display->cursor_image_waits ||
         display->cursor_move_waits) {
         return false;
     }
@@ -172,11 +201,8 @@ static bool idle(const struct vu_display *display)
 
 /* ---- messages ------------------------------------------------------------------------------- */
 
-/*
- * A message as pieces: a prefix (header and fixed part) then `rows` rows of `row_bytes`,
- * `stride_bytes` apart. Sent without blocking from its place; what the socket does not take
- * is copied into `out` and goes when the socket is writable again.
- */
+/* A message as pieces: a prefix (header and fixed part) then `row_count` rows of `row_bytes`,
+ * `stride_bytes` apart. */
 struct message {
     const uint8_t *prefix;
     size_t prefix_bytes;
@@ -229,12 +255,36 @@ static bool is_update(const struct message *m)
     return header.request == VU_GPU_UPDATE;
 }
 
-static bool keep_rest(struct vu_display *display, const struct message *m, size_t offset)
+static struct message out_message(const struct vu_display *display)
+{
+    return (struct message){display->out_prefix,       display->out_prefix_bytes,
+                            display->out_rows,         display->out_row_bytes,
+                            display->out_stride_bytes, display->out_row_count};
+}
+
+/* Puts `m` on the wire with `sent` bytes of it written; its bytes stay where they are. */
+static void set_out(struct vu_display *display, const struct message *m, size_t sent,
+                    uint32_t resource_id)
+{
+    display->out_prefix = m->prefix;
+    display->out_prefix_bytes = m->prefix_bytes;
+    display->out_rows = m->rows;
+    display->out_row_bytes = m->row_bytes;
+    display->out_stride_bytes = m->stride_bytes;
+    display->out_row_count = m->row_count;
+    display->out_sent = sent;
+    display->out_resource_id = resource_id;
+    display->out_is_update = is_update(m);
+}
+
+/* Copies what is left of `m` after `offset` into a buffer of the channel's own, as the
+ * message on the wire (the stream cannot go on without the rest: no memory closes it). */
+static bool keep_rest(struct vu_display *display, const struct message *m, size_t offset,
+                      bool update)
 {
     size_t rest = message_bytes(m) - offset;
-    uint8_t *out = staged_alloc(display, rest);
-    if (!out) {
-        /* Half a message is on the wire: the stream cannot go on without the rest. */
+    uint8_t *copy = staged_alloc(display, rest);
+    if (!copy) {
         neep_log_host(display->logger, NEEP_LOG_ERROR,
                       "display channel: no memory for %zu bytes of an update the front-end "
                       "has not read; closing the channel",
@@ -247,20 +297,22 @@ static bool keep_rest(struct vu_display *display, const struct message *m, size_
     while (filled < rest) {
         size_t count = message_pieces(m, offset + filled, iov, MAX_PIECES);
         for (size_t i = 0; i < count; i++) {
-            memcpy(out + filled, iov[i].iov_base, iov[i].iov_len);
+            memcpy(copy + filled, iov[i].iov_base, iov[i].iov_len);
             filled += iov[i].iov_len;
         }
     }
-    display->out = out;
-    display->out_bytes = rest;
-    display->out_sent = 0;
-    display->out_is_control = false;
-    display->out_is_update = is_update(m);
+    uint8_t *old_owned = display->out_owned;
+    size_t old_owned_bytes = display->out_owned_bytes;
+    set_out(display, &(struct message){.prefix = copy, .prefix_bytes = rest}, 0, 0);
+    display->out_is_update = update;
+    display->out_owned = copy;
+    display->out_owned_bytes = rest;
+    staged_free(display, old_owned, old_owned_bytes); /* after: `m` may have lived in it */
     want_writable(display, true);
     return true;
 }
 
-/* Sends `m` now as far as the socket takes it; the rest waits in `out`. Only when idle. */
+/* Sends `m` now as far as the socket takes it; the rest waits, copied. Only when idle. */
 static void send_direct(struct vu_display *display, const struct message *m)
 {
     size_t total = message_bytes(m);
@@ -278,7 +330,7 @@ static void send_direct(struct vu_display *display, const struct message *m)
         offset += (size_t)sent;
     }
     if (offset < total) {
-        keep_rest(display, m, offset);
+        keep_rest(display, m, offset, is_update(m));
     } else if (is_update(m)) {
         display->stats.updates_sent++;
     }
@@ -291,11 +343,9 @@ static void queue_control(struct vu_display *display, uint32_t request, const vo
     struct vu_gpu_header header = {.request = request, .size = size};
     memcpy(display->control, &header, sizeof(header));
     memcpy(display->control + sizeof(header), payload, size);
-    display->out = display->control;
-    display->out_bytes = sizeof(header) + size;
-    display->out_sent = 0;
-    display->out_is_control = true;
-    display->out_is_update = false;
+    set_out(display,
+            &(struct message){.prefix = display->control, .prefix_bytes = sizeof(header) + size}, 0,
+            0);
 }
 
 static void fill_update_prefix(uint8_t *prefix, uint32_t scanout_id, uint32_t x, uint32_t y,
@@ -332,6 +382,39 @@ static uint8_t *read_box(struct vu_display *display, uint32_t scanout_id,
     return message;
 }
 
+/* Puts a waiting box on the wire: its copy if it has one, else straight from the scanout's
+ * resource where it can, else read from the scanout. False if there is nothing to send. */
+static bool send_frame(struct vu_display *display, uint32_t scanout_id,
+                       const struct vu_display_frame *box)
+{
+    size_t bytes = update_message_bytes(box->width, box->height);
+    const uint8_t *pixels;
+    uint32_t stride;
+    if (!box->copy && display->device &&
+        neep_device_scanout_view(display->device, scanout_id, box->x, box->y, box->width,
+                                 box->height, &pixels, &stride) == 0) {
+        fill_update_prefix(display->control, scanout_id, box->x, box->y, box->width, box->height);
+        set_out(display,
+                &(struct message){.prefix = display->control,
+                                  .prefix_bytes = UPDATE_PREFIX_BYTES,
+                                  .rows = pixels,
+                                  .row_bytes = (size_t)box->width * 4,
+                                  .stride_bytes = stride,
+                                  .row_count = box->height},
+                0, neep_device_scanout_resource(display->device, scanout_id));
+        return true;
+    }
+    uint8_t *message = box->copy ? box->copy : read_box(display, scanout_id, box);
+    if (!message) {
+        return false;
+    }
+    set_out(display, &(struct message){.prefix = message, .prefix_bytes = bytes}, 0, 0);
+    display->out_is_update = true;
+    display->out_owned = message;
+    display->out_owned_bytes = bytes;
+    return true;
+}
+
 /* Puts the next waiting message on the wire: scanout changes, then the cursor, then frames
  * round the scanouts. False when nothing waits. */
 static bool next_message(struct vu_display *display)
@@ -362,15 +445,9 @@ static bool next_message(struct vu_display *display)
             continue;
         }
         display->next_frame = (scanout_id + 1) % NEEP_MAX_SCANOUTS;
-        uint8_t *message = frame->copy ? frame->copy : read_box(display, scanout_id, frame);
-        size_t bytes = update_message_bytes(frame->width, frame->height);
+        struct vu_display_frame box = *frame;
         *frame = (struct vu_display_frame){0}; /* the copy, if any, is the message now */
-        if (message) {
-            display->out = message;
-            display->out_bytes = bytes;
-            display->out_sent = 0;
-            display->out_is_control = false;
-            display->out_is_update = true;
+        if (send_frame(display, scanout_id, &box)) {
             return true;
         }
     }
@@ -381,14 +458,16 @@ static bool next_message(struct vu_display *display)
  * all written (and released). */
 static bool write_out(struct vu_display *display)
 {
-    struct iovec iov = {display->out + display->out_sent, display->out_bytes - display->out_sent};
-    ssize_t sent = send_now(display, &iov, 1);
-    if (sent < 0) {
-        return false;
-    }
-    display->out_sent += (size_t)sent;
-    if (display->out_sent < display->out_bytes) {
-        return false;
+    struct message m = out_message(display);
+    size_t total = message_bytes(&m);
+    struct iovec iov[MAX_PIECES];
+    while (display->out_sent < total) {
+        size_t count = message_pieces(&m, display->out_sent, iov, MAX_PIECES);
+        ssize_t sent = send_now(display, iov, count);
+        if (sent <= 0) {
+            return false;
+        }
+        display->out_sent += (size_t)sent;
     }
     display->stats.updates_sent += display->out_is_update;
     release_out(display);
@@ -399,7 +478,7 @@ static bool write_out(struct vu_display *display)
 static void pump(struct vu_display *display)
 {
     while (display->fd >= 0) {
-        if (display->out && !write_out(display)) {
+        if (display->out_prefix && !write_out(display)) {
             want_writable(display, display->fd >= 0);
             return;
         }
@@ -424,6 +503,7 @@ static void on_scanout(void *user_data, uint32_t scanout_id, uint32_t width_px, 
         return;
     }
     drop_frame(display, scanout_id); /* damage of the old image means nothing now */
+    size_socket_buffer(display, (size_t)width_px * height_px * 4);
     struct vu_gpu_scanout scanout = {scanout_id, width_px, height_px};
     if (idle(display)) {
         struct vu_gpu_header header = {.request = VU_GPU_SCANOUT, .size = sizeof(scanout)};
@@ -506,16 +586,25 @@ static void on_update(void *user_data, uint32_t scanout_id, uint32_t x, uint32_t
     }
 }
 
-static void on_changing(void *user_data, uint32_t scanout_id)
+static void on_changing(void *user_data, uint32_t resource_id)
 {
     struct vu_display *display = user_data;
-    if (scanout_id >= NEEP_MAX_SCANOUTS) {
-        return;
+    /* The rest of the message on the wire, if it is still in that resource. */
+    if (display->out_resource_id != 0 &&
+        (resource_id == 0 || resource_id == display->out_resource_id)) {
+        struct message m = out_message(display);
+        keep_rest(display, &m, display->out_sent, display->out_is_update);
+        display->stats.copies++;
     }
-    struct vu_display_frame *frame = &display->frames[scanout_id];
-    if (frame->pending && !frame->copy) {
-        frame->copy = read_box(display, scanout_id, frame);
-        display->stats.copies += frame->copy != NULL;
+    /* Boxes of scanouts that show it, as they were flushed. */
+    for (uint32_t i = 0; i < NEEP_MAX_SCANOUTS && display->device; i++) {
+        struct vu_display_frame *frame = &display->frames[i];
+        uint32_t shown = neep_device_scanout_resource(display->device, i);
+        if (frame->pending && !frame->copy && shown != 0 &&
+            (resource_id == 0 || resource_id == shown)) {
+            frame->copy = read_box(display, i, frame);
+            display->stats.copies += frame->copy != NULL;
+        }
     }
 }
 
@@ -656,7 +745,7 @@ static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_M
     }
     int64_t deadline_ms = monotonic_ms() + LAYOUT_TIMEOUT_MS;
     /* The question goes between whole messages: finish the one on the wire first. */
-    while (display->out && !write_out(display)) {
+    while (display->out_prefix && !write_out(display)) {
         if (display->fd < 0) {
             return false;
         }

@@ -8,9 +8,10 @@
  * blocking, straight from the resource while the front-end keeps up. When it falls behind,
  * what waits is small: per scanout, the bounding box of the damage not yet sent (merged
  * across flushes), read from the scanout when the channel is ready for it, so the display
- * always gets the latest frame whole, one UPDATE message per box. Should the pixels change
- * without a flush meanwhile (a transfer into the shown resource), the device says so first
- * and the box is copied as it was flushed. Cursor and scanout changes go before waiting frames.
+ * always gets the latest frame whole, one UPDATE message per box, written from the resource
+ * itself where its format allows. Should the pixels change without a flush meanwhile (a
+ * transfer into the resource, its end), the device says so first and what is still to go is
+ * copied as it was flushed. Cursor and scanout changes go before waiting frames.
  */
 #ifndef NEEP_VHOST_USER_DISPLAY_H
 #define NEEP_VHOST_USER_DISPLAY_H
@@ -38,19 +39,27 @@ struct vu_display_stats {
 };
 
 struct vu_display {
-    int fd; /* -1 while the front-end has given none */
+    int fd;                     /* -1 while the front-end has given none */
+    size_t socket_buffer_bytes; /* what its send buffer was asked to be (0: the default) */
     struct neep_logger *logger;
     struct neep_device *device; /* where waiting boxes are read from, and whose budget pays */
     const struct vu_watch_ops *watch;
     void *watch_user_data;
     bool watching; /* for writable */
 
-    /* The message on the wire: `out_sent` of `out_bytes` written. */
-    uint8_t *out;
-    size_t out_bytes;
+    /* The message on the wire: a prefix (header and fixed part), then rows of pixels, which
+     * lie in a resource's storage (`out_resource_id`, until the device says it changes) or in
+     * `out_owned`; `out_sent` bytes of it written. NULL prefix: none. */
+    const uint8_t *out_prefix;
+    size_t out_prefix_bytes;
+    const uint8_t *out_rows;
+    size_t out_row_bytes, out_stride_bytes;
+    uint32_t out_row_count;
     size_t out_sent;
-    bool out_is_control; /* `out` is `control` below, not a charged allocation */
-    bool out_is_update;  /* it is (the rest of) an UPDATE message */
+    uint32_t out_resource_id;
+    bool out_is_update;
+    uint8_t *out_owned; /* a charged buffer the message lives in, freed once it is written */
+    size_t out_owned_bytes;
     uint8_t control[sizeof(struct vu_gpu_header) + sizeof(struct vu_gpu_cursor_update)];
 
     /* What waits for the wire, in the order it goes. */

@@ -6,6 +6,7 @@
  * frames that waited.
  */
 #include <linux/virtio_gpu.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,42 +95,21 @@ static void move_cursor(struct display_rig *d, uint32_t x, uint32_t y)
     CHECK_EQ(used_idx(&d->rig, 1), (uint16_t)(before + 1));
 }
 
-/* A rig whose display socket holds little, so that a frame fills it. */
-static void display_rig_init(struct display_rig *d)
-{
-    rig_init(&d->rig);
-    int pair[2];
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-    int small = 16384;
-    CHECK_EQ(setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-    CHECK_EQ(setsockopt(pair[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
-    CHECK_EQ(vu_test_request(&d->rig.f, VU_GPU_SET_SOCKET, NULL, 0, &pair[1], 1), 0);
-    close(pair[1]);
-    d->display_fd = pair[0];
-    create_resource(d, 1, 0);
-    create_resource(d, 2, 1);
-}
-
-static void display_rig_finish(struct display_rig *d)
-{
-    close(d->display_fd);
-    rig_finish(&d->rig);
-}
-
 /* What the front-end read: the messages, in order. */
 struct received {
     uint8_t *bytes;
     size_t size, capacity;
 };
 
-/* Reads the display socket until the back-end has nothing more to send (its writable
- * callbacks run in between, as the front-end's reading frees room). */
-static void read_display(struct display_rig *d, struct received *r)
+/* Reads the display socket until the back-end has nothing more to send, or `limit` bytes
+ * came (its writable callbacks run in between, as the front-end's reading frees room). */
+static void read_display_up_to(struct display_rig *d, struct received *r, size_t limit)
 {
-    for (int quiet = 0; quiet < 3;) {
+    for (int quiet = 0; quiet < 3 && r->size < limit;) {
         vu_test_loop_run(&d->rig.f.loop);
-        uint8_t chunk[65536];
-        ssize_t got = recv(d->display_fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        uint8_t chunk[4096];
+        size_t want = limit - r->size < sizeof(chunk) ? limit - r->size : sizeof(chunk);
+        ssize_t got = recv(d->display_fd, chunk, want, MSG_DONTWAIT);
         if (got <= 0) {
             quiet++;
             continue;
@@ -143,6 +123,40 @@ static void read_display(struct display_rig *d, struct received *r)
         memcpy(r->bytes + r->size, chunk, (size_t)got);
         r->size += (size_t)got;
     }
+    vu_test_loop_run(&d->rig.f.loop); /* what the last read made room for */
+}
+
+static void read_display(struct display_rig *d, struct received *r)
+{
+    read_display_up_to(d, r, SIZE_MAX);
+}
+
+/* A rig showing resource 1 (all zeros), whose display socket holds little from then on, so
+ * that a frame fills it; the front-end has read everything before. */
+static void display_rig_init(struct display_rig *d)
+{
+    rig_init(&d->rig);
+    int pair[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    CHECK_EQ(vu_test_request(&d->rig.f, VU_GPU_SET_SOCKET, NULL, 0, &pair[1], 1), 0);
+    d->display_fd = pair[0];
+    create_resource(d, 1, 0);
+    create_resource(d, 2, 1);
+    set_scanout(d, 1); /* the back-end sizes the socket for the scanout here */
+    struct received scratch = {0};
+    read_display(d, &scratch);
+    free(scratch.bytes);
+    /* Then smaller, through our copy of the same socket. */
+    int small = 16384;
+    CHECK_EQ(setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    CHECK_EQ(setsockopt(pair[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    close(pair[1]);
+}
+
+static void display_rig_finish(struct display_rig *d)
+{
+    close(d->display_fd);
+    rig_finish(&d->rig);
 }
 
 /* One message at `*offset` (advanced past it); NULL at the end. */
@@ -260,7 +274,44 @@ TEST(a_transfer_into_a_frame_the_display_has_not_taken_waits_for_its_copy)
     struct vu_display_stats stats;
     vu_backend_display_stats(d.rig.f.backend, &stats);
     CHECK_EQ(stats.copies, 1u);
-    CHECK_EQ(stats.updates_sent, 2u);
+    CHECK_EQ(stats.updates_sent, 3u); /* the rig's first frame, red, blue */
+    free(r.bytes);
+    display_rig_finish(&d);
+}
+
+TEST(a_transfer_into_a_frame_on_the_wire_waits_for_its_copy)
+{
+    struct display_rig d;
+    display_rig_init(&d);
+    fill_backing(&d, 0, RED);
+    transfer(&d, 1);
+    set_scanout(&d, 1); /* red, partly sent, the rest copied */
+    fill_backing(&d, 0, BLUE);
+    transfer(&d, 1);
+    flush(&d, 1); /* blue waits as a box */
+    /* The front-end reads red and the start of blue: blue goes out of the resource itself. */
+    struct received r = {0};
+    size_t update_message =
+        sizeof(struct vu_gpu_header) + sizeof(struct vu_gpu_update) + FRAME_BYTES;
+    read_display_up_to(&d, &r, update_message + FRAME_BYTES / 4);
+    fill_backing(&d, 0, GREEN);
+    transfer(&d, 1); /* green must not reach the rest of blue on the wire */
+    read_display(&d, &r);
+    size_t offset = 0;
+    uint32_t colours[4] = {0};
+    int updates = 0;
+    for (const struct vu_gpu_header *m; (m = next_received(&r, &offset));) {
+        if (m->request == VU_GPU_UPDATE) {
+            CHECK(updates < 4);
+            colours[updates++] = frame_colour(m);
+        }
+    }
+    CHECK_EQ(updates, 2);
+    CHECK_EQ(colours[0], RED);
+    CHECK_EQ(colours[1], BLUE);
+    struct vu_display_stats stats;
+    vu_backend_display_stats(d.rig.f.backend, &stats);
+    CHECK_EQ(stats.copies, 1u);
     free(r.bytes);
     display_rig_finish(&d);
 }

@@ -87,6 +87,58 @@ def run_kms(guest):
     return modes
 
 
+SOLID = {"red": bytes((255, 0, 0)), "blue": bytes((0, 0, 255))}
+
+
+def solid_colour(image):
+    """The name of the solid colour the whole image is, or None if it is anything else."""
+    for name, rgb in SOLID.items():
+        if image.pixels == rgb * (image.width * image.height):
+            return name
+    return None
+
+
+def test_flips_whole(args, workdir):
+    """A guest page-flips between solid red and solid blue as fast as it can while QEMU's
+    display is dumped again and again: every dump is exactly one of the two frames (the display
+    never shows a mix), and after the loop the display shows exactly the last frame."""
+    guest = Guest(workdir, args.backend, args.initrd, "neep.test=run neep.program=kms_pattern")
+    guest.extra_device = ",xres=1280,yres=800"
+    try:
+        run_kms(guest)
+        start = len(guest.lines)
+        guest.send("solid 3000")
+        dumps, seen = 0, set()
+        while not any(line.startswith("NEEP: solid-flips") for line in guest.lines[start:]):
+            image = guest.screendump(f"during-{dumps % 2}.ppm")
+            colour = solid_colour(image)
+            # Until the first flip shows, the pattern may; from then on only whole frames.
+            if colour is None and seen:
+                odd = {image.pixel(x, y) for y in range(0, image.height, 97)
+                       for x in range(0, image.width, 89)}
+                raise AssertionError(f"dump {dumps} during the flips is no single frame: "
+                                     f"colours {sorted(odd)[:6]}")
+            if colour:
+                seen.add(colour)
+                dumps += 1
+        if dumps < 4 or len(seen) < 2:
+            raise AssertionError(f"only {dumps} dumps ({seen}) during the flips: too few to tell")
+        index, line = guest.wait_for("NEEP: solid-flips", start=start)
+        last = line.split()[-1]
+
+        def shows_last(image):
+            if solid_colour(image) != last:
+                raise AssertionError(f"after the flips the display is not all {last}")
+        settled_check(guest, "after.ppm", shows_last)
+        words = line.split()
+        rate = int(words[2]) / (float(words[5]) / 1000.0)
+        return (f"{dumps} dumps during {words[2]} flips of {words[3]} ({rate:.0f}/s), each one "
+                f"whole frame ({', '.join(sorted(c for c in seen if c))}); the last ({last}) "
+                f"shown after")
+    finally:
+        guest.stop()
+
+
 def test_kms_pattern(args, workdir):
     """A mode set with a known pattern shows exactly; then only the damaged rectangle of two
     changes appears; the cursor image and moves reach the front-end."""
@@ -236,6 +288,7 @@ def test_rutabaga_cross_domain(args, workdir):
 TESTS = {
     "fbcon": test_fbcon,
     "kms_pattern": test_kms_pattern,
+    "flips_whole": test_flips_whole,
     "two_scanouts": test_two_scanouts,
     "reboot": test_reboot,
 }

@@ -9,6 +9,8 @@
  *   cursor  set a 64x64 cursor at (200,150) with hot spot (3,5), then move it to (300,250)
  *   flip N  page-flip head 0 between two full-screen buffers N times, waiting for each flip
  *           to complete, and report the time taken (for bench/guest_flip_bench.py)
+ *   solid N the same between a solid red and a solid blue buffer (red first), for checking
+ *           that the display only ever shows whole frames
  *   exit    leave
  * Replies are lines starting "NEEP:" on stdout.
  */
@@ -197,21 +199,33 @@ static void cursor(struct head *head)
     printf("NEEP: cursor-done\n");
 }
 
-/* Flips between the pattern and a second buffer, each flip waited for like a compositor. */
-static void flip(struct head *head, int count)
+/* A full-screen buffer for head's mode filled with `pixel` (or bytes 0x40 if pixel is 0). */
+static uint32_t filled_buffer(const struct head *head, uint32_t pixel)
 {
-    struct head second = *head;
+    struct head buffer = *head;
     uint32_t width = head->mode.hdisplay, height = head->mode.vdisplay;
-    create_dumb(width, height, &second.handle, &second.pitch, &second.size, &second.pixels);
-    memset(second.pixels, 0x40, second.size);
+    create_dumb(width, height, &buffer.handle, &buffer.pitch, &buffer.size, &buffer.pixels);
+    if (pixel == 0) {
+        memset(buffer.pixels, 0x40, buffer.size);
+    } else {
+        for (uint64_t i = 0; i < buffer.size / 4; i++) {
+            buffer.pixels[i] = pixel;
+        }
+    }
     struct drm_mode_fb_cmd fb = {.width = width,
                                  .height = height,
-                                 .pitch = second.pitch,
+                                 .pitch = buffer.pitch,
                                  .bpp = 32,
                                  .depth = 24,
-                                 .handle = second.handle};
+                                 .handle = buffer.handle};
     ioctl_or_die(DRM_IOCTL_MODE_ADDFB, &fb, "ADDFB");
-    uint32_t fbs[2] = {fb.fb_id, head->fb_id};
+    return fb.fb_id;
+}
+
+/* Flips head between fbs[0] and fbs[1] `count` times (fbs[0] first), each flip waited for
+ * like a compositor; returns the milliseconds taken. */
+static double flip_between(const struct head *head, const uint32_t fbs[2], int count)
+{
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (int i = 0; i < count; i++) {
@@ -223,8 +237,25 @@ static void flip(struct head *head, int count)
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &end);
-    double ms = (end.tv_sec - start.tv_sec) * 1e3 + (end.tv_nsec - start.tv_nsec) / 1e6;
-    printf("NEEP: flips %d %ux%u in %.1f ms\n", count, width, height, ms);
+    return (end.tv_sec - start.tv_sec) * 1e3 + (end.tv_nsec - start.tv_nsec) / 1e6;
+}
+
+/* Flips between the pattern and a second buffer. */
+static void flip(struct head *head, int count)
+{
+    uint32_t fbs[2] = {filled_buffer(head, 0), head->fb_id};
+    double ms = flip_between(head, fbs, count);
+    printf("NEEP: flips %d %ux%u in %.1f ms\n", count, head->mode.hdisplay, head->mode.vdisplay,
+           ms);
+}
+
+/* Flips between solid red and solid blue. */
+static void solid(struct head *head, int count)
+{
+    uint32_t fbs[2] = {filled_buffer(head, 0xffff0000u), filled_buffer(head, 0xff0000ffu)};
+    double ms = flip_between(head, fbs, count);
+    printf("NEEP: solid-flips %d %ux%u in %.1f ms last %s\n", count, head->mode.hdisplay,
+           head->mode.vdisplay, ms, count % 2 ? "red" : "blue");
 }
 
 int main(void)
@@ -252,6 +283,8 @@ int main(void)
             cursor(&heads[0]);
         } else if (strncmp(line, "flip ", 5) == 0) {
             flip(&heads[0], atoi(line + 5));
+        } else if (strncmp(line, "solid ", 6) == 0) {
+            solid(&heads[0], atoi(line + 6));
         } else if (strncmp(line, "exit", 4) == 0) {
             break;
         }
