@@ -58,10 +58,13 @@ static void virgl_context_destroy(struct neep_context *base)
     if (ctx->capset_id == NEEP_CAPSET_VENUS) {
         venus_context_count--;
     }
+    virgl_instance_reap_lost_venus();
     virgl_instance_remove_context(base->id);
-    venus_call_begin(ctx->capset_id);
-    virgl_renderer_context_destroy(base->id);
-    venus_call_end(ctx->capset_id);
+    if (!ctx->reaped) {
+        venus_call_begin(ctx->capset_id);
+        virgl_renderer_context_destroy(base->id);
+        venus_call_end(ctx->capset_id);
+    }
     neep_budget_release(base->renderer, sizeof(*ctx) + VIRGL_CONTEXT_CHARGE_BYTES);
     free(ctx);
 }
@@ -77,6 +80,7 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
     if (size_bytes == 0) {
         return 0;
     }
+    virgl_instance_reap_lost_venus();
     if (from_base(base)->capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
         return -EIO;
@@ -104,7 +108,11 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
 /* Blobs of other context types are not virglrenderer's to know. */
 static int virgl_context_attach_resource(struct neep_context *base, struct neep_resource *resource)
 {
-    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+    virgl_instance_reap_lost_venus();
+    if (resource->kind == NEEP_RESOURCE_PROVIDED && !from_base(base)->reaped) {
+        if (from_base(base)->capset_id == NEEP_CAPSET_VENUS) {
+            resource->provider_flags |= VIRGL_RESOURCE_KNOWN_TO_VENUS;
+        }
         venus_call_begin(from_base(base)->capset_id);
         virgl_renderer_ctx_attach_resource((int)base->id, (int)resource->id);
         venus_call_end(from_base(base)->capset_id);
@@ -114,7 +122,7 @@ static int virgl_context_attach_resource(struct neep_context *base, struct neep_
 
 static void virgl_context_detach_resource(struct neep_context *base, struct neep_resource *resource)
 {
-    if (resource->kind == NEEP_RESOURCE_PROVIDED) {
+    if (resource->kind == NEEP_RESOURCE_PROVIDED && !from_base(base)->reaped) {
         venus_call_begin(from_base(base)->capset_id);
         virgl_renderer_ctx_detach_resource((int)base->id, (int)resource->id);
         venus_call_end(from_base(base)->capset_id);
@@ -125,6 +133,11 @@ static int virgl_context_create_fence(struct neep_context *base, struct neep_tim
                                       uint64_t fence_id)
 {
     struct virgl_context *ctx = from_base(base);
+    virgl_instance_reap_lost_venus();
+    if (ctx->reaped) {
+        context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
+        return -EIO;
+    }
     virgl_instance_set_timeline(ctx, timeline);
     venus_call_begin(ctx->capset_id);
     int ret = virgl_as_errno(virgl_renderer_context_create_fence(
@@ -148,6 +161,7 @@ static const struct neep_context_ops virgl_context_ops = {
 static int create_context(struct neep_renderer *renderer, uint32_t capset_id, uint32_t ctx_id,
                           const char *name, size_t name_len, struct neep_context **out)
 {
+    virgl_instance_reap_lost_venus();
     if (capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         renderer_error(renderer, "venus: context %u: the render server is gone", ctx_id);
         return -EIO;

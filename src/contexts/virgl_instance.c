@@ -37,6 +37,7 @@ static struct {
     bool has_venus;                 /* venus and its render server started */
     struct neep_renderer *starting; /* the renderer whose init is running */
     _Atomic bool venus_lost;        /* the render server died */
+    bool venus_reaped;              /* and its contexts' virglrenderer side is gone */
 } instance = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -145,6 +146,50 @@ bool virgl_instance_venus_lost(void)
     return atomic_load(&instance.venus_lost);
 }
 
+bool virgl_instance_is_venus_context(uint32_t ctx_id)
+{
+    pthread_mutex_lock(&instance.callback_lock);
+    struct virgl_context *ctx = id_table_get(&instance.contexts, ctx_id);
+    bool venus = ctx && ctx->capset_id == NEEP_CAPSET_VENUS;
+    pthread_mutex_unlock(&instance.callback_lock);
+    return venus;
+}
+
+void virgl_instance_reap_lost_venus(void)
+{
+    if (!atomic_load(&instance.venus_lost) || instance.venus_reaped) {
+        return;
+    }
+    instance.venus_reaped = true;
+    /* Collected under the lock, destroyed outside it: destroying joins the context's sync
+     * thread, which may be waiting for the lock in a fence callback. */
+    uint32_t ids[64];
+    size_t count = 0;
+    bool more = true;
+    while (more) {
+        more = false;
+        count = 0;
+        pthread_mutex_lock(&instance.callback_lock);
+        struct id_table *contexts = &instance.contexts;
+        for (size_t i = 0; i < contexts->capacity; i++) {
+            struct virgl_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
+            if (!ctx || ctx->capset_id != NEEP_CAPSET_VENUS || ctx->reaped) {
+                continue;
+            }
+            if (count == sizeof(ids) / sizeof(ids[0])) {
+                more = true;
+                break;
+            }
+            ctx->reaped = true;
+            ids[count++] = contexts->keys[i];
+        }
+        pthread_mutex_unlock(&instance.callback_lock);
+        for (size_t i = 0; i < count; i++) {
+            virgl_renderer_context_destroy(ids[i]);
+        }
+    }
+}
+
 static struct virgl_renderer_callbacks callbacks = {
     .version = 3,
     .write_fence = on_write_fence,
@@ -177,6 +222,7 @@ static int start_virglrenderer(struct neep_renderer *renderer)
     instance.owner_render_node = renderer->render_node_path;
     instance.starting = renderer;
     atomic_store(&instance.venus_lost, false);
+    instance.venus_reaped = false;
     int ret = -ENODEV;
     if (want_venus) {
         /* The cookie is not used (callbacks find their renderer above), but must be set. */

@@ -15,6 +15,8 @@
 struct virgl_context {
     struct neep_context base;
     uint32_t capset_id; /* set before the callbacks can see the context */
+    /* venus: virglrenderer's side was destroyed after the render server's loss. */
+    bool reaped;
     /* The timelines the sync thread completes; set under the instance's callback lock. */
     struct neep_timeline *timelines[NEEP_MAX_RINGS];
 };
@@ -38,6 +40,15 @@ void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline
 
 /* Whether venus's render server died (its contexts are lost then). */
 bool virgl_instance_venus_lost(void);
+/* On the embedder's thread, after a loss: destroys virglrenderer's side of the lost venus
+ * contexts once (whose threads would otherwise spin on their dead sockets). */
+void virgl_instance_reap_lost_venus(void);
+/* Whether context `ctx_id` is a venus context. */
+bool virgl_instance_is_venus_context(uint32_t ctx_id);
+
+/* neep_resource.provider_flags: the render server has heard of the resource (a venus blob,
+ * or one attached to a venus context), so its end goes through the server. */
+#define VIRGL_RESOURCE_KNOWN_TO_VENUS 1u
 
 /* virgl_server.c: starts the render server for `renderer` and returns virglrenderer's end of
  * the connection (-1 on failure, logged); `on_death` runs on a watcher thread if it dies

@@ -62,9 +62,15 @@ static void provider_destroy(struct neep_renderer *renderer, struct neep_resourc
         provider_detach_backing(renderer, resource);
     }
     /* Contexts it is attached to hear of it: venus's through the render server. */
-    virgl_server_call_begin();
+    virgl_instance_reap_lost_venus();
+    bool venus = resource->provider_flags & VIRGL_RESOURCE_KNOWN_TO_VENUS;
+    if (venus) {
+        virgl_server_call_begin();
+    }
     virgl_renderer_resource_unref(resource->id);
-    virgl_server_call_end();
+    if (venus) {
+        virgl_server_call_end();
+    }
 }
 
 static int provider_attach_backing(struct neep_renderer *renderer, struct neep_resource *resource)
@@ -148,9 +154,17 @@ static int provider_create_blob(struct neep_renderer *renderer, struct neep_reso
         .iovecs = resource->backing,
         .num_iovs = (uint32_t)resource->backing_count,
     };
-    virgl_server_call_begin(); /* a venus context's blob comes from its worker */
+    virgl_instance_reap_lost_venus();
+    bool venus = virgl_instance_is_venus_context(ctx_id);
+    if (venus) {
+        /* A venus context's blob comes from its worker. */
+        resource->provider_flags |= VIRGL_RESOURCE_KNOWN_TO_VENUS;
+        virgl_server_call_begin();
+    }
     int ret = virgl_as_errno(virgl_renderer_resource_create_blob(&args));
-    virgl_server_call_end();
+    if (venus) {
+        virgl_server_call_end();
+    }
     if (ret < 0) {
         renderer_error(
             renderer, "virgl: blob %u (ctx %u, blob_mem %u, id %llu, %llu bytes) refused: %s",

@@ -40,6 +40,8 @@ extern char **environ;
 /* How long a call may wait on the server before neep counts it as hung (ms). */
 #define DEFAULT_TIMEOUT_MS 5000u
 #define MIN_TIMEOUT_MS     100u
+/* How long a call seen past its deadline gets to end before the server is killed. */
+#define GRACE_MS 250
 
 static struct {
     pid_t pid;   /* 0 when no server runs; also its process group (workers included) */
@@ -124,6 +126,7 @@ static void *watch_server(void *arg)
     struct pollfd fds[3] = {
         {server.pidfd, POLLIN, 0}, {server.stop_fd, POLLIN, 0}, {server.arm_fd, POLLIN, 0}};
     uint64_t unanswered_ns = 0;
+    uint64_t suspected = 0; /* the start of a call seen past its deadline once */
     for (;;) {
         uint64_t started = atomic_load(&server.call_started_ns);
         if (started == 0) {
@@ -137,12 +140,18 @@ static void *watch_server(void *arg)
         int timeout_ms = -1;
         if (started != 0 && unanswered_ns == 0) {
             uint64_t now = monotonic_ns();
-            if (now - started >= server.timeout_ns) {
+            if (now - started < server.timeout_ns) {
+                timeout_ms = (int)((started + server.timeout_ns - now) / 1000000u) + 1;
+            } else if (suspected != started) {
+                /* Past the deadline, perhaps only because this whole process was stopped (a
+                 * debugger, a freezer): a call whose answer is already there ends within the
+                 * grace, so only the same call still waiting after it counts. */
+                suspected = started;
+                timeout_ms = GRACE_MS;
+            } else {
                 /* Its leader is not reaped yet, so the group id is still the server's. */
                 unanswered_ns = now - started;
                 kill(-server.pid, SIGKILL);
-            } else {
-                timeout_ms = (int)((started + server.timeout_ns - now) / 1000000u) + 1;
             }
         }
         if (poll(fds, 3, timeout_ms) < 0 && errno != EINTR) {

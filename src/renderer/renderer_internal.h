@@ -110,6 +110,8 @@ struct neep_resource {
 
     /* RESOURCE_CREATE_3D's fields, as the guest gave them (provided resources). */
     struct neep_resource_create_3d create_3d;
+    /* The resource provider's own marks (virgl: whether venus's render server knows it). */
+    uint32_t provider_flags;
 
     uint64_t charged_bytes;         /* storage and bookkeeping */
     uint64_t extra_charged_bytes;   /* of those: a provided blob's memory past its claimed size */

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -583,6 +584,89 @@ TEST(venus_fences_held_by_a_stopped_server_fail_once_it_dies)
     if (venus_expected()) {
         call_with_stopped_server(STALLED_FENCE, "fenced command");
     }
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+           (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+/* After the render server's loss, virglrenderer's thread of each venus context polls a socket
+ * that has hung up, and spins: the next call into virgl's contexts destroys their
+ * virglrenderer side, and the process is idle again though the guest keeps the contexts. */
+TEST(lost_venus_contexts_stop_costing_cpu)
+{
+    if (!venus_expected()) {
+        return;
+    }
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VENUS_MASK, &log, &renderer), 0);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    pid_t server = find_render_server();
+    CHECK(server > 0);
+    CHECK_EQ(kill(server, SIGKILL), 0);
+    for (int i = 0; i < 500 && !support_log_said(&log, "venus contexts are lost"); i++) {
+        usleep(10000);
+    }
+    CHECK(support_log_said(&log, "venus contexts are lost"));
+    uint32_t words[2] = {0, 0};
+    CHECK_EQ(neep_context_submit(renderer, 2, words, sizeof(words)), -EIO);
+    double before = cpu_seconds();
+    usleep(1000000);
+    double spent = cpu_seconds() - before;
+    fprintf(stderr, "CPU over 1 s after venus's loss, 2 lost contexts kept: %.2f s\n", spent);
+    CHECK(spent < 0.3);
+    /* The guest may still destroy them, and make new OpenGL-free calls. */
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 2), 0);
+    neep_renderer_destroy(renderer);
+}
+
+/* The watchdog times how long the server leaves a call unanswered: a VMM that is itself
+ * stopped past the timeout (a debugger, a freezer) while a call is in flight must not find its
+ * healthy server killed when it resumes. */
+TEST(a_stopped_vmm_does_not_kill_a_healthy_render_server)
+{
+    if (!venus_expected()) {
+        return;
+    }
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(setenv("NEEP_VENUS_TIMEOUT_MS", "500", 1), 0);
+    CHECK_EQ(make_renderer(VENUS_MASK, &log, &renderer), 0);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_VENUS, NULL, 0), 0);
+    pid_t self = getpid();
+    pid_t stopper = fork();
+    CHECK(stopper >= 0);
+    if (stopper == 0) {
+        for (int round = 0; round < 3; round++) {
+            usleep(200000);
+            kill(self, SIGSTOP);
+            usleep(900000); /* stopped well past the timeout; the server runs all along */
+            kill(self, SIGCONT);
+        }
+        _exit(0);
+    }
+    unsigned calls = 0;
+    int status = 0;
+    while (waitpid(stopper, &status, WNOHANG) == 0) {
+        /* A blob id venus never allocated: the worker answers no, at once. */
+        venus_blob(renderer, 1, 10, NEEP_BLOB_MEM_HOST3D, NEEP_BLOB_FLAG_USE_MAPPABLE, 12345, 4096,
+                   NULL, 0);
+        calls++;
+    }
+    usleep(300000);
+    fprintf(stderr, "%u venus calls across three stops of 0.9 s (timeout 0.5 s)\n", calls);
+    CHECK(!support_log_said(&log, "unanswered"));
+    uint32_t words[2] = {0, 0}; /* venus still takes work */
+    CHECK_EQ(neep_context_submit(renderer, 1, words, sizeof(words)), 0);
+    neep_renderer_destroy(renderer);
+    CHECK_EQ(unsetenv("NEEP_VENUS_TIMEOUT_MS"), 0);
 }
 
 /* Each venus context is a process of virglrenderer's (a worker with its own Vulkan instance):
