@@ -70,8 +70,10 @@ def gl_guest_steps(guest):
     status, lines = shell(guest, f"kmscube -c {KMSCUBE_FRAMES} < /tmp/silent 2>&1 | "
                                  "grep -v 'Using modifier' | tail -n 4",
                           timeout=GL_TIMEOUT)
-    result = re.search(r"Rendered (\d+) frames in ([0-9.]+) sec \(([0-9.]+) fps\)",
-                       "\n".join(lines))
+    # It reports every two seconds as it goes: the last report is the whole run.
+    results = list(re.finditer(r"Rendered (\d+) frames in ([0-9.]+) sec \(([0-9.]+) fps\)",
+                               "\n".join(lines)))
+    result = results[-1] if results else None
     if status != 0 or not result:
         raise AssertionError("kmscube did not finish: " + " | ".join(lines))
     frames = int(result.group(1))
