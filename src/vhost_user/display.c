@@ -76,6 +76,7 @@ static void release_out(struct vu_display *display)
     display->out_sent = 0;
     display->out_resource_id = 0;
     display->out_is_update = false;
+    display->layout_stalled = false;
 }
 
 /* ---- the channel ---------------------------------------------------------------------------- */
@@ -438,8 +439,9 @@ static bool next_message(struct vu_display *display)
                       sizeof(display->cursor_pos));
         return true;
     }
+    uint32_t first = display->next_frame; /* fixed: the loop moves next_frame */
     for (uint32_t step = 0; step < NEEP_MAX_SCANOUTS; step++) {
-        uint32_t scanout_id = (display->next_frame + step) % NEEP_MAX_SCANOUTS;
+        uint32_t scanout_id = (first + step) % NEEP_MAX_SCANOUTS;
         struct vu_display_frame *frame = &display->frames[scanout_id];
         if (!frame->pending) {
             continue;
@@ -468,6 +470,7 @@ static bool write_out(struct vu_display *display)
             return false;
         }
         display->out_sent += (size_t)sent;
+        display->layout_stalled = false;
     }
     display->stats.updates_sent += display->out_is_update;
     release_out(display);
@@ -744,7 +747,11 @@ static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_M
         return false;
     }
     int64_t deadline_ms = monotonic_ms() + LAYOUT_TIMEOUT_MS;
-    /* The question goes between whole messages: finish the one on the wire first. */
+    /* The question goes between whole messages: finish the one on the wire first. A front-end
+     * that did not read during the last wait gets no second one until it has read. */
+    if (display->layout_stalled) {
+        return false;
+    }
     while (display->out_prefix && !write_out(display)) {
         if (display->fd < 0) {
             return false;
@@ -755,6 +762,7 @@ static bool on_get_layout(void *user_data, struct neep_scanout_size sizes[NEEP_M
                           "display channel: the front-end has not read for %d ms; "
                           "GET_DISPLAY_INFO answers from the device's own layout",
                           LAYOUT_TIMEOUT_MS);
+            display->layout_stalled = true;
             return false;
         }
     }

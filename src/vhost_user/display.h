@@ -45,7 +45,8 @@ struct vu_display {
     struct neep_device *device; /* where waiting boxes are read from, and whose budget pays */
     const struct vu_watch_ops *watch;
     void *watch_user_data;
-    bool watching; /* for writable */
+    bool watching;       /* for writable */
+    bool layout_stalled; /* GET_DISPLAY_INFO waited in vain for the message on the wire */
 
     /* The message on the wire: a prefix (header and fixed part), then rows of pixels, which
      * lie in a resource's storage (`out_resource_id`, until the device says it changes) or in
