@@ -439,7 +439,7 @@ static bool next_message(struct vu_display *display)
                       sizeof(display->cursor_pos));
         return true;
     }
-    uint32_t first = display->next_frame; /* fixed: the loop moves next_frame */
+    uint32_t first = display->next_frame; /* where this round starts: the loop moves it */
     for (uint32_t step = 0; step < NEEP_MAX_SCANOUTS; step++) {
         uint32_t scanout_id = (first + step) % NEEP_MAX_SCANOUTS;
         struct vu_display_frame *frame = &display->frames[scanout_id];
