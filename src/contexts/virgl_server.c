@@ -9,8 +9,8 @@
  * timeout, on the embedder's thread: a server that stops answering (stopped, hung, spinning)
  * would hold that thread (QEMU's main loop) forever. So the calls that may wait on it are
  * bracketed (virgl_server_call_begin/end), and the watcher kills the server's process group
- * when one has waited longer than NEEP_VENUS_TIMEOUT_MS (5 s): the call then fails, and the
- * loss is handled as a crash. The thread is held at most that long.
+ * when one has waited longer than NEEP_VENUS_TIMEOUT_MS (5 s) and a grace (1 s): the call then
+ * fails, and the loss is handled as a crash. The thread is held at most that long.
  */
 #define VIRGL_RENDERER_UNSTABLE_APIS 1
 #include <dlfcn.h>
@@ -40,8 +40,9 @@ extern char **environ;
 /* How long a call may wait on the server before neep counts it as hung (ms). */
 #define DEFAULT_TIMEOUT_MS 5000u
 #define MIN_TIMEOUT_MS     100u
-/* How long a call seen past its deadline gets to end before the server is killed. */
-#define GRACE_MS 250
+/* How long a call seen past its deadline gets to end before the server is killed: time for a
+ * VMM thread that was stopped with it to be scheduled again, on a busy host. */
+#define GRACE_MS 1000
 
 static struct {
     pid_t pid;   /* 0 when no server runs; also its process group (workers included) */
