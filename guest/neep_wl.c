@@ -5,7 +5,8 @@
  *
  *   neep-wl [--socket NAME] [--render-node PATH] [--verbose] [-- PROGRAM [ARGS...]]
  *
- * With a program it runs it with WAYLAND_DISPLAY set and exits with its status.
+ * With a program it runs it with WAYLAND_DISPLAY set and exits with its status. Started by a
+ * systemd .socket unit, it serves the socket it is given (see activation.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "proxy.h"
 #include "shm.h"
 
@@ -86,7 +88,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: neep-wl [--socket NAME] [--render-node PATH] [--verbose] [--trace] "
                  "[-- PROGRAM [ARGS...]]\n"
                  "  Serves Wayland clients in this guest through the host's compositor\n"
-                 "  (virtio-gpu cross-domain). Listens on $XDG_RUNTIME_DIR/NAME (wayland-0).\n");
+                 "  (virtio-gpu cross-domain). Listens on $XDG_RUNTIME_DIR/NAME (wayland-0),\n"
+                 "  or on the socket systemd passes (LISTEN_FDS, from neep-wl.socket).\n");
 }
 
 /* Binds the socket as libwayland does: a lock file beside it guards a stale socket. */
@@ -211,6 +214,7 @@ static pid_t spawn(char **argv, const char *display)
 int main(int argc, char **argv)
 {
     const char *socket_name = "wayland-0";
+    bool socket_named = false;
     struct proxy proxy = {.render_node = "/dev/dri/renderD128"};
     static const struct option options[] = {
         {"socket", required_argument, NULL, 's'}, {"render-node", required_argument, NULL, 'r'},
@@ -222,6 +226,7 @@ int main(int argc, char **argv)
         switch (option) {
         case 's':
             socket_name = optarg;
+            socket_named = true;
             break;
         case 'r':
             proxy.render_node = optarg;
@@ -240,8 +245,20 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    char activated_name[128] = "", activation_error[256] = "";
+    proxy.listener_fd = activation_take_listener(activated_name, sizeof(activated_name),
+                                                 activation_error, sizeof(activation_error));
+    if (proxy.listener_fd == ACTIVATION_BAD) {
+        fprintf(stderr, "neep-wl: bad socket activation: %s\n", activation_error);
+        return 1;
+    }
     const char *runtime_dir = getenv("XDG_RUNTIME_DIR");
-    if (!runtime_dir || !*runtime_dir) {
+    if (proxy.listener_fd >= 0) {
+        if (socket_named) {
+            fprintf(stderr, "neep-wl: ignoring --socket: systemd passed the socket\n");
+        }
+        socket_name = activated_name;
+    } else if (!runtime_dir || !*runtime_dir) {
         fprintf(stderr, "neep-wl: XDG_RUNTIME_DIR is not set\n");
         return 1;
     }
@@ -249,9 +266,11 @@ int main(int argc, char **argv)
     if (shm_install_guard() < 0) {
         return 1;
     }
-    proxy.listener_fd = listen_on(runtime_dir, socket_name);
     if (proxy.listener_fd < 0) {
-        return 1;
+        proxy.listener_fd = listen_on(runtime_dir, socket_name);
+        if (proxy.listener_fd < 0) {
+            return 1;
+        }
     }
     proxy.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     proxy.listener_watch = (struct watch){WATCH_LISTENER, NULL};
@@ -282,7 +301,11 @@ int main(int argc, char **argv)
         proxy_log("no spare fd (%s): clients beyond the fd limit will wait", strerror(errno));
     }
     if (verbose) {
-        proxy_log("listening on %s/%s", runtime_dir, socket_name);
+        if (socket_name == activated_name) {
+            proxy_log("serving the socket systemd passed (WAYLAND_DISPLAY=%s)", socket_name);
+        } else {
+            proxy_log("listening on %s/%s", runtime_dir, socket_name);
+        }
     }
 
     int exit_status = 0;

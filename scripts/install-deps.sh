@@ -59,4 +59,8 @@ apt-get install -y -qq --no-install-recommends weston >/dev/null
 apt-get install -y -qq --no-install-recommends \
     sway wtype grim wl-clipboard wev wayland-utils xkb-data >/dev/null
 
+# Checking what gets installed: systemd-analyze and systemd-socket-activate for neep-wl's user
+# units, man for the man pages.
+apt-get install -y -qq --no-install-recommends systemd man-db >/dev/null
+
 echo "install-deps: done (meson $(meson --version))"

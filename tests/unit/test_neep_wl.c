@@ -5,12 +5,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -229,4 +231,292 @@ TEST(without_a_spare_fd_the_listener_waits_instead_of_spinning)
     close(waiting);
     expect_refusal(&n, "cannot reach the host compositor");
     stop(&n);
+}
+
+/* --- Socket activation: the listening socket handed over as systemd's .socket unit does. --- */
+
+/* A listening socket at `dir`/`name`, as systemd's ListenStream= makes it. */
+static int listening_socket(const char *dir, const char *name, struct sockaddr_un *address)
+{
+    *address = (struct sockaddr_un){.sun_family = AF_UNIX};
+    snprintf(address->sun_path, sizeof(address->sun_path), "%s/%s", dir, name);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    CHECK_EQ(bind(fd, (const struct sockaddr *)address, sizeof(*address)), 0);
+    CHECK_EQ(listen(fd, 16), 0);
+    return fd;
+}
+
+struct activation {
+    const char *listen_fds; /* LISTEN_FDS, or NULL to leave it unset */
+    bool pid_is_other;      /* LISTEN_PID names another process */
+    const char *pid_text;   /* LISTEN_PID as given (overrides the pid) */
+    int passed_fds[2];      /* what becomes fds 3 and 4 (-1: nothing) */
+    char *const *program;   /* run by neep-wl after "--", or NULL */
+};
+
+/* Starts neep-wl with fds and LISTEN_* set as `how` says; its stderr comes back in `*errors`. */
+static pid_t start_activated(const char *dir, const struct activation *how, int *errors)
+{
+    const char *program = getenv("NEEP_WL");
+    CHECK(program != NULL);
+    int error_pipe[2];
+    CHECK_EQ(pipe2(error_pipe, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(error_pipe[1], STDERR_FILENO);
+        /* Out of the way of 3 and 4 first, then into place (dup2 clears close-on-exec). */
+        int moved[2] = {-1, -1};
+        for (int i = 0; i < 2; i++) {
+            moved[i] =
+                how->passed_fds[i] >= 0 ? fcntl(how->passed_fds[i], F_DUPFD_CLOEXEC, 10) : -1;
+        }
+        close(3);
+        close(4);
+        for (int i = 0; i < 2; i++) {
+            if (moved[i] >= 0) {
+                dup2(moved[i], 3 + i);
+            }
+        }
+        char pid_text[32];
+        snprintf(pid_text, sizeof(pid_text), "%d", (int)(how->pid_is_other ? getppid() : getpid()));
+        setenv("LISTEN_PID", how->pid_text ? how->pid_text : pid_text, 1);
+        if (how->listen_fds) {
+            setenv("LISTEN_FDS", how->listen_fds, 1);
+        }
+        setenv("XDG_RUNTIME_DIR", dir, 1);
+        char *argv[16] = {"neep-wl", "--render-node", "/nonexistent"};
+        int argc = 3;
+        if (how->program) {
+            argv[argc++] = "--";
+            for (int i = 0; how->program[i] && argc < 15; i++) {
+                argv[argc++] = how->program[i];
+            }
+        }
+        argv[argc] = NULL;
+        execv(program, argv);
+        _exit(127);
+    }
+    close(error_pipe[1]);
+    *errors = error_pipe[0];
+    return pid;
+}
+
+/* Waits for neep-wl's end; its exit status, and what it wrote to stderr in `text`. */
+static int finish(pid_t pid, int errors, char *text, size_t size)
+{
+    size_t length = 0;
+    for (ssize_t got;
+         length < size - 1 && (got = read(errors, text + length, size - 1 - length)) > 0;) {
+        length += (size_t)got;
+    }
+    text[length] = 0;
+    close(errors);
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void make_dir(char *dir, size_t size)
+{
+    snprintf(dir, size, "/tmp/neep-wl-test-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+}
+
+static void remove_dir(const char *dir, const char *const *names)
+{
+    for (int i = 0; names[i]; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    CHECK_EQ(rmdir(dir), 0);
+}
+
+/* Connects to `address` and expects neep-wl's refusal for want of a virtio-gpu. */
+static void expect_served(const struct sockaddr_un *address)
+{
+    struct neep_wl n = {.address = *address};
+    expect_refusal(&n, "cannot reach the host compositor");
+}
+
+TEST(a_socket_passed_by_systemd_is_served)
+{
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    struct sockaddr_un address;
+    int listener = listening_socket(dir, "wayland-passed", &address);
+    /* The program neep-wl runs reports what it was given, then runs until told to stop. */
+    char script[512];
+    snprintf(script, sizeof(script),
+             "printf '%%s|%%s|%%s' \"$WAYLAND_DISPLAY\" \"${LISTEN_FDS-unset}\" "
+             "\"${LISTEN_PID-unset}\" > %s/seen.tmp && mv %s/seen.tmp %s/seen && "
+             "while [ -e %s/seen ]; do sleep 0.02; done",
+             dir, dir, dir, dir);
+    char *const program[] = {"/bin/sh", "-c", script, NULL};
+    struct activation how = {.listen_fds = "1", .passed_fds = {listener, -1}, .program = program};
+    int errors;
+    pid_t pid = start_activated(dir, &how, &errors);
+    close(listener); /* neep-wl holds the only copy now */
+
+    char seen_path[96], seen[256] = "";
+    snprintf(seen_path, sizeof(seen_path), "%s/seen", dir);
+    for (int i = 0; i < 500; i++) {
+        FILE *file = fopen(seen_path, "re");
+        if (file) {
+            size_t got = fread(seen, 1, sizeof(seen) - 1, file);
+            seen[got] = 0;
+            fclose(file);
+            break;
+        }
+        usleep(10000);
+    }
+    /* Clients find it by name, and the hand-over is not passed on to the program. */
+    if (strcmp(seen, "wayland-passed|unset|unset") != 0) {
+        fprintf(stderr, "the program saw \"%s\"\n", seen);
+    }
+    CHECK(strcmp(seen, "wayland-passed|unset|unset") == 0);
+    expect_served(&address);
+    expect_served(&address);
+    /* neep-wl bound nothing of its own and took no lock: the socket is systemd's. */
+    char lock_path[128];
+    snprintf(lock_path, sizeof(lock_path), "%s.lock", address.sun_path);
+    CHECK(access(lock_path, F_OK) < 0);
+
+    CHECK_EQ(unlink(seen_path), 0); /* the program ends, and neep-wl with its status */
+    char text[1024];
+    int status = finish(pid, errors, text, sizeof(text));
+    if (status != 0) {
+        fprintf(stderr, "neep-wl said: %s\n", text);
+    }
+    CHECK_EQ(status, 0);
+    remove_dir(dir, (const char *const[]){"wayland-passed", NULL});
+}
+
+/* neep-wl started with `how` refuses to start, and says `reason`. */
+static void expect_bad_activation(const struct activation *how, const char *reason)
+{
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    int errors;
+    pid_t pid = start_activated(dir, how, &errors);
+    char text[1024];
+    int status = finish(pid, errors, text, sizeof(text));
+    if (status != 1 || !strstr(text, reason)) {
+        fprintf(stderr, "exit status %d, said \"%s\"; expected 1 and \"%s\"\n", status, text,
+                reason);
+    }
+    CHECK_EQ(status, 1);
+    CHECK(strstr(text, "bad socket activation") != NULL);
+    CHECK(strstr(text, reason) != NULL);
+    /* It did not fall back to a socket of its own. */
+    remove_dir(dir, (const char *const[]){NULL});
+}
+
+TEST(a_bad_socket_hand_over_is_refused_with_the_reason)
+{
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    struct sockaddr_un address;
+    int listener = listening_socket(dir, "wayland-bad", &address);
+    int second = listening_socket(dir, "wayland-second", &address);
+    int not_listening = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int datagram = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int file = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(not_listening >= 0 && datagram >= 0 && file >= 0);
+
+    expect_bad_activation(&(struct activation){.listen_fds = "2", .passed_fds = {listener, second}},
+                          "LISTEN_FDS=2: neep-wl takes exactly one listening socket");
+    expect_bad_activation(&(struct activation){.listen_fds = "0", .passed_fds = {-1, -1}},
+                          "LISTEN_FDS=0");
+    expect_bad_activation(&(struct activation){.listen_fds = "1x", .passed_fds = {listener, -1}},
+                          "LISTEN_FDS=1x");
+    expect_bad_activation(&(struct activation){.listen_fds = NULL, .passed_fds = {listener, -1}},
+                          "LISTEN_FDS=(unset)");
+    expect_bad_activation(
+        &(struct activation){.listen_fds = "1", .pid_text = "-1", .passed_fds = {listener, -1}},
+        "LISTEN_PID=-1 is not a process id");
+    expect_bad_activation(&(struct activation){.listen_fds = "1",
+                                               .pid_text = "99999999999999999999",
+                                               .passed_fds = {listener, -1}},
+                          "is not a process id");
+    expect_bad_activation(&(struct activation){.listen_fds = "1", .passed_fds = {-1, -1}},
+                          "fd 3 is not open");
+    expect_bad_activation(&(struct activation){.listen_fds = "1", .passed_fds = {file, -1}},
+                          "fd 3 is not a socket");
+    expect_bad_activation(&(struct activation){.listen_fds = "1", .passed_fds = {datagram, -1}},
+                          "fd 3 is not a Unix stream socket");
+    expect_bad_activation(
+        &(struct activation){.listen_fds = "1", .passed_fds = {not_listening, -1}},
+        "fd 3 is a socket that is not listening");
+    close(listener);
+    close(second);
+    close(not_listening);
+    close(datagram);
+    close(file);
+    remove_dir(dir, (const char *const[]){"wayland-bad", "wayland-second", NULL});
+}
+
+TEST(a_hand_over_meant_for_another_process_is_ignored)
+{
+    /* LISTEN_PID names the parent: the variables leaked through, the fds are not ours. */
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    struct sockaddr_un address;
+    int listener = listening_socket(dir, "wayland-parent", &address);
+    struct activation how = {.listen_fds = "1", .pid_is_other = true, .passed_fds = {listener, -1}};
+    int errors;
+    pid_t pid = start_activated(dir, &how, &errors);
+    /* It listens on its own wayland-0 instead. */
+    struct sockaddr_un own = {.sun_family = AF_UNIX};
+    snprintf(own.sun_path, sizeof(own.sun_path), "%s/wayland-0", dir);
+    for (int i = 0; i < 500 && access(own.sun_path, F_OK) < 0; i++) {
+        usleep(10000);
+    }
+    expect_served(&own);
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    char text[1024];
+    CHECK_EQ(finish(pid, errors, text, sizeof(text)), 0);
+    close(listener);
+    remove_dir(dir, (const char *const[]){"wayland-parent", "wayland-0", "wayland-0.lock", NULL});
+}
+
+/* systemd's own hand-over, by its tool for running socket-activated programs by hand. */
+TEST(systemd_socket_activate_starts_it_on_the_first_client)
+{
+    const char *tool = "/usr/bin/systemd-socket-activate";
+    CHECK(access(tool, X_OK) == 0); /* part of systemd, installed by scripts/install-deps.sh */
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    snprintf(address.sun_path, sizeof(address.sun_path), "%s/wayland-0", dir);
+    /* Its own runtime directory elsewhere: were the hand-over ignored, it would listen there
+     * and the client below would wait unanswered. */
+    char runtime_dir[96];
+    snprintf(runtime_dir, sizeof(runtime_dir), "XDG_RUNTIME_DIR=%s/run", dir);
+    CHECK_EQ(mkdir(runtime_dir + strlen("XDG_RUNTIME_DIR="), 0700), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDERR_FILENO);
+        execl(tool, tool, "-l", address.sun_path, "-E", runtime_dir, getenv("NEEP_WL"),
+              "--render-node", "/nonexistent", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && access(address.sun_path, F_OK) < 0; i++) {
+        usleep(10000);
+    }
+    /* The tool holds the socket; neep-wl starts on the first connection and serves it. */
+    expect_served(&address);
+    expect_served(&address);
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_EQ(rmdir(runtime_dir + strlen("XDG_RUNTIME_DIR=")), 0); /* nothing bound there */
+    remove_dir(dir, (const char *const[]){"wayland-0", NULL});
 }
