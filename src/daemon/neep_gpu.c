@@ -6,9 +6,12 @@
  * main() only parses arguments and runs the event loop; the transport and the device do
  * the work.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +19,9 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "vhost_user/backend.h"
@@ -89,13 +94,64 @@ static void watch_remove(void *user_data, int fd)
 
 static const struct vu_watch_ops watch_ops = {watch_add, watch_add_writable, watch_remove};
 
+/*
+ * libvirt starts back-ends with standard error on /dev/null: there, what neep-gpu has to say
+ * about failing (a bad --fd, a device that cannot start, errors and warnings while serving)
+ * goes to the system log as well, or nobody would learn why the domain did not start.
+ */
+static bool stderr_is_discarded(void)
+{
+    static int discarded = -1;
+    if (discarded < 0) {
+        struct stat status;
+        discarded = fstat(STDERR_FILENO, &status) < 0 ||
+                    (S_ISCHR(status.st_mode) && status.st_rdev == makedev(1, 3));
+        if (discarded) {
+            openlog("neep-gpu", LOG_PID, LOG_DAEMON);
+        }
+    }
+    return discarded;
+}
+
+static void say_at(int priority, const char *prefix, const char *format, va_list args)
+{
+    char line[1024];
+    vsnprintf(line, sizeof(line), format, args);
+    size_t length = strlen(line);
+    if (length > 0 && line[length - 1] == '\n') {
+        line[--length] = '\0';
+    }
+    fprintf(stderr, "neep-gpu%s: %s\n", prefix, line);
+    if (stderr_is_discarded()) {
+        syslog(priority, "%s", line);
+    }
+}
+
+/* A line about neep-gpu's own trouble (bad options, a start that fails). */
+__attribute__((format(printf, 1, 2))) static void say(const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    say_at(LOG_ERR, "", format, args);
+    va_end(args);
+}
+
 static struct daemon *log_daemon;
+
+static void log_line_at(enum neep_log_level level, const char *format, ...)
+{
+    static const char *const prefixes[] = {"", " error", " warning", " info", " debug"};
+    static const int priorities[] = {LOG_ERR, LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    va_list args;
+    va_start(args, format);
+    say_at(priorities[level], prefixes[level], format, args);
+    va_end(args);
+}
 
 static void log_line(void *user_data, enum neep_log_level level, const char *message)
 {
-    static const char *const names[] = {"", "error", "warning", "info", "debug"};
-    if (level <= log_daemon->log_level) {
-        fprintf(stderr, "neep-gpu %s: %s\n", names[level], message);
+    if (level <= log_daemon->log_level && level <= NEEP_LOG_DEBUG) {
+        log_line_at(level, "%s", message);
     }
 }
 
@@ -118,7 +174,7 @@ static void serve(struct daemon *daemon, struct vu_backend *backend, int signal_
             continue;
         }
         if (count < 0) {
-            perror("neep-gpu: epoll_wait");
+            say("epoll_wait: %s\n", strerror(errno));
             return;
         }
         for (int i = 0; i < count && vu_backend_alive(backend); i++) {
@@ -143,7 +199,7 @@ static int listen_on(const char *path)
 {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(address.sun_path)) {
-        fprintf(stderr, "neep-gpu: socket path too long: %s\n", path);
+        say("socket path too long: %s\n", path);
         return -1;
     }
     strcpy(address.sun_path, path);
@@ -153,7 +209,7 @@ static int listen_on(const char *path)
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0 || listen(fd, 1) < 0) {
-        fprintf(stderr, "neep-gpu: cannot listen on %s: %s\n", path, strerror(errno));
+        say("cannot listen on %s: %s\n", path, strerror(errno));
         if (fd >= 0) {
             close(fd);
         }
@@ -190,6 +246,54 @@ static void usage(FILE *out)
             "      -device vhost-user-gpu-pci,chardev=gpu\n"
             "The front-end's xres, yres and max_outputs properties set the display layout the\n"
             "guest sees; --size and --scanouts apply when the front-end gives none.\n");
+}
+
+/* Whether the host has a DRM render node (/dev/dri/renderD*) for --render-node to name. */
+static bool host_has_render_node(void)
+{
+    DIR *dri = opendir("/dev/dri");
+    bool found = false;
+    for (struct dirent *entry; dri && !found && (entry = readdir(dri));) {
+        found = strncmp(entry->d_name, "renderD", 7) == 0;
+    }
+    if (dri) {
+        closedir(dri);
+    }
+    return found;
+}
+
+/*
+ * libvirt reads these names (QEMU's docs/interop/vhost-user.json). A back-end that lists
+ * "render-node" gets one from libvirt for every domain, 2D ones included, and libvirt refuses
+ * to start the domain on a host with none: list it only where there is one. Without it, --virgl
+ * renders with surfaceless EGL.
+ */
+static void print_capabilities(void)
+{
+    bool render_node = NEEP_HAVE_VIRGL && host_has_render_node();
+    printf("{\n  \"type\": \"gpu\",\n  \"features\": [%s%s%s]\n}\n",
+           NEEP_HAVE_VIRGL ? "\n    \"virgl\"" : "", render_node ? ",\n    \"render-node\"" : "",
+           NEEP_HAVE_VIRGL ? "\n  " : "");
+}
+
+/* libvirt hands over the front-end's connection: make sure it is one before serving it. */
+static bool check_connected_fd(int fd)
+{
+    struct stat status;
+    if (fstat(fd, &status) < 0) {
+        say("--fd=%d: %s\n", fd, strerror(errno));
+        return false;
+    }
+    int type = 0;
+    socklen_t size = sizeof(type);
+    if (!S_ISSOCK(status.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) < 0 ||
+        type != SOCK_STREAM) {
+        say("--fd=%d is not a stream socket, so not a vhost-user connection from "
+            "the front-end\n",
+            fd);
+        return false;
+    }
+    return true;
 }
 
 static bool parse_size(const char *text, uint32_t *width, uint32_t *height)
@@ -255,39 +359,36 @@ int main(int argc, char **argv)
         case 'f':
             connected_fd = (int)strtol(optarg, &end, 10);
             if (*end != '\0' || connected_fd < 0) {
-                fprintf(stderr, "neep-gpu: --fd needs a file descriptor number\n");
+                say("--fd needs a file descriptor number\n");
                 return 2;
             }
             break;
         case 'c':
-            /* libvirt reads these names (QEMU's docs/interop/vhost-user.json). */
-            printf("{\n  \"type\": \"gpu\",\n  \"features\": [%s]\n}\n",
-                   NEEP_HAVE_VIRGL ? "\n    \"render-node\",\n    \"virgl\"\n  " : "");
+            print_capabilities();
             return 0;
         case 'n':
             scanout_count = (uint32_t)strtoul(optarg, &end, 10);
             if (*end != '\0' || scanout_count < 1 || scanout_count > NEEP_MAX_SCANOUTS) {
-                fprintf(stderr, "neep-gpu: --scanouts takes 1 to %u\n", NEEP_MAX_SCANOUTS);
+                say("--scanouts takes 1 to %u\n", NEEP_MAX_SCANOUTS);
                 return 2;
             }
             break;
         case 'g':
             if (!parse_size(optarg, &width, &height)) {
-                fprintf(stderr, "neep-gpu: --size takes WxH, each 1 to %u\n",
-                        NEEP_MAX_SCANOUT_DIMENSION_PX);
+                say("--size takes WxH, each 1 to %u\n", NEEP_MAX_SCANOUT_DIMENSION_PX);
                 return 2;
             }
             break;
         case 'm':
             budget_mib = strtoull(optarg, &end, 10);
             if (*end != '\0' || budget_mib == 0 || budget_mib > (1ull << 30)) {
-                fprintf(stderr, "neep-gpu: --memory-budget-mib needs a positive number\n");
+                say("--memory-budget-mib needs a positive number\n");
                 return 2;
             }
             break;
         case 'l':
             if (!parse_level(optarg, &daemon.log_level)) {
-                fprintf(stderr, "neep-gpu: --log-level takes error, warning, info or debug\n");
+                say("--log-level takes error, warning, info or debug\n");
                 return 2;
             }
             break;
@@ -299,7 +400,7 @@ int main(int argc, char **argv)
             break;
         case 'x':
             if (!NEEP_HAVE_VIRGL) {
-                fprintf(stderr, "neep-gpu: this build has no virgl (libvirglrenderer)\n");
+                say("this build has no virgl (libvirglrenderer)\n");
                 return 2;
             }
             virgl = true;
@@ -315,13 +416,18 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (render_node && !virgl) {
-        fprintf(stderr, "neep-gpu: --render-node applies to --virgl only; ignoring it\n");
+    if (render_node && !virgl && daemon.log_level >= NEEP_LOG_INFO) {
+        /* libvirt passes one to every domain once "render-node" is listed: not worth a warning. */
+        log_line_at(NEEP_LOG_INFO, "--render-node applies to --virgl only; ignoring it");
     }
     if ((socket_path == NULL) == (connected_fd < 0)) {
-        fprintf(stderr, "neep-gpu: give exactly one of --socket-path and --fd\n");
+        say("give exactly one of --socket-path and --fd\n");
         usage(stderr);
         return 2;
+    }
+
+    if (connected_fd >= 0 && !check_connected_fd(connected_fd)) {
+        return 1;
     }
 
     signal(SIGPIPE, SIG_IGN);
@@ -334,7 +440,7 @@ int main(int argc, char **argv)
     daemon.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (signal_fd < 0 || daemon.epoll_fd < 0 ||
         watch_add(&daemon, signal_fd, on_signal, NULL) < 0) {
-        perror("neep-gpu: setting up the event loop");
+        say("setting up the event loop: %s\n", strerror(errno));
         return 1;
     }
     log_daemon = &daemon;
@@ -388,7 +494,7 @@ int main(int argc, char **argv)
         struct vu_backend *backend;
         int ret = vu_backend_create(&config, fd, &backend);
         if (ret < 0) {
-            fprintf(stderr, "neep-gpu: cannot start the device: %s\n", strerror(-ret));
+            say("cannot start the device: %s\n", strerror(-ret));
             status = 1;
             break;
         }
