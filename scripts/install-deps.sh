@@ -60,7 +60,10 @@ apt-get install -y -qq --no-install-recommends \
     sway wtype grim wl-clipboard wev wayland-utils xkb-data >/dev/null
 
 # Checking what gets installed: systemd-analyze and systemd-socket-activate for neep-wl's user
-# units, man for the man pages.
-apt-get install -y -qq --no-install-recommends systemd man-db >/dev/null
+# units, man for the man pages; building the Debian packages and checking them with lintian;
+# libvirt from bookworm-backports (11.x, to match QEMU 10) for the libvirt test.
+apt-get install -y -qq --no-install-recommends systemd man-db debhelper lintian >/dev/null
+apt-get install -y -qq --no-install-recommends -t bookworm-backports \
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients >/dev/null
 
 echo "install-deps: done (meson $(meson --version))"

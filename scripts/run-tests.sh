@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up and runs every test of neep: the suite with gcc, the suite again with clang under
-# ASan+UBSan, each fuzz target for a bounded time, and the formatting check. Ends with one
+# Sets up and runs every test of neep: the suite with gcc, the Debian packages (lintian) and
+# neep-gpu's package under a real libvirtd, the suite again with clang under ASan+UBSan, each
+# fuzz target for a bounded time, and the formatting check. Ends with one
 # line "N passed, N failed" over all of them. Exit status 0 only if nothing failed.
 #
 #   NEEP_FUZZ_SECONDS   seconds per fuzz target (default 30)
@@ -37,6 +38,23 @@ run_suite() {
 
 echo "== gcc build"
 CC=gcc run_suite gcc build/gcc --buildtype=debugoptimized
+
+echo "== Debian packages (lintian), and neep-gpu's package under libvirt"
+if scripts/build-packages.sh build/debs; then
+    record 1 0 packages
+    # A real libvirtd with QEMU 10 boots the test guest on the installed package.
+    as_root=()
+    [ "$(id -u)" = 0 ] || as_root=(sudo -E)
+    tests/vm/build-test-initramfs.sh build/gcc build/gcc/vm-guest/initrd.cpio
+    libvirt_log=build/libvirt-test.log
+    "${as_root[@]}" python3 tests/packaging/libvirt_test.py --debs build/debs \
+        --initrd build/gcc/vm-guest/initrd.cpio 2>&1 | tee "$libvirt_log" || true
+    counts=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$libvirt_log" | tail -n 1)
+    read -r libvirt_passed libvirt_failed <<<"${counts:-0 1}"
+    record "$libvirt_passed" "$libvirt_failed" libvirt
+else
+    record 0 1 packages
+fi
 
 echo "== clang build with ASan+UBSan (and the fuzz targets)"
 CC=clang run_suite asan-ubsan build/sanitize --buildtype=debug \
