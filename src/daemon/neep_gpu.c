@@ -113,7 +113,8 @@ static bool stderr_is_discarded(void)
     return discarded;
 }
 
-static void say_at(int priority, const char *prefix, const char *format, va_list args)
+__attribute__((format(printf, 3, 0))) static void say_at(int priority, const char *prefix,
+                                                         const char *format, va_list args)
 {
     char line[1024];
     vsnprintf(line, sizeof(line), format, args);
@@ -138,7 +139,8 @@ __attribute__((format(printf, 1, 2))) static void say(const char *format, ...)
 
 static struct daemon *log_daemon;
 
-static void log_line_at(enum neep_log_level level, const char *format, ...)
+__attribute__((format(printf, 2, 3))) static void log_line_at(enum neep_log_level level,
+                                                              const char *format, ...)
 {
     static const char *const prefixes[] = {"", " error", " warning", " info", " debug"};
     static const int priorities[] = {LOG_ERR, LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
