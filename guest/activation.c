@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -71,23 +72,49 @@ static bool check_listener(int fd, char *error, size_t error_size)
         snprintf(error, error_size, "fd %d is a socket that is not listening", fd);
         return false;
     }
+    struct sockaddr_un address = {0};
+    socklen_t size = sizeof(address);
+    if (getsockname(fd, (struct sockaddr *)&address, &size) < 0 ||
+        size <= offsetof(struct sockaddr_un, sun_path) || address.sun_path[0] == '\0') {
+        snprintf(error, error_size,
+                 "fd %d is an unnamed or abstract socket: no path clients could find it by", fd);
+        return false;
+    }
     return true;
 }
 
-/* The name clients put in WAYLAND_DISPLAY: relative to XDG_RUNTIME_DIR, else the full path. */
-static void display_name(int fd, char *display, size_t display_size)
+/* The name clients put in WAYLAND_DISPLAY (relative to XDG_RUNTIME_DIR, else the full path);
+ * takes the socket's lock file as a compositor would. */
+static void name_and_lock(int fd, char *display, size_t display_size)
 {
     struct sockaddr_un address = {0};
     socklen_t size = sizeof(address);
     display[0] = '\0';
     if (getsockname(fd, (struct sockaddr *)&address, &size) < 0 ||
         size <= offsetof(struct sockaddr_un, sun_path) || address.sun_path[0] == '\0') {
-        return; /* unnamed or abstract: no path a client could use */
+        return; /* refused by check_listener already */
     }
+    /* A path of the whole sun_path has no NUL, and the kernel then reports a length past the
+     * structure: take at most what it holds. */
     size_t path_size = size - offsetof(struct sockaddr_un, sun_path);
+    if (path_size > sizeof(address.sun_path)) {
+        path_size = sizeof(address.sun_path);
+    }
     char path[sizeof(address.sun_path) + 1];
     memcpy(path, address.sun_path, path_size);
     path[path_size] = '\0';
+    /* The lock libwayland's compositors take beside their socket: held, a compositor that
+     * starts later picks the next name instead of replacing systemd's socket. */
+    char lock_path[sizeof(path) + 8];
+    snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
+    int lock = open(lock_path, O_CREAT | O_CLOEXEC | O_RDWR, 0660);
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
+        fprintf(stderr, "neep-wl: warning: cannot lock %s (%s); another compositor may take %s\n",
+                lock_path, strerror(errno), path);
+        if (lock >= 0) {
+            close(lock);
+        }
+    } /* else the lock stays held until exit */
     const char *name = path;
     const char *runtime_dir = getenv("XDG_RUNTIME_DIR");
     size_t dir_length = runtime_dir ? strlen(runtime_dir) : 0;
@@ -101,13 +128,12 @@ int activation_take_listener(char *display, size_t display_size, char *error, si
 {
     const char *pid_text = getenv("LISTEN_PID");
     const char *count_text = getenv("LISTEN_FDS");
-    if (!pid_text && !count_text) {
-        return ACTIVATION_NONE;
+    if (!pid_text) {
+        return ACTIVATION_NONE; /* as sd_listen_fds(3): without LISTEN_PID, nothing is ours */
     }
     unsigned long pid;
     if (!parse_decimal(pid_text, (unsigned long)INT32_MAX, &pid)) {
-        snprintf(error, error_size, "LISTEN_PID=%.32s is not a process id",
-                 pid_text ? pid_text : "(unset)");
+        snprintf(error, error_size, "LISTEN_PID=%.32s is not a process id", pid_text);
         return ACTIVATION_BAD;
     }
     if (pid != (unsigned long)getpid()) {
@@ -134,6 +160,6 @@ int activation_take_listener(char *display, size_t display_size, char *error, si
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
-    display_name(FIRST_PASSED_FD, display, display_size);
+    name_and_lock(FIRST_PASSED_FD, display, display_size);
     return FIRST_PASSED_FD;
 }

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -95,9 +96,10 @@ static void watch_remove(void *user_data, int fd)
 static const struct vu_watch_ops watch_ops = {watch_add, watch_add_writable, watch_remove};
 
 /*
- * libvirt starts back-ends with standard error on /dev/null: there, what neep-gpu has to say
- * about failing (a bad --fd, a device that cannot start, errors and warnings while serving)
- * goes to the system log as well, or nobody would learn why the domain did not start.
+ * libvirt starts back-ends with standard error on /dev/null: there, neep-gpu's own trouble
+ * (bad options, a bad --fd, a device that cannot start) goes to the system log as well, or
+ * nobody would learn why the domain did not start. Lines about the guest do not: a guest
+ * must not be able to fill the host's log.
  */
 static bool stderr_is_discarded(void)
 {
@@ -113,47 +115,31 @@ static bool stderr_is_discarded(void)
     return discarded;
 }
 
-__attribute__((format(printf, 3, 0))) static void say_at(int priority, const char *prefix,
-                                                         const char *format, va_list args)
+/* A line about neep-gpu's own trouble. */
+__attribute__((format(printf, 1, 2))) static void say(const char *format, ...)
 {
     char line[1024];
+    va_list args;
+    va_start(args, format);
     vsnprintf(line, sizeof(line), format, args);
+    va_end(args);
     size_t length = strlen(line);
     if (length > 0 && line[length - 1] == '\n') {
         line[--length] = '\0';
     }
-    fprintf(stderr, "neep-gpu%s: %s\n", prefix, line);
+    fprintf(stderr, "neep-gpu: %s\n", line);
     if (stderr_is_discarded()) {
-        syslog(priority, "%s", line);
+        syslog(LOG_ERR, "%s", line);
     }
-}
-
-/* A line about neep-gpu's own trouble (bad options, a start that fails). */
-__attribute__((format(printf, 1, 2))) static void say(const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    say_at(LOG_ERR, "", format, args);
-    va_end(args);
 }
 
 static struct daemon *log_daemon;
 
-__attribute__((format(printf, 2, 3))) static void log_line_at(enum neep_log_level level,
-                                                              const char *format, ...)
-{
-    static const char *const prefixes[] = {"", " error", " warning", " info", " debug"};
-    static const int priorities[] = {LOG_ERR, LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-    va_list args;
-    va_start(args, format);
-    say_at(priorities[level], prefixes[level], format, args);
-    va_end(args);
-}
-
 static void log_line(void *user_data, enum neep_log_level level, const char *message)
 {
+    static const char *const names[] = {"", "error", "warning", "info", "debug"};
     if (level <= log_daemon->log_level && level <= NEEP_LOG_DEBUG) {
-        log_line_at(level, "%s", message);
+        fprintf(stderr, "neep-gpu %s: %s\n", names[level], message);
     }
 }
 
@@ -286,12 +272,19 @@ static bool check_connected_fd(int fd)
         say("--fd=%d: %s\n", fd, strerror(errno));
         return false;
     }
-    int type = 0;
-    socklen_t size = sizeof(type);
-    if (!S_ISSOCK(status.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) < 0 ||
-        type != SOCK_STREAM) {
-        say("--fd=%d is not a stream socket, so not a vhost-user connection from "
-            "the front-end\n",
+    int domain = 0, type = 0, listening = 1;
+    socklen_t size = sizeof(int);
+    struct sockaddr_un peer;
+    socklen_t peer_size = sizeof(peer);
+    bool usable = S_ISSOCK(status.st_mode) &&
+                  getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &size) == 0 &&
+                  getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) == 0 &&
+                  getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 &&
+                  domain == AF_UNIX && type == SOCK_STREAM && !listening &&
+                  getpeername(fd, (struct sockaddr *)&peer, &peer_size) == 0;
+    if (!usable) {
+        say("--fd=%d is not a connected Unix stream socket, so not a vhost-user connection "
+            "from the front-end\n",
             fd);
         return false;
     }
@@ -359,8 +352,10 @@ int main(int argc, char **argv)
             socket_path = optarg;
             break;
         case 'f':
-            connected_fd = (int)strtol(optarg, &end, 10);
-            if (*end != '\0' || connected_fd < 0) {
+            errno = 0;
+            long fd_number = strtol(optarg, &end, 10);
+            connected_fd = errno == 0 && fd_number <= INT_MAX ? (int)fd_number : -1;
+            if (end == optarg || *end != '\0' || connected_fd < 0) {
                 say("--fd needs a file descriptor number\n");
                 return 2;
             }
@@ -420,7 +415,7 @@ int main(int argc, char **argv)
     }
     if (render_node && !virgl && daemon.log_level >= NEEP_LOG_INFO) {
         /* libvirt passes one to every domain once "render-node" is listed: not worth a warning. */
-        log_line_at(NEEP_LOG_INFO, "--render-node applies to --virgl only; ignoring it");
+        log_line(NULL, NEEP_LOG_INFO, "--render-node applies to --virgl only; ignoring it");
     }
     if ((socket_path == NULL) == (connected_fd < 0)) {
         say("give exactly one of --socket-path and --fd\n");

@@ -44,19 +44,38 @@ os.close(closed)
 result = run(f"--fd={closed}")
 check(result.returncode == 1 and f"--fd={closed}: Bad file descriptor" in result.stderr,
       f"--fd naming no open file: exit 1 with the reason ({result.stderr.strip()})")
+NOT_A_CONNECTION = "is not a connected Unix stream socket"
 with open("/dev/null", "rb") as null:
     result = run("--fd=0", stdin=null)
-check(result.returncode == 1 and "--fd=0 is not a stream socket" in result.stderr,
+check(result.returncode == 1 and f"--fd=0 {NOT_A_CONNECTION}" in result.stderr,
       f"--fd naming a file that is no socket: exit 1 with the reason ({result.stderr.strip()})")
+
+
+def refused(sock, what):
+    result = run(f"--fd={sock.fileno()}", pass_fds=[sock.fileno()])
+    check(result.returncode == 1 and NOT_A_CONNECTION in result.stderr,
+          f"--fd naming {what}: exit 1 with the reason")
+    sock.close()
+
+
 datagram, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-result = run(f"--fd={datagram.fileno()}", pass_fds=[datagram.fileno()])
-check(result.returncode == 1 and "is not a stream socket" in result.stderr,
-      "--fd naming a datagram socket: exit 1 with the reason")
-datagram.close()
+refused(datagram, "a datagram socket")
 peer.close()
-result = run("--fd=x")
-check(result.returncode == 2 and "--fd needs a file descriptor number" in result.stderr,
-      "--fd=x: exit 2 (bad option)")
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind("\0neep-gpu-cli-test-%d" % os.getpid())
+listener.listen(1)
+refused(listener, "a listening socket (it would wait forever)")
+refused(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "an unconnected socket")
+tcp_listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+tcp_listener.bind(("127.0.0.1", 0))
+tcp_listener.listen(1)
+tcp = socket.create_connection(tcp_listener.getsockname())
+refused(tcp, "a TCP connection (vhost-user is a Unix socket)")
+tcp_listener.close()
+for text in ("x", "", "4294967296", "-1", "3x"):
+    result = run(f"--fd={text}")
+    check(result.returncode == 2 and "--fd needs a file descriptor number" in result.stderr,
+          f"--fd={text}: exit 2 (bad option)")
 
 # A good --fd whose front-end has gone: served, and the end is a clean exit.
 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

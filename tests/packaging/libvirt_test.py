@@ -16,6 +16,7 @@ import argparse
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,19 +186,41 @@ def remove_package():
     subprocess.run(["dpkg", "--purge", "neep-gpu"], check=True, capture_output=True)
 
 
+def write_override(binary, description):
+    os.makedirs(os.path.dirname(OVERRIDE), exist_ok=True)
+    with open(OVERRIDE, "w") as f:
+        f.write(f'{{"description": "{description}", "type": "gpu", "binary": "{binary}"}}\n')
+
+
+def remove_override():
+    if os.path.exists(OVERRIDE):
+        os.unlink(OVERRIDE)
+
+
 class SyslogCatcher:
-    """Receives what programs send to the system log, where there is no syslog daemon (none
-    runs on these machines): binds /dev/log for the test and removes it afterwards."""
+    """What programs send to the system log: where no syslog daemon runs (these machines),
+    binds /dev/log for the test and removes it afterwards; where journald has it, reads the
+    journal."""
 
     def __init__(self):
         self.lines = []
         self.sock = None
         if os.path.exists("/dev/log"):
-            return  # a real syslog daemon has it: the lines go to the system's log
+            if not shutil.which("journalctl"):
+                raise AssertionError("/dev/log belongs to a syslog daemon without a journal: "
+                                     "cannot read what neep-gpu logged")
+            return
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind("/dev/log")
         os.chmod("/dev/log", 0o666)
         threading.Thread(target=self._read, daemon=True).start()
+
+    def read(self, since):
+        if self.sock:
+            return list(self.lines)
+        result = subprocess.run(["journalctl", "-t", "neep-gpu", "--since", since, "-o", "cat"],
+                                capture_output=True, text=True)
+        return result.stdout.splitlines()
 
     def _read(self):
         while True:
@@ -218,8 +241,9 @@ def test_installed_package_serves_the_domain(args, workdir):
     """Installed from its package, neep-gpu is what libvirt starts for the domain; the guest's
     pattern shows exactly in `virsh screenshot`; it ends with the domain."""
     install_package(args.debs)
-    domain = Domain(workdir, args.initrd, "installed")
+    domain = None
     try:
+        domain = Domain(workdir, args.initrd, "installed")
         result = domain.create()
         if result.returncode != 0:
             raise AssertionError(f"virsh create failed: {result.stderr.strip()}")
@@ -234,7 +258,8 @@ def test_installed_package_serves_the_domain(args, workdir):
             raise AssertionError("QEMU's own back-end is running as well")
         domain.screenshot_check()
     finally:
-        domain.destroy()
+        if domain:
+            domain.destroy()
     wait_until(lambda: not processes_of(NEEP_GPU), 10, "neep-gpu to end with the domain")
     return f"{' '.join(argv)}; pattern exact at 1280x800; gone after destroy"
 
@@ -247,13 +272,12 @@ def test_a_back_end_that_cannot_start_fails_the_domain_at_once(args, workdir):
     with open(wrapper, "w") as f:
         f.write(f'#!/bin/sh\nexec {NEEP_GPU} "$@" --fd=1000\n')
     os.chmod(wrapper, 0o755)
-    os.makedirs(os.path.dirname(OVERRIDE), exist_ok=True)
-    with open(OVERRIDE, "w") as f:
-        f.write(f'{{"description": "neep-gpu given a bad fd", "type": "gpu", '
-                f'"binary": "{wrapper}"}}\n')
-    catcher = SyslogCatcher()
-    domain = Domain(workdir, args.initrd, "bad-fd")
+    catcher = domain = None
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
     try:
+        write_override(wrapper, "neep-gpu given a bad fd")
+        catcher = SyslogCatcher()
+        domain = Domain(workdir, args.initrd, "bad-fd")
         started = time.monotonic()
         result = domain.create()
         seconds = time.monotonic() - started
@@ -263,15 +287,16 @@ def test_a_back_end_that_cannot_start_fails_the_domain_at_once(args, workdir):
             raise AssertionError(f"virsh create took {seconds:.1f} s to fail")
         if processes_of(NEEP_GPU) or processes_of("/usr/bin/qemu-system-x86_64"):
             raise AssertionError("a back-end or QEMU was left running")
-        said = "no syslog catcher (a syslog daemon owns /dev/log)"
-        if catcher.sock:
-            wait_until(lambda: any("--fd=1000: Bad file descriptor" in line
-                                   for line in catcher.lines), 5, "neep-gpu's reason in syslog")
-            said = next(line for line in catcher.lines if "--fd=1000" in line)
+        reason = "--fd=1000: Bad file descriptor"
+        wait_until(lambda: any(reason in line for line in catcher.read(since)), 5,
+                   "neep-gpu's reason in the system log")
+        said = next(line for line in catcher.read(since) if reason in line)
     finally:
-        domain.destroy()
-        catcher.close()
-        os.unlink(OVERRIDE)
+        if domain:
+            domain.destroy()
+        if catcher:
+            catcher.close()
+        remove_override()
     return f"failed in {seconds:.1f} s: {result.stderr.strip()}; system log: {said}"
 
 
@@ -283,15 +308,15 @@ def test_a_back_end_that_cannot_run_gives_qemus_back(args, workdir):
     with open(wrapper, "w") as f:
         f.write("#!/bin/sh\necho 'error while loading shared libraries' >&2\nexit 127\n")
     os.chmod(wrapper, 0o755)
-    with open(OVERRIDE, "w") as f:
-        f.write(f'{{"description": "neep-gpu that cannot run", "type": "gpu", '
-                f'"binary": "{wrapper}"}}\n')
-    domain = Domain(workdir, args.initrd, "cannot-run")
+    domain = None
     try:
+        write_override(wrapper, "neep-gpu that cannot run")
+        domain = Domain(workdir, args.initrd, "cannot-run")
         return run_on_qemus_back_end(domain)
     finally:
-        domain.destroy()
-        os.unlink(OVERRIDE)
+        if domain:
+            domain.destroy()
+        remove_override()
 
 
 def test_removing_the_package_gives_qemus_back(args, workdir):
@@ -300,11 +325,13 @@ def test_removing_the_package_gives_qemus_back(args, workdir):
     remove_package()
     if os.path.exists(NEEP_GPU) or os.path.exists("/usr/share/qemu/vhost-user/50-neep-gpu.json"):
         raise AssertionError("removing the package left neep-gpu or its descriptor")
-    domain = Domain(workdir, args.initrd, "removed")
+    domain = None
     try:
+        domain = Domain(workdir, args.initrd, "removed")
         return run_on_qemus_back_end(domain)
     finally:
-        domain.destroy()
+        if domain:
+            domain.destroy()
 
 
 def run_on_qemus_back_end(domain):
@@ -353,8 +380,13 @@ def main():
         print(f"not ok - libvirt ({OVERRIDE} exists: it would decide which back-end runs)")
         print("0 passed, 1 failed")
         return 1
-    was_installed = subprocess.run(["dpkg", "-s", "neep-gpu"],
-                                   capture_output=True).returncode == 0
+    if subprocess.run(["dpkg", "-s", "neep-gpu"], capture_output=True).returncode == 0:
+        # The test installs and removes the package: it must not take a user's away.
+        print("not ok - libvirt (the neep-gpu package is installed here: remove it first)")
+        print("0 passed, 1 failed")
+        return 1
+    # A CI timeout's SIGTERM still cleans up (package, override, /dev/log, daemons).
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     daemons = Daemons()
     passed = failed = 0
     workdir = tempfile.mkdtemp(prefix="neep-libvirt-")
@@ -374,9 +406,9 @@ def main():
                 print(f"not ok - {name}: {error}", flush=True)
                 failed += 1
     finally:
+        remove_override()
         daemons.stop()
-        if not was_installed:
-            remove_package()
+        remove_package()
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

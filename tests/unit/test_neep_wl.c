@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -248,11 +249,13 @@ static int listening_socket(const char *dir, const char *name, struct sockaddr_u
 }
 
 struct activation {
-    const char *listen_fds; /* LISTEN_FDS, or NULL to leave it unset */
-    bool pid_is_other;      /* LISTEN_PID names another process */
-    const char *pid_text;   /* LISTEN_PID as given (overrides the pid) */
-    int passed_fds[2];      /* what becomes fds 3 and 4 (-1: nothing) */
-    char *const *program;   /* run by neep-wl after "--", or NULL */
+    const char *listen_fds;  /* LISTEN_FDS, or NULL to leave it unset */
+    bool pid_is_other;       /* LISTEN_PID names another process */
+    bool pid_unset;          /* no LISTEN_PID at all */
+    const char *socket_name; /* --socket, or NULL */
+    const char *pid_text;    /* LISTEN_PID as given (overrides the pid) */
+    int passed_fds[2];       /* what becomes fds 3 and 4 (-1: nothing) */
+    char *const *program;    /* run by neep-wl after "--", or NULL */
 };
 
 /* Starts neep-wl with fds and LISTEN_* set as `how` says; its stderr comes back in `*errors`. */
@@ -282,13 +285,19 @@ static pid_t start_activated(const char *dir, const struct activation *how, int 
         }
         char pid_text[32];
         snprintf(pid_text, sizeof(pid_text), "%d", (int)(how->pid_is_other ? getppid() : getpid()));
-        setenv("LISTEN_PID", how->pid_text ? how->pid_text : pid_text, 1);
+        if (!how->pid_unset) {
+            setenv("LISTEN_PID", how->pid_text ? how->pid_text : pid_text, 1);
+        }
         if (how->listen_fds) {
             setenv("LISTEN_FDS", how->listen_fds, 1);
         }
         setenv("XDG_RUNTIME_DIR", dir, 1);
         char *argv[16] = {"neep-wl", "--render-node", "/nonexistent"};
         int argc = 3;
+        if (how->socket_name) {
+            argv[argc++] = "--socket";
+            argv[argc++] = (char *)how->socket_name;
+        }
         if (how->program) {
             argv[argc++] = "--";
             for (int i = 0; how->program[i] && argc < 15; i++) {
@@ -350,11 +359,13 @@ TEST(a_socket_passed_by_systemd_is_served)
     struct sockaddr_un address;
     int listener = listening_socket(dir, "wayland-passed", &address);
     /* The program neep-wl runs reports what it was given, then runs until told to stop. */
-    char script[512];
+    char script[768];
+    /* (fd 3, systemd's socket, must not reach it; the wait is bounded should the test die.) */
     snprintf(script, sizeof(script),
-             "printf '%%s|%%s|%%s' \"$WAYLAND_DISPLAY\" \"${LISTEN_FDS-unset}\" "
-             "\"${LISTEN_PID-unset}\" > %s/seen.tmp && mv %s/seen.tmp %s/seen && "
-             "while [ -e %s/seen ]; do sleep 0.02; done",
+             "if [ -e /proc/$$/fd/3 ]; then fd3=open; else fd3=closed; fi; "
+             "printf '%%s|%%s|%%s|%%s' \"$WAYLAND_DISPLAY\" \"${LISTEN_FDS-unset}\" "
+             "\"${LISTEN_PID-unset}\" $fd3 > %s/seen.tmp && mv %s/seen.tmp %s/seen && "
+             "i=0; while [ -e %s/seen ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done",
              dir, dir, dir, dir);
     char *const program[] = {"/bin/sh", "-c", script, NULL};
     struct activation how = {.listen_fds = "1", .passed_fds = {listener, -1}, .program = program};
@@ -375,16 +386,34 @@ TEST(a_socket_passed_by_systemd_is_served)
         usleep(10000);
     }
     /* Clients find it by name, and the hand-over is not passed on to the program. */
-    if (strcmp(seen, "wayland-passed|unset|unset") != 0) {
+    if (strcmp(seen, "wayland-passed|unset|unset|closed") != 0) {
         fprintf(stderr, "the program saw \"%s\"\n", seen);
     }
-    CHECK(strcmp(seen, "wayland-passed|unset|unset") == 0);
+    CHECK(strcmp(seen, "wayland-passed|unset|unset|closed") == 0);
     expect_served(&address);
     expect_served(&address);
-    /* neep-wl bound nothing of its own and took no lock: the socket is systemd's. */
+    /* It holds the socket's lock as a compositor would, so a compositor (or another neep-wl)
+     * that starts later leaves systemd's socket alone. */
     char lock_path[128];
     snprintf(lock_path, sizeof(lock_path), "%s.lock", address.sun_path);
-    CHECK(access(lock_path, F_OK) < 0);
+    int lock = open(lock_path, O_RDWR | O_CLOEXEC);
+    CHECK(lock >= 0);
+    CHECK(flock(lock, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK);
+    close(lock);
+    struct stat before, after;
+    CHECK_EQ(stat(address.sun_path, &before), 0);
+    int second_errors;
+    pid_t second = start_activated(dir,
+                                   &(struct activation){.pid_unset = true,
+                                                        .passed_fds = {-1, -1},
+                                                        .socket_name = "wayland-passed"},
+                                   &second_errors);
+    char said[1024];
+    CHECK_EQ(finish(second, second_errors, said, sizeof(said)), 1);
+    CHECK(strstr(said, "in use by another compositor") != NULL);
+    CHECK_EQ(stat(address.sun_path, &after), 0);
+    CHECK_EQ(after.st_ino, before.st_ino);
+    expect_served(&address);
 
     CHECK_EQ(unlink(seen_path), 0); /* the program ends, and neep-wl with its status */
     char text[1024];
@@ -393,7 +422,7 @@ TEST(a_socket_passed_by_systemd_is_served)
         fprintf(stderr, "neep-wl said: %s\n", text);
     }
     CHECK_EQ(status, 0);
-    remove_dir(dir, (const char *const[]){"wayland-passed", NULL});
+    remove_dir(dir, (const char *const[]){"wayland-passed", "wayland-passed.lock", NULL});
 }
 
 /* neep-wl started with `how` refuses to start, and says `reason`. */
@@ -452,6 +481,16 @@ TEST(a_bad_socket_hand_over_is_refused_with_the_reason)
     expect_bad_activation(
         &(struct activation){.listen_fds = "1", .passed_fds = {not_listening, -1}},
         "fd 3 is a socket that is not listening");
+    int abstract = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un abstract_address = {.sun_family = AF_UNIX};
+    snprintf(abstract_address.sun_path + 1, sizeof(abstract_address.sun_path) - 1,
+             "neep-wl-test-%d", (int)getpid());
+    CHECK_EQ(bind(abstract, (const struct sockaddr *)&abstract_address, sizeof(abstract_address)),
+             0);
+    CHECK_EQ(listen(abstract, 4), 0);
+    expect_bad_activation(&(struct activation){.listen_fds = "1", .passed_fds = {abstract, -1}},
+                          "fd 3 is an unnamed or abstract socket");
+    close(abstract);
     close(listener);
     close(second);
     close(not_listening);
@@ -460,14 +499,17 @@ TEST(a_bad_socket_hand_over_is_refused_with_the_reason)
     remove_dir(dir, (const char *const[]){"wayland-bad", "wayland-second", NULL});
 }
 
-TEST(a_hand_over_meant_for_another_process_is_ignored)
+/* LISTEN_PID naming the parent (the variables leaked through), or missing: the fds are not
+ * neep-wl's, and it listens on its own wayland-0 instead. */
+static void expect_hand_over_ignored(const struct activation *how_template)
 {
-    /* LISTEN_PID names the parent: the variables leaked through, the fds are not ours. */
     char dir[64];
     make_dir(dir, sizeof(dir));
     struct sockaddr_un address;
     int listener = listening_socket(dir, "wayland-parent", &address);
-    struct activation how = {.listen_fds = "1", .pid_is_other = true, .passed_fds = {listener, -1}};
+    struct activation how = *how_template;
+    how.passed_fds[0] = listener;
+    how.passed_fds[1] = -1;
     int errors;
     pid_t pid = start_activated(dir, &how, &errors);
     /* It listens on its own wayland-0 instead. */
@@ -482,6 +524,12 @@ TEST(a_hand_over_meant_for_another_process_is_ignored)
     CHECK_EQ(finish(pid, errors, text, sizeof(text)), 0);
     close(listener);
     remove_dir(dir, (const char *const[]){"wayland-parent", "wayland-0", "wayland-0.lock", NULL});
+}
+
+TEST(a_hand_over_meant_for_another_process_is_ignored)
+{
+    expect_hand_over_ignored(&(struct activation){.listen_fds = "1", .pid_is_other = true});
+    expect_hand_over_ignored(&(struct activation){.listen_fds = "1", .pid_unset = true});
 }
 
 /* systemd's own hand-over, by its tool for running socket-activated programs by hand. */
@@ -518,5 +566,5 @@ TEST(systemd_socket_activate_starts_it_on_the_first_client)
     int status;
     CHECK_EQ(waitpid(pid, &status, 0), pid);
     CHECK_EQ(rmdir(runtime_dir + strlen("XDG_RUNTIME_DIR=")), 0); /* nothing bound there */
-    remove_dir(dir, (const char *const[]){"wayland-0", NULL});
+    remove_dir(dir, (const char *const[]){"wayland-0", "wayland-0.lock", NULL});
 }
