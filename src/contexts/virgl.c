@@ -236,6 +236,13 @@ static int check_venus_caps(struct neep_renderer *renderer, const uint8_t *caps,
 static int probe_capset(struct neep_renderer *renderer, uint32_t capset_id, uint32_t *max_version,
                         uint32_t *size_bytes, uint8_t **data)
 {
+    if (renderer->resource_provider && renderer->resource_provider != &virgl_provider_ops &&
+        renderer->resource_provider != &virgl_venus_provider_ops) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                      "virgl: cannot share a device with %s (each keeps the 3D resources)",
+                      renderer->resource_provider->name);
+        return -EBUSY;
+    }
     int ret = virgl_instance_acquire(renderer);
     if (ret < 0) {
         return ret;

@@ -87,6 +87,11 @@ static int setup_capsets(struct neep_renderer *renderer,
         capset->type = type;
         capset->capset_id = id;
         int ret = type->probe(renderer, &capset->max_version, &capset->size_bytes, &capset->data);
+        if (ret == -ELIBACC) {
+            /* A context type whose library is not installed (gfxstream's backend, loaded at
+             * run time) is absent, not an error: its probe said why. */
+            continue;
+        }
         if (ret < 0) {
             neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
                           "context type %s cannot run on this host (%s)", type->name,

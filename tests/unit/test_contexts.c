@@ -229,8 +229,8 @@ TEST(capsets_are_enumerated_and_copied)
 TEST(unavailable_or_invalid_capsets_fail_creation)
 {
     struct neep_renderer *renderer = NULL;
-    /* A context type this build has no code for (gfxstream is not written yet). */
-    struct neep_renderer_config config = {.capset_mask = 1ull << NEEP_CAPSET_GFXSTREAM_VULKAN,
+    /* A context type neep has no code for (DRM native contexts). */
+    struct neep_renderer_config config = {.capset_mask = 1ull << NEEP_CAPSET_DRM,
                                           .log_fn = support_log};
     CHECK_EQ(neep_renderer_create(&config, &renderer), -EOPNOTSUPP);
     CHECK(renderer == NULL);

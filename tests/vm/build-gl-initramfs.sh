@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU guest's initramfs: the test initramfs, plus Mesa's guest GL userland (the virgl
 # driver virtio_gpu_dri.so, EGL, GBM, GLES and their libraries, about 200 MB, mostly LLVM),
-# kmscube, eglinfo and the GL test program gl_pattern; and for Vulkan, the venus driver
-# libvulkan_virtio.so from bookworm-backports' Mesa (with backports' libdrm, unpacked into the
-# image, never installed on the host), the Vulkan loader, vulkaninfo and vk_pattern.
+# kmscube, eglinfo and the GL test program gl_pattern; and for Vulkan, the venus and gfxstream
+# drivers libvulkan_virtio.so and libvulkan_gfxstream.so from bookworm-backports' Mesa (with
+# backports' libdrm, unpacked into the image, never installed on the host), the Vulkan loader,
+# vulkaninfo and vk_pattern.
 #   build-gl-initramfs.sh BUILD_DIR OUTPUT
 #
 # The userland part is cached outside the work tree, keyed by the Debian versions it comes
@@ -29,6 +30,8 @@ for package in "${backports_packages[@]}"; do
     [ -n "$version" ] || { echo "no $package in bookworm-backports: run scripts/install-deps.sh" >&2; exit 1; }
     versions+="$package=$version(backports) "
 done
+# What the image holds beside the versions: bump when it changes.
+versions+="contents=2(venus and gfxstream Vulkan drivers) "
 key=$(echo "$versions" | sha256sum | cut -c1-12)
 cache_dir=${NEEP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/neep}
 userland="$cache_dir/gl-userland-$key.cpio"
@@ -66,15 +69,21 @@ if [ ! -f "$userland" ]; then
     for deb in "$debs"/*.deb; do
         dpkg -x "$deb" "$debs/root"
     done
-    cp -L "$debs/root$multiarch/libvulkan_virtio.so" "$root$multiarch/"
     cp -L "$debs/root$multiarch/libdrm.so.2" "$root$multiarch/" # newer than bookworm's
     mkdir -p "$root/usr/share/vulkan/icd.d"
-    cp "$debs/root/usr/share/vulkan/icd.d/virtio_icd.json" "$root/usr/share/vulkan/icd.d/"
-    for library in $(ldd "$debs/root$multiarch/libvulkan_virtio.so" | grep -o '/[^ ]*' || true); do
-        if [ ! -e "$root$library" ]; then
-            mkdir -p "$root$(dirname "$library")"
-            cp -L "$library" "$root$library"
-        fi
+    # venus's driver and gfxstream's (selected with VK_ICD_FILENAMES in the gfxstream test).
+    for driver in virtio gfxstream; do
+        cp -L "$debs/root$multiarch/libvulkan_$driver.so" "$root$multiarch/"
+        cp "$debs/root/usr/share/vulkan/icd.d/${driver}_icd.json" \
+            "$root/usr/share/vulkan/icd.d/" 2>/dev/null ||
+            cp "$debs/root/usr/share/vulkan/icd.d/${driver}_vk_icd.json" \
+                "$root/usr/share/vulkan/icd.d/"
+        for library in $(ldd "$debs/root$multiarch/libvulkan_$driver.so" | grep -o '/[^ ]*' || true); do
+            if [ ! -e "$root$library" ]; then
+                mkdir -p "$root$(dirname "$library")"
+                cp -L "$library" "$root$library"
+            fi
+        done
     done
     rm -rf "$debs"
     # glvnd finds Mesa's EGL through its vendor file.

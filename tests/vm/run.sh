@@ -23,6 +23,16 @@ if [ "${NEEP_VM_GL:-0}" = 1 ]; then
     gl_args=(--gl-initrd "$build_dir/vm-gl/initrd.cpio")
     # venus runs on virglrenderer 1.2.0 (Debian's 0.10.4 is too old for guest drivers).
     gl_args+=(--virglrenderer-lib "$("$here/../../scripts/build-virglrenderer.sh")")
+    # gfxstream's backend, where its source snapshot is here (else its test says skipped).
+    if [ "$mode" = rutabaga ]; then
+        status=0
+        gfxstream=$("$here/../../scripts/build-gfxstream.sh") || status=$?
+        if [ "$status" = 0 ]; then
+            gl_args+=(--gfxstream-library "$gfxstream")
+        elif [ "$status" != 2 ]; then
+            exit "$status"
+        fi
+    fi
 fi
 
 case "$mode" in

@@ -16,7 +16,7 @@ import tempfile
 import time
 import traceback
 
-from gl_tests import GL_TESTS, RUTABAGA_GL_TESTS, run_gl_demo
+from gl_tests import GL_TESTS, RUTABAGA_GL_TESTS, Skipped, run_gl_demo
 from wayland_tests import NEEP_WL_TESTS, run_wayland_demo
 from vmlib import (BOOT_TIMEOUT, Guest, PipePeer, Weston, check_image, rutabaga_guest,
                    settled_check, write_png)
@@ -331,6 +331,8 @@ def main():
     parser.add_argument("--gl-initrd", help="the GL guest's initramfs: adds the GL tests")
     parser.add_argument("--virglrenderer-lib",
                         help="where virglrenderer 1.2.0 is (venus, on the rutabaga face)")
+    parser.add_argument("--gfxstream-library",
+                        help="gfxstream's host backend (the gfxstream test is skipped without)")
     parser.add_argument("--keep", help="keep logs and screendumps in this directory")
     parser.add_argument("--demo", metavar="PNG", help="boot the demo guest and save its display")
     parser.add_argument("--demo-wayland", metavar="PNG",
@@ -353,7 +355,7 @@ def main():
     if args.gl_initrd:
         defaults.update(RUTABAGA_GL_TESTS if args.qemu_rutabaga else GL_TESTS)
     names = args.tests or list(defaults)
-    passed = failed = 0
+    passed = failed = skipped = 0
     root = args.keep or tempfile.mkdtemp(prefix="neep-vm-")
     for name in names:
         workdir = os.path.join(root, name)
@@ -364,6 +366,9 @@ def main():
             detail = every[name](args, workdir)
             print(f"ok - {name} ({time.monotonic() - started:.1f}s): {detail}", flush=True)
             passed += 1
+        except Skipped as reason:
+            print(f"ok - {name} # SKIP {reason}", flush=True)
+            skipped += 1
         except Exception as error:
             print(f"not ok - {name} ({time.monotonic() - started:.1f}s): {error}", flush=True)
             traceback.print_exc(file=sys.stdout)
@@ -376,7 +381,7 @@ def main():
             failed += 1
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 0 if failed == 0 and passed > 0 else 1
 
 

@@ -80,7 +80,8 @@ static void open_gpu(struct gpu *gpu)
     for (uint32_t i = 0; i < count; i++) {
         VkPhysicalDeviceProperties properties;
         vkGetPhysicalDeviceProperties(devices[i], &properties);
-        /* VK_PATTERN_ANY_DEVICE=1 takes any device: to check this program on the host. */
+        /* VK_PATTERN_ANY_DEVICE=1 takes any device: to check this program on the host, and
+         * for gfxstream (whose device carries the host's name) with its driver alone. */
         if (strstr(properties.deviceName, "Venus") || getenv("VK_PATTERN_ANY_DEVICE")) {
             gpu->physical = devices[i];
             printf("NEEP: vk-device %s\n", properties.deviceName);

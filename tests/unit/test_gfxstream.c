@@ -1,0 +1,449 @@
+/*
+ * The gfxstream context types on gfxstream's real host backend, on lavapipe and llvmpipe.
+ * tests/with-gfxstream.sh builds the backend from ../shared/deps (cached) and names it in
+ * NEEP_GFXSTREAM_LIBRARY; without ../shared it reports the test skipped. Each test runs in a
+ * process of its own (the harness forks), as the backend starts once per process.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "renderer/renderer_internal.h"
+#include "support.h"
+
+#define VULKAN_MASK (1ull << NEEP_CAPSET_GFXSTREAM_VULKAN)
+#define GLES_MASK   (1ull << NEEP_CAPSET_GFXSTREAM_GLES)
+
+/* gfxstream's control commands (little-endian dwords, the first the opcode). */
+#define CMD_CONTEXT_CREATE         0x1001u
+#define CMD_CONTEXT_PING           0x1002u
+#define CMD_CREATE_EXPORT_SYNC_VK  0xa000u
+#define CMD_RESOURCE_CREATE_3D     0xa003u
+#define CMD_PLACEHOLDER_COMMAND_VK 0xf002u
+
+#define FORMAT_B8G8R8A8_UNORM     1u
+#define FORMAT_R16G16B16A16_FLOAT 94u
+#define BIND_RENDER_TARGET        2u
+
+static int make_renderer(uint64_t mask, uint64_t budget_bytes, struct log_capture *log,
+                         struct neep_renderer **out)
+{
+    struct neep_renderer_config config = {.capset_mask = mask,
+                                          .memory_budget_bytes = budget_bytes,
+                                          .log_fn = support_log,
+                                          .log_user_data = log};
+    return neep_renderer_create(&config, out);
+}
+
+static struct neep_renderer *vulkan_renderer(struct log_capture *log)
+{
+    struct neep_renderer *renderer = NULL;
+    int ret = make_renderer(VULKAN_MASK, 256u << 20, log, &renderer);
+    if (ret != 0) {
+        fprintf(stderr, "renderer: %d, %s\n", ret, log->last_error);
+    }
+    CHECK_EQ(ret, 0);
+    return renderer;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+/* The ring and buffer an ASG needs, from the Vulkan capset. */
+static uint64_t asg_bytes(struct neep_renderer *renderer)
+{
+    uint32_t caps[26] = {0};
+    CHECK_EQ(neep_capset_get(renderer, NEEP_CAPSET_GFXSTREAM_VULKAN, 0, caps, sizeof(caps)), 0);
+    return (uint64_t)caps[1] + caps[2];
+}
+
+struct fence_log {
+    int count;
+    uint64_t ids[16];
+};
+
+static void record_fence(void *user_data, const struct neep_fence *fence)
+{
+    struct fence_log *log = user_data;
+    if (log->count < 16) {
+        log->ids[log->count] = fence->fence_id;
+    }
+    log->count++;
+}
+
+static void wait_fences(struct neep_renderer *renderer, struct fence_log *log, int count)
+{
+    uint64_t deadline = now_ms() + 10000;
+    while (log->count < count && now_ms() < deadline) {
+        neep_renderer_dispatch_fences(renderer, record_fence, log);
+        if (log->count < count) {
+            usleep(1000);
+        }
+    }
+    CHECK_EQ(log->count, count);
+}
+
+TEST(capsets_come_from_the_backend)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_capset_count(renderer), 1);
+    uint32_t id, version, size;
+    CHECK_EQ(neep_capset_info(renderer, 0, &id, &version, &size), 0);
+    CHECK_EQ(id, NEEP_CAPSET_GFXSTREAM_VULKAN);
+    CHECK_EQ(version, 0); /* the backend never reports one, as rutabaga passes on */
+    CHECK_EQ(size, 104);
+    uint32_t caps[26];
+    CHECK_EQ(neep_capset_get(renderer, id, 0, caps, sizeof(caps)), 0);
+    CHECK_EQ(caps[0], 1);              /* protocol version */
+    CHECK(caps[1] > 0 && caps[2] > 0); /* ring and buffer sizes */
+    neep_renderer_destroy(renderer);
+}
+
+TEST(gles_starts_with_surfaceless_egl)
+{
+    setenv("EGL_PLATFORM", "surfaceless", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VULKAN_MASK | GLES_MASK | (1ull << NEEP_CAPSET_GFXSTREAM_COMPOSER),
+                           64u << 20, &log, &renderer),
+             0);
+    CHECK_EQ(neep_capset_count(renderer), 3);
+    uint32_t id, version, size;
+    CHECK_EQ(neep_capset_info(renderer, 1, &id, &version, &size), 0);
+    CHECK_EQ(id, NEEP_CAPSET_GFXSTREAM_GLES);
+    CHECK_EQ(size, 16);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_GLES, "gles", 4), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(a_missing_library_leaves_the_capsets_absent)
+{
+    setenv("NEEP_GFXSTREAM_LIBRARY", "/nonexistent/libgfxstream_backend.so.0", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(
+        make_renderer(VULKAN_MASK | (1ull << NEEP_CAPSET_CROSS_DOMAIN), 64u << 20, &log, &renderer),
+        0);
+    /* The rest of the device is there; the gfxstream capset is not, and the log says why. */
+    CHECK_EQ(neep_capset_count(renderer), 1);
+    uint32_t id, version, size;
+    CHECK_EQ(neep_capset_info(renderer, 0, &id, &version, &size), 0);
+    CHECK_EQ(id, NEEP_CAPSET_CROSS_DOMAIN);
+    CHECK(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, NULL, 0) < 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(a_library_that_is_not_the_backend_is_refused)
+{
+    setenv("NEEP_GFXSTREAM_LIBRARY", "libz.so.1", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK(make_renderer(VULKAN_MASK, 64u << 20, &log, &renderer) < 0);
+    CHECK(support_log_said(&log, "is not gfxstream's host backend"));
+}
+
+TEST(an_init_that_hangs_is_refused_in_time)
+{
+    /* GLES without a display to start EGL on: the backend's init waits forever. */
+    unsetenv("EGL_PLATFORM");
+    unsetenv("DISPLAY");
+    unsetenv("WAYLAND_DISPLAY");
+    setenv("NEEP_GFXSTREAM_PROBE_TIMEOUT_MS", "3000", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    uint64_t started = now_ms();
+    CHECK(make_renderer(GLES_MASK, 64u << 20, &log, &renderer) < 0);
+    uint64_t took = now_ms() - started;
+    CHECK(took >= 3000 && took < 8000);
+    CHECK(support_log_said(&log, "did not return within 3000 ms"));
+    CHECK(support_log_said(&log, "EGL_PLATFORM=surfaceless"));
+    /* The child that hung is gone, and asking again fails at once. */
+    CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+    started = now_ms();
+    CHECK(make_renderer(GLES_MASK, 64u << 20, &log, &renderer) < 0);
+    CHECK(now_ms() - started < 1000);
+}
+
+TEST(fences_complete_on_every_timeline)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    /* Ring 0 and 1 of the context (the backend may complete them inside create_fence, on
+     * this thread), and the global timeline. */
+    struct neep_fence fences[] = {
+        {NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX, 10, 1, 0},
+        {NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX, 11, 1, 1},
+        {NEEP_FENCE_FLAG_FENCE, 12, 0, 0},
+    };
+    uint32_t placeholder[3] = {CMD_PLACEHOLDER_COMMAND_VK, 0, 0};
+    CHECK_EQ(neep_context_submit(renderer, 1, placeholder, sizeof(placeholder)), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(neep_fence_create(renderer, &fences[i]), 0);
+    }
+    struct fence_log done = {0};
+    wait_fences(renderer, &done, 3);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(commands_are_checked_before_the_backend_copies_them)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    uint32_t words[16] = {0};
+    CHECK_EQ(neep_context_submit(renderer, 1, words, 6), -EINVAL); /* not whole dwords */
+    words[0] = 0x1234;
+    CHECK_EQ(neep_context_submit(renderer, 1, words, 16), -EINVAL); /* unknown command */
+    CHECK(support_log_said(&log, "unknown command 0x1234"));
+    /* Short forms of commands the backend would read past: each is refused. */
+    words[0] = CMD_CREATE_EXPORT_SYNC_VK;
+    CHECK_EQ(neep_context_submit(renderer, 1, words, 8), -EINVAL);
+    CHECK(support_log_said(&log, "cut short"));
+    words[0] = CMD_RESOURCE_CREATE_3D;
+    CHECK_EQ(neep_context_submit(renderer, 1, words, 52), -EINVAL);
+    words[0] = CMD_CONTEXT_CREATE;
+    CHECK_EQ(neep_context_submit(renderer, 1, words, 4), -EINVAL);
+    /* The whole of a known no-op passes. */
+    words[0] = CMD_PLACEHOLDER_COMMAND_VK;
+    CHECK_EQ(neep_context_submit(renderer, 1, words, 12), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+static void create_ring_blob(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t id,
+                             uint64_t size)
+{
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                    .blob_id = 0,
+                                    .size_bytes = size};
+    CHECK_EQ(neep_resource_create_blob(renderer, ctx_id, id, &blob, NULL, 0), 0);
+}
+
+TEST(render_threads_run_only_on_attached_blobs_big_enough)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    uint64_t needed = asg_bytes(renderer);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    /* A blob smaller than the ring and buffer: the backend would abort the process. */
+    create_ring_blob(renderer, 1, 10, 4096);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 10), 0);
+    uint32_t create[2] = {CMD_CONTEXT_CREATE, 10};
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), -EINVAL);
+    CHECK(support_log_said(&log, "its ring and buffer need"));
+    /* Big enough but not attached: its thread would outlive its memory. */
+    create_ring_blob(renderer, 1, 11, needed);
+    create[1] = 11;
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), -EINVAL);
+    /* A resource that is no blob at all. */
+    support_create_2d(renderer, 12, 16, 16);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 12), 0);
+    create[1] = 12;
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), -EINVAL);
+
+    /* The real thing: mapped, attached, started, pinged; a second start on it refused. */
+    void *mapping;
+    uint64_t mapped_bytes;
+    CHECK_EQ(neep_resource_map(renderer, 11, &mapping, &mapped_bytes), 0);
+    CHECK(mapped_bytes >= needed);
+    uint32_t map_info;
+    CHECK_EQ(neep_resource_map_info(renderer, 11, &map_info), 0);
+    CHECK_EQ(map_info & 0xf, 1); /* cached */
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 11), 0);
+    create[1] = 11;
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), 0);
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), -EEXIST);
+    uint32_t ping[2] = {CMD_CONTEXT_PING, 11};
+    CHECK_EQ(neep_context_submit(renderer, 1, ping, sizeof(ping)), 0);
+    ping[1] = 10;
+    CHECK_EQ(neep_context_submit(renderer, 1, ping, sizeof(ping)), -EINVAL);
+    /* The guest lets go of the blob while its thread runs; then of the context. */
+    CHECK_EQ(neep_resource_unmap(renderer, 11), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 11), 0);
+    create_ring_blob(renderer, 1, 13, needed);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 13), 0);
+    create[1] = 13;
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    /* The device goes on. */
+    CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 2), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(render_threads_are_capped)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VULKAN_MASK, 512u << 20, &log, &renderer), 0);
+    uint64_t needed = asg_bytes(renderer);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    int started = 0;
+    for (uint32_t id = 100; id < 112; id++) {
+        create_ring_blob(renderer, 1, id, needed);
+        CHECK_EQ(neep_context_attach_resource(renderer, 1, id), 0);
+        uint32_t create[2] = {CMD_CONTEXT_CREATE, id};
+        int ret = neep_context_submit(renderer, 1, create, sizeof(create));
+        CHECK(ret == 0 || ret == -E2BIG);
+        started += ret == 0;
+    }
+    CHECK_EQ(started, 8);
+    CHECK(support_log_said(&log, "too many render threads"));
+    /* Detaching one makes room again. */
+    CHECK_EQ(neep_context_detach_resource(renderer, 1, 100), 0);
+    uint32_t create[2] = {CMD_CONTEXT_CREATE, 111};
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(images_round_trip_through_the_backend)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
+                                             .format = FORMAT_B8G8R8A8_UNORM,
+                                             .bind = BIND_RENDER_TARGET,
+                                             .width = 64,
+                                             .height = 48,
+                                             .depth = 1,
+                                             .array_size = 1};
+    CHECK_EQ(neep_resource_create_3d(renderer, 1, &create), 0);
+    struct neep_resource_info info;
+    CHECK_EQ(neep_resource_get_info(renderer, 1, &info), 0);
+    CHECK(info.is_3d_provided);
+    size_t size = 64 * 48 * 4;
+    uint8_t *memory = malloc(size), *expected = malloc(size);
+    support_fill_pattern(expected, size, 7);
+    memcpy(memory, expected, size);
+    struct iovec iov[64];
+    size_t count = support_split(memory, size, iov, 64);
+    CHECK_EQ(neep_resource_attach_backing(renderer, 1, iov, count), 0);
+    struct neep_transfer whole = {.width = 64, .height = 48, .depth = 1};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 1, &whole), 0);
+    memset(memory, 0, size);
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, 1, &whole, NULL, 0), 0);
+    CHECK(memcmp(memory, expected, size) == 0);
+    /* What the backend would put somewhere else, or cannot hold, is refused. */
+    struct neep_transfer level1 = {.width = 32, .height = 24, .depth = 1, .level = 1};
+    CHECK(neep_resource_transfer_write(renderer, 0, 1, &level1) < 0);
+    struct neep_transfer outside = {.x = 60, .width = 8, .height = 1, .depth = 1};
+    CHECK(neep_resource_transfer_write(renderer, 0, 1, &outside) < 0);
+    struct neep_resource_create_3d odd = create;
+    odd.format = 200; /* no format of the backend's */
+    CHECK_EQ(neep_resource_create_3d(renderer, 2, &odd), -EOPNOTSUPP);
+    odd = create;
+    odd.target = 3; /* 3D texture */
+    odd.depth = 4;
+    CHECK_EQ(neep_resource_create_3d(renderer, 2, &odd), -EOPNOTSUPP);
+    CHECK_EQ(neep_resource_unref(renderer, 1), 0);
+    free(memory);
+    free(expected);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(blobs_the_backend_did_not_make_are_refused)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    uint64_t before = neep_renderer_memory_used_bytes(renderer);
+    /* The backend answers 0 for a blob id nobody made: neep finds out. */
+    struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                    .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                    .blob_id = 1234,
+                                    .size_bytes = 1u << 20};
+    CHECK_EQ(neep_resource_create_blob(renderer, 1, 5, &blob, NULL, 0), -EINVAL);
+    CHECK(support_log_said(&log, "was not made"));
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
+    /* Guest-memory blobs are not the backend's (it ignores the memory). */
+    uint8_t page[4096];
+    struct iovec iov = {page, sizeof(page)};
+    blob = (struct neep_blob_create){.blob_mem = NEEP_BLOB_MEM_GUEST,
+                                     .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE,
+                                     .size_bytes = sizeof(page)};
+    CHECK(neep_resource_create_blob(renderer, 1, 6, &blob, &iov, 1) < 0);
+    /* A ring blob cannot be exported without the backend's external blobs: a clean error. */
+    create_ring_blob(renderer, 1, 7, 65536);
+    int fd = -1;
+    uint32_t handle_type;
+    CHECK(neep_resource_export(renderer, 7, &fd, &handle_type) < 0);
+    CHECK_EQ(fd, -1);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(announced_images_are_charged_when_made)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VULKAN_MASK, 96u << 20, &log, &renderer), 0);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    /* 4096 x 4096 of RGBA16F is 128 MiB: more than the budget, whatever the blob claims. */
+    struct gfxstream_cmd {
+        uint32_t op, target, format, bind, width, height, depth, array_size, last_level, nr_samples,
+            flags, pad;
+        uint64_t blob_id;
+    } announce = {CMD_RESOURCE_CREATE_3D,
+                  NEEP_TARGET_TEXTURE_2D,
+                  FORMAT_R16G16B16A16_FLOAT,
+                  BIND_RENDER_TARGET,
+                  4096,
+                  4096,
+                  1,
+                  1,
+                  0,
+                  0,
+                  0,
+                  0,
+                  77};
+    CHECK_EQ(sizeof(announce), 56);
+    CHECK_EQ(neep_context_submit(renderer, 1, &announce, sizeof(announce)), 0);
+    uint64_t before = neep_renderer_memory_used_bytes(renderer);
+    struct neep_blob_create blob = {
+        .blob_mem = NEEP_BLOB_MEM_HOST3D, .blob_id = 77, .size_bytes = 4096};
+    CHECK_EQ(neep_resource_create_blob(renderer, 1, 8, &blob, NULL, 0), -ENOMEM);
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
+    /* Announcements of shapes the backend cannot hold, or of id 0, are refused. */
+    announce.width = 1u << 20;
+    CHECK_EQ(neep_context_submit(renderer, 1, &announce, sizeof(announce)), -EOPNOTSUPP);
+    announce.width = 64;
+    announce.blob_id = 0;
+    CHECK_EQ(neep_context_submit(renderer, 1, &announce, sizeof(announce)), -EINVAL);
+    /* At most a few announcements wait at a time. */
+    int accepted = 0;
+    for (uint64_t id = 1000; id < 1040; id++) {
+        announce.blob_id = id;
+        accepted += neep_context_submit(renderer, 1, &announce, sizeof(announce)) == 0;
+    }
+    CHECK_EQ(accepted, 32);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(virgl_and_gfxstream_do_not_share_a_device)
+{
+    setenv("EGL_PLATFORM", "surfaceless", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    int ret = make_renderer(VULKAN_MASK | (1ull << NEEP_CAPSET_VIRGL2), 64u << 20, &log, &renderer);
+    if (ret == -EOPNOTSUPP) {
+        return; /* a build without virgl: nothing to share */
+    }
+    CHECK(ret < 0);
+    CHECK(support_log_said(&log, "cannot share a device"));
+}
