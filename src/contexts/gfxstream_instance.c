@@ -88,13 +88,14 @@ static void on_fence(void *user_data, struct gfxstream_fence *fence)
 static void on_debug(void *user_data, struct gfxstream_debug *debug)
 {
     (void)user_data;
-    static const enum neep_log_level levels[] = {
-        [GFXSTREAM_DEBUG_ERROR] = NEEP_LOG_WARN, [GFXSTREAM_DEBUG_WARN] = NEEP_LOG_INFO,
-        [GFXSTREAM_DEBUG_INFO] = NEEP_LOG_DEBUG, [GFXSTREAM_DEBUG_DEBUG] = NEEP_LOG_DEBUG};
-    enum neep_log_level level = debug->debug_type >= GFXSTREAM_DEBUG_ERROR &&
-                                        debug->debug_type <= GFXSTREAM_DEBUG_DEBUG
-                                    ? levels[debug->debug_type]
-                                    : NEEP_LOG_DEBUG;
+    static const enum neep_log_level levels[] = {[GFXSTREAM_DEBUG_ERROR] = NEEP_LOG_WARN,
+                                                 [GFXSTREAM_DEBUG_WARN] = NEEP_LOG_INFO,
+                                                 [GFXSTREAM_DEBUG_INFO] = NEEP_LOG_DEBUG,
+                                                 [GFXSTREAM_DEBUG_DEBUG] = NEEP_LOG_DEBUG};
+    enum neep_log_level level =
+        debug->debug_type >= GFXSTREAM_DEBUG_ERROR && debug->debug_type <= GFXSTREAM_DEBUG_DEBUG
+            ? levels[debug->debug_type]
+            : NEEP_LOG_DEBUG;
     const char *message = debug->message ? debug->message : "";
     pthread_mutex_lock(&instance.callback_lock);
     if (instance.backend_logger_ready) {
@@ -112,8 +113,8 @@ static void route_backend_log(struct neep_renderer *renderer)
         instance.backend_logger_ready = false;
     }
     if (renderer) {
-        neep_logger_init(&instance.backend_logger, renderer->logger.fn,
-                         renderer->logger.user_data, renderer->logger.level);
+        neep_logger_init(&instance.backend_logger, renderer->logger.fn, renderer->logger.user_data,
+                         renderer->logger.level);
         instance.backend_logger_ready = true;
     }
 }
