@@ -43,8 +43,14 @@ if [ "${2:-}" = --guest ]; then
     python3 bench/gl_bench.py --neep-gpu build/bench/src/neep-gpu --qemu-rutabaga "$qemu" \
         --neep-library-dir build/bench/src --gl-initrd build/bench/vm-gl/initrd.cpio
     echo "== venus: empty submit round trip against lavapipe on the host; mapped-memory writes"
-    python3 bench/venus_bench.py --qemu-rutabaga "$qemu" --neep-library-dir build/bench/src \
-        --gl-initrd build/bench/vm-gl/initrd.cpio \
+    python3 bench/vulkan_bench.py --context-type venus --qemu-rutabaga "$qemu" \
+        --neep-library-dir build/bench/src --gl-initrd build/bench/vm-gl/initrd.cpio \
         --virglrenderer-lib "$(scripts/build-virglrenderer.sh)" \
         --host-vk-pattern build/bench/vm-gl/vk_pattern
+    if gfxstream=$(scripts/build-gfxstream.sh); then
+        echo "== gfxstream: empty submit round trip against lavapipe on the host; mapped-memory writes"
+        python3 bench/vulkan_bench.py --context-type gfxstream --qemu-rutabaga "$qemu" \
+            --neep-library-dir build/bench/src --gl-initrd build/bench/vm-gl/initrd.cpio \
+            --gfxstream-library "$gfxstream" --host-vk-pattern build/bench/vm-gl/vk_pattern
+    fi
 fi

@@ -1,15 +1,17 @@
 /*
- * The guest's own fenced virtqueue round trip: a one-dword virgl command stream (a no-op) sent
- * with an out-fence on the default context, then waited for, N times. Prints
- * "NEEP: fence-rtt-us <average>". The baseline the venus submit round trip is set against.
+ * The guest's own fenced virtqueue round trip: a no-op command stream sent with an out-fence,
+ * then waited for, N times. Prints "NEEP: fence-rtt-us <average>". The baseline the Vulkan
+ * submit round trips are set against. By default a one-dword virgl stream on the default
+ * context; with "gfxstream", gfxstream's placeholder command on a context of capset 3.
  *
- *   fence_rtt N
+ *   fence_rtt N [gfxstream]
  */
 #include <drm/drm.h>
 #include <drm/virtgpu_drm.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +27,17 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static bool gfxstream;
+
 static void round_trip(int fd)
 {
-    uint32_t nop = 0; /* VIRGL_CCMD_NOP, no payload */
-    struct drm_virtgpu_execbuffer exec = {.flags = VIRTGPU_EXECBUF_FENCE_FD_OUT,
-                                          .size = sizeof(nop),
-                                          .command = (uintptr_t)&nop,
-                                          .fence_fd = -1};
+    uint32_t virgl_nop = 0;                     /* VIRGL_CCMD_NOP, no payload */
+    uint32_t gfxstream_nop[3] = {0xf002, 0, 0}; /* PLACEHOLDER_COMMAND_VK */
+    struct drm_virtgpu_execbuffer exec = {
+        .flags = VIRTGPU_EXECBUF_FENCE_FD_OUT,
+        .size = gfxstream ? sizeof(gfxstream_nop) : sizeof(virgl_nop),
+        .command = gfxstream ? (uintptr_t)gfxstream_nop : (uintptr_t)&virgl_nop,
+        .fence_fd = -1};
     while (ioctl(fd, DRM_IOCTL_VIRTGPU_EXECBUFFER, &exec) < 0) {
         if (errno != EINTR && errno != EAGAIN) {
             printf("NEEP: fence-rtt-failed EXECBUFFER (%s)\n", strerror(errno));
@@ -55,6 +61,19 @@ int main(int argc, char **argv)
     if (fd < 0 || rounds < 1) {
         printf("NEEP: fence-rtt-failed open or arguments\n");
         return 1;
+    }
+    gfxstream = argc > 2 && strcmp(argv[2], "gfxstream") == 0;
+    if (gfxstream) {
+        struct drm_virtgpu_context_set_param params[] = {
+            {VIRTGPU_CONTEXT_PARAM_CAPSET_ID, 3},
+            {VIRTGPU_CONTEXT_PARAM_NUM_RINGS, 1},
+        };
+        struct drm_virtgpu_context_init init = {.num_params = 2,
+                                                .ctx_set_params = (uintptr_t)params};
+        if (ioctl(fd, DRM_IOCTL_VIRTGPU_CONTEXT_INIT, &init) < 0) {
+            printf("NEEP: fence-rtt-failed CONTEXT_INIT (%s)\n", strerror(errno));
+            return 1;
+        }
     }
     round_trip(fd); /* creates the context */
     double start = now_s();

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""venus in one run: the round trip of an empty vkQueueSubmit + fence wait in a guest on QEMU's
-rutabaga device on neep (NEEP_CONTEXT_TYPES=venus,virgl2, virglrenderer 1.2.0), the same on
-lavapipe directly on the host, and the guest's own fenced virtqueue round trip (a virgl no-op);
-then the bandwidth of guest writes into mapped host-visible Vulkan memory (a HOST3D blob)
-against guest writes into its own memory.
+"""Guest Vulkan in one run, on venus or on gfxstream: the round trip of an empty vkQueueSubmit +
+fence wait in a guest on QEMU's rutabaga device on neep, the same on lavapipe directly on the
+host, and the guest's own fenced virtqueue round trip (a no-op command on the same context
+type's terms); then the bandwidth of guest writes into mapped host-visible Vulkan memory (a
+HOST3D blob) against guest writes into its own memory.
 
-    venus_bench.py --qemu-rutabaga PATH --neep-library-dir DIR --gl-initrd PATH
-                   --virglrenderer-lib DIR --host-vk-pattern PATH [--rounds N]
+venus: NEEP_CONTEXT_TYPES=venus,virgl2 on virglrenderer 1.2.0. gfxstream: QEMU's
+gfxstream-vulkan=on on gfxstream's backend, the guest's gfxstream driver alone.
+
+    vulkan_bench.py --context-type venus|gfxstream --qemu-rutabaga PATH --neep-library-dir DIR
+                    --gl-initrd PATH --host-vk-pattern PATH
+                    [--virglrenderer-lib DIR] [--gfxstream-library PATH] [--rounds N]
 """
 import argparse
 import os
@@ -34,9 +38,12 @@ def main():
     parser.add_argument("--qemu-rutabaga", required=True)
     parser.add_argument("--neep-library-dir", required=True)
     parser.add_argument("--gl-initrd", required=True)
-    parser.add_argument("--virglrenderer-lib", required=True)
+    parser.add_argument("--context-type", choices=["venus", "gfxstream"], default="venus")
+    parser.add_argument("--virglrenderer-lib")
+    parser.add_argument("--gfxstream-library")
     parser.add_argument("--host-vk-pattern", required=True)
     parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--guest-cpus", type=int, default=2)
     args = parser.parse_args()
 
     host_rtts = []
@@ -47,24 +54,32 @@ def main():
         host_rtts.append(number(r"submit-roundtrip-us ([0-9.]+)", host))
     host_rtt = statistics.median(host_rtts)
 
-    workdir = tempfile.mkdtemp(prefix="neep-venus-bench-")
+    workdir = tempfile.mkdtemp(prefix=f"neep-{args.context_type}-bench-")
     guest = vmlib.Guest(workdir, None, args.gl_initrd, "neep.test=run neep.program=shell.sh",
                         rutabaga={"qemu": args.qemu_rutabaga,
                                   "library_dir": args.neep_library_dir,
                                   "wayland": os.path.join(workdir, "none")})
-    guest.extra_env = {"NEEP_CONTEXT_TYPES": "venus,virgl2",
-                       "LD_LIBRARY_PATH": args.virglrenderer_lib}
+    if args.context_type == "venus":
+        guest.extra_env = {"NEEP_CONTEXT_TYPES": "venus,virgl2",
+                           "LD_LIBRARY_PATH": args.virglrenderer_lib}
+        guest_env, fence_args = "", ""
+    else:
+        guest.extra_device = ",gfxstream-vulkan=on"
+        guest.extra_env = {"NEEP_GFXSTREAM_LIBRARY": args.gfxstream_library}
+        guest_env = ("VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/gfxstream_vk_icd.json "
+                     "VK_PATTERN_ANY_DEVICE=1")
+        fence_args = " gfxstream"
     guest.memory_mib = 2048
-    guest.cpus = 2
+    guest.cpus = args.guest_cpus
     try:
         guest.start()
         guest.wait_for("NEEP: shell-ready", timeout=vmlib.BOOT_TIMEOUT * 2)
         # Three passes each, the median kept: the guest runs under emulation on a busy host.
         fence_rtts, guest_rtts, mapped_rates, own_rates = [], [], [], []
         for _ in range(3):
-            _, lines = shell(guest, f"fence_rtt {args.rounds}", timeout=600)
+            _, lines = shell(guest, f"fence_rtt {args.rounds}{fence_args}", timeout=600)
             fence_rtts.append(number(r"fence-rtt-us ([0-9.]+)", "\n".join(lines)))
-            _, lines = shell(guest, f"vk_pattern bench {args.rounds}", timeout=600)
+            _, lines = shell(guest, f"{guest_env} vk_pattern bench {args.rounds}", timeout=600)
             text = "\n".join(lines)
             guest_rtts.append(number(r"submit-roundtrip-us ([0-9.]+)", text))
             mapped_rates.append(number(r"mapped-write-mbps ([0-9.]+)", text))
@@ -76,7 +91,8 @@ def main():
     finally:
         guest.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"empty vkQueueSubmit + fence wait: guest {guest_rtt:.0f} us, host lavapipe "
+    print(f"{args.context_type}: empty vkQueueSubmit + fence wait: guest {guest_rtt:.0f} us, "
+          f"host lavapipe "
           f"{host_rtt:.1f} us, guest fenced virtqueue round trip {fence_rtt:.0f} us")
     print(f"  guest / (3 x host + virtqueue) = {guest_rtt / (3 * host_rtt + fence_rtt):.2f} "
           f"(target <= 1.00)")
