@@ -93,12 +93,17 @@ static int check_context_create(struct gfxstream_context *ctx, uint32_t resource
                        ctx->base.id, resource_id);
         return -EINVAL;
     }
-    if (resource->size_bytes < asg_min_bytes) {
+    /* A ring blob (id 0: host memory the backend made at the claimed size), between what its
+     * ring and buffer need and its block size (the backend aborts beyond either). */
+    if (resource->blob_id != 0 || resource->size_bytes < asg_min_bytes ||
+        resource->size_bytes > GFXSTREAM_ASG_MAX_BYTES) {
         renderer_error(renderer,
-                       "gfxstream: ctx %u: CONTEXT_CREATE on blob %u of %llu bytes; its ring "
-                       "and buffer need %llu",
-                       ctx->base.id, resource_id, (unsigned long long)resource->size_bytes,
-                       (unsigned long long)asg_min_bytes);
+                       "gfxstream: ctx %u: CONTEXT_CREATE on blob %u (id %llu) of %llu bytes; a "
+                       "render thread needs a ring blob (id 0), its ring and buffer need %llu "
+                       "bytes, at most %u",
+                       ctx->base.id, resource_id, (unsigned long long)resource->blob_id,
+                       (unsigned long long)resource->size_bytes, (unsigned long long)asg_min_bytes,
+                       GFXSTREAM_ASG_MAX_BYTES);
         return -EINVAL;
     }
     if (find_asg(ctx, resource_id) >= 0) {
@@ -117,8 +122,10 @@ static int check_context_create(struct gfxstream_context *ctx, uint32_t resource
     return 0;
 }
 
-/* RESOURCE_CREATE_3D announces an image the next CREATE_BLOB of that id makes. */
-static int announce(struct gfxstream_context *ctx, const uint8_t *command)
+/* RESOURCE_CREATE_3D announces an image the next CREATE_BLOB of that id makes; recorded once
+ * the backend took it (see record_announcement). */
+static int check_announcement(struct gfxstream_context *ctx, const uint8_t *command,
+                              uint64_t *bytes_out)
 {
     struct gfxstream_cmd_resource_create_3d create;
     memcpy(&create, command, sizeof(create));
@@ -129,15 +136,17 @@ static int announce(struct gfxstream_context *ctx, const uint8_t *command)
     if (bytes < 0) {
         return (int)bytes;
     }
-    if (create.blob_id == 0) {
-        renderer_error(renderer, "gfxstream: ctx %u: RESOURCE_CREATE_3D with blob id 0",
-                       ctx->base.id);
+    /* The backend keeps blob ids in 32 bits: a wider one would name another. */
+    if (create.blob_id == 0 || create.blob_id > UINT32_MAX) {
+        renderer_error(renderer, "gfxstream: ctx %u: RESOURCE_CREATE_3D with blob id %llu",
+                       ctx->base.id, (unsigned long long)create.blob_id);
         return -EINVAL;
     }
     for (uint32_t i = 0; i < ctx->announced_count; i++) {
         if (ctx->announced[i].blob_id == create.blob_id) {
-            ctx->announced[i].bytes = (uint64_t)bytes; /* the backend keeps the latest too */
-            return 0;
+            renderer_error(renderer, "gfxstream: ctx %u: blob id %llu is announced already",
+                           ctx->base.id, (unsigned long long)create.blob_id);
+            return -EEXIST; /* the backend keeps the first */
         }
     }
     if (ctx->announced_count >= GFXSTREAM_MAX_ANNOUNCED) {
@@ -146,10 +155,18 @@ static int announce(struct gfxstream_context *ctx, const uint8_t *command)
                        ctx->base.id, ctx->announced_count);
         return -E2BIG;
     }
-    ctx->announced[ctx->announced_count].blob_id = create.blob_id;
-    ctx->announced[ctx->announced_count].bytes = (uint64_t)bytes;
-    ctx->announced_count++;
+    *bytes_out = (uint64_t)bytes;
     return 0;
+}
+
+static void record_announcement(struct gfxstream_context *ctx, const uint8_t *command,
+                                uint64_t bytes)
+{
+    struct gfxstream_cmd_resource_create_3d create;
+    memcpy(&create, command, sizeof(create));
+    ctx->announced[ctx->announced_count].blob_id = create.blob_id;
+    ctx->announced[ctx->announced_count].bytes = bytes;
+    ctx->announced_count++;
 }
 
 int gfxstream_claim_announced(struct neep_renderer *renderer, uint32_t ctx_id,
@@ -158,6 +175,11 @@ int gfxstream_claim_announced(struct neep_renderer *renderer, uint32_t ctx_id,
     struct neep_context *base = neep_context_lookup(renderer, ctx_id);
     if (!base || !gfxstream_is_context(base) || resource->blob_id == 0) {
         return 0;
+    }
+    if (resource->blob_id > UINT32_MAX) {
+        renderer_error(renderer, "gfxstream: blob %u: id %llu is wider than gfxstream's 32 bits",
+                       resource->id, (unsigned long long)resource->blob_id);
+        return -EINVAL;
     }
     struct gfxstream_context *ctx = from_base(base);
     for (uint32_t i = 0; i < ctx->announced_count; i++) {
@@ -216,8 +238,14 @@ static int gfxstream_context_submit(struct neep_context *base, const uint8_t *co
         return -EINVAL;
     }
     uint32_t resource_id = read_le32(commands + 4);
+    uint64_t announced_bytes = 0;
     int ret = 0;
-    if (op == GFXSTREAM_CMD_CONTEXT_CREATE) {
+    if (op == GFXSTREAM_CMD_CREATE_EXPORT_SYNC && !gfxstream_instance_has_gles()) {
+        /* A GLES sync without GLES never completes: the context's ring 0 would stall. */
+        renderer_error(renderer, "gfxstream: ctx %u: a GLES sync, and this device has no GLES",
+                       base->id);
+        ret = -EINVAL;
+    } else if (op == GFXSTREAM_CMD_CONTEXT_CREATE) {
         ret = check_context_create(ctx, resource_id);
     } else if ((op == GFXSTREAM_CMD_CONTEXT_PING ||
                 op == GFXSTREAM_CMD_CONTEXT_PING_WITH_RESPONSE) &&
@@ -226,7 +254,7 @@ static int gfxstream_context_submit(struct neep_context *base, const uint8_t *co
                        base->id, resource_id);
         ret = -EINVAL;
     } else if (op == GFXSTREAM_CMD_RESOURCE_CREATE_3D) {
-        ret = announce(ctx, commands);
+        ret = check_announcement(ctx, commands, &announced_bytes);
     }
     if (ret < 0) {
         return ret;
@@ -245,6 +273,8 @@ static int gfxstream_context_submit(struct neep_context *base, const uint8_t *co
     if (op == GFXSTREAM_CMD_CONTEXT_CREATE) {
         ctx->asg_resources[ctx->asg_count++] = resource_id;
         asg_total++;
+    } else if (op == GFXSTREAM_CMD_RESOURCE_CREATE_3D) {
+        record_announcement(ctx, commands, announced_bytes);
     }
     return 0;
 }

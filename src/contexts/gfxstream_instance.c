@@ -47,6 +47,8 @@ static struct {
     struct neep_renderer *callback_owner;
     struct neep_logger backend_logger; /* the backend's messages, to its renderer's log */
     bool backend_logger_ready;
+    uint64_t usable_formats; /* bit i: gfxstream_formats[i] makes images on this host */
+    void (*teardown)(void);  /* stream_renderer_teardown, for process exit only */
 } instance = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -224,13 +226,65 @@ static uint64_t now_ms(void)
     return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 }
 
-/*
- * Runs the backend's init in a child process, which reports success with one byte on a pipe
- * and exits. Returns 0 if it came through, -ETIMEDOUT if it hung (the child is killed), and
- * -ENODEV if it failed or died.
- */
-static int probe_in_child(struct neep_renderer *renderer, uint32_t flags)
+/* What a probe child says on its pipe: this once the backend's init came back; then, for each
+ * format, its index before it tries an image of it and the index | PROBE_MADE after. */
+#define PROBE_STARTED 0xffu
+#define PROBE_MADE    0x80u
+
+/* In the child: the backend's init, then a small image of each known format from `first` on. */
+static _Noreturn void probe_child(int report, uint32_t flags, uint32_t first)
 {
+    /* When the backend aborts here, the child just ends: the embedder's crash handlers (a
+     * VMM's, a fuzzer's) are not for it. */
+    static const int fatal_signals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP};
+    for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
+        signal(fatal_signals[i], SIG_DFL);
+    }
+    int ret = init_backend(flags);
+    if (ret != 0) {
+        _exit(ret < 0 ? (-ret & 0x7f) : 1);
+    }
+    uint8_t byte = PROBE_STARTED;
+    if (write(report, &byte, 1) != 1) {
+        _exit(1);
+    }
+    for (uint32_t i = first; i < gfxstream_format_count; i++) {
+        struct gfxstream_resource_create_args args = {.handle = 1,
+                                                      .target = 2, /* 2D texture */
+                                                      .format = gfxstream_formats[i].format,
+                                                      .bind = 2, /* render target */
+                                                      .width = 16,
+                                                      .height = 16,
+                                                      .depth = 1,
+                                                      .array_size = 1};
+        byte = (uint8_t)i;
+        if (write(report, &byte, 1) != 1) {
+            _exit(1);
+        }
+        if (instance.api.resource_create(&args, NULL, 0) == 0) {
+            instance.api.resource_unref(1);
+            byte = (uint8_t)(i | PROBE_MADE);
+            if (write(report, &byte, 1) != 1) {
+                _exit(1);
+            }
+        }
+    }
+    _exit(0);
+}
+
+/* How one probe child went. */
+struct probe_run {
+    bool started;   /* its init came back */
+    bool finished;  /* it went through every format it was given */
+    bool timed_out; /* and was killed */
+    int trying;     /* the format it was making when it stopped, or -1 */
+    int status;     /* its wait status */
+};
+
+static int run_probe_child(uint32_t flags, uint32_t first, uint32_t timeout_ms,
+                           struct probe_run *run)
+{
+    *run = (struct probe_run){.trying = -1};
     int report[2];
     if (pipe2(report, O_CLOEXEC) < 0) {
         return -errno;
@@ -244,18 +298,10 @@ static int probe_in_child(struct neep_renderer *renderer, uint32_t flags)
     }
     if (child == 0) {
         close(report[0]);
-        int ret = init_backend(flags);
-        char ok = 1;
-        if (ret == 0 && write(report[1], &ok, 1) == 1) {
-            _exit(0);
-        }
-        _exit(ret < 0 ? (-ret & 0x7f) : 1);
+        probe_child(report[1], flags, first);
     }
     close(report[1]);
-    uint32_t timeout_ms = probe_timeout_ms();
     uint64_t deadline_ms = now_ms() + timeout_ms;
-    char ok = 0;
-    ssize_t got = -1;
     for (;;) {
         uint64_t now = now_ms();
         struct pollfd ready = {.fd = report[0], .events = POLLIN};
@@ -263,36 +309,98 @@ static int probe_in_child(struct neep_renderer *renderer, uint32_t flags)
         if (count < 0 && errno == EINTR) {
             continue;
         }
-        if (count == 1) {
-            got = read(report[0], &ok, 1);
+        uint8_t byte;
+        if (count != 1 || read(report[0], &byte, 1) != 1) {
+            run->timed_out = count == 0;
+            break; /* silent too long, or gone */
         }
-        break;
+        if (byte == PROBE_STARTED) {
+            run->started = true;
+        } else if (byte & PROBE_MADE) {
+            instance.usable_formats |= 1ull << (byte & ~PROBE_MADE);
+            run->trying = -1;
+        } else {
+            run->trying = byte;
+        }
     }
     close(report[0]);
-    int status = 0;
-    if (got != 1) {
-        /* Hung, failed or died: either way it goes now. */
-        kill(child, SIGKILL);
+    kill(child, SIGKILL); /* if it is still there, hung */
+    while (waitpid(child, &run->status, 0) < 0 && errno == EINTR) {
     }
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    run->finished = !run->timed_out && WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0;
+    return 0;
+}
+
+/*
+ * Runs the backend in child processes before it runs here: its init (which never returns when
+ * it cannot start its renderer), then an image of each format it knows (it aborts the process
+ * on a format the host's driver cannot make images of). A child that dies on a format marks it
+ * unusable and the next one goes on after it. Returns 0, -ETIMEDOUT if init hung, -ENODEV if
+ * it failed.
+ */
+static int probe_in_children(struct neep_renderer *renderer, uint32_t flags)
+{
+    uint32_t timeout_ms = probe_timeout_ms();
+    instance.usable_formats = 0;
+    for (uint32_t first = 0; first <= gfxstream_format_count;) {
+        struct probe_run run;
+        int ret = run_probe_child(flags, first, timeout_ms, &run);
+        if (ret < 0) {
+            return ret;
+        }
+        if (!run.started && run.timed_out) {
+            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                          "gfxstream: the backend's init did not return within %u ms (tried in "
+                          "a child process; flags 0x%x). With GLES on a host without a display, "
+                          "set EGL_PLATFORM=surfaceless",
+                          timeout_ms, flags);
+            return -ETIMEDOUT;
+        }
+        if (!run.started) {
+            neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                          "gfxstream: the backend's init failed (tried in a child process; flags "
+                          "0x%x: %s %d)",
+                          flags, WIFSIGNALED(run.status) ? "killed by signal" : "exit status",
+                          WIFSIGNALED(run.status) ? WTERMSIG(run.status) : WEXITSTATUS(run.status));
+            return -ENODEV;
+        }
+        if (run.finished || run.trying < 0) {
+            break;
+        }
+        neep_log_host(&renderer->logger, NEEP_LOG_INFO,
+                      "gfxstream: the host cannot make images of virgl format %u (the backend %s "
+                      "on one): guests may not ask for it",
+                      gfxstream_formats[run.trying].format, run.timed_out ? "hung" : "aborted");
+        first = (uint32_t)run.trying + 1;
     }
-    if (got == 1) {
-        return 0;
+    return 0;
+}
+
+bool gfxstream_instance_has_gles(void)
+{
+    return instance.flags & GFXSTREAM_FLAG_USE_GLES;
+}
+
+bool gfxstream_instance_format_usable(uint32_t index)
+{
+    return index < 64 && (instance.usable_formats & (1ull << index));
+}
+
+/*
+ * At process exit the backend's threads keep running while the libraries under them (EGL) are
+ * finalised, and one of them (its cleanup of a destroyed GLES context) then crashes the exiting
+ * process. Its teardown, which waits for that work and stops those threads, runs first: this
+ * handler is registered after the backend's own exit-time destructors, so it runs before them.
+ */
+static void teardown_at_exit(void)
+{
+    pthread_mutex_lock(&instance.lock);
+    if (instance.started && instance.teardown) {
+        instance.teardown();
+        instance.started = false;
+        instance.failure = -ESHUTDOWN;
     }
-    if (got < 0) {
-        neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
-                      "gfxstream: the backend's init did not return within %u ms (tried in a "
-                      "child process; flags 0x%x). With GLES on a host without a display, set "
-                      "EGL_PLATFORM=surfaceless",
-                      timeout_ms, flags);
-        return -ETIMEDOUT;
-    }
-    neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
-                  "gfxstream: the backend's init failed (tried in a child process; flags 0x%x: "
-                  "%s %d)",
-                  flags, WIFSIGNALED(status) ? "killed by signal" : "exit status",
-                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-    return -ENODEV;
+    pthread_mutex_unlock(&instance.lock);
 }
 
 static int start_backend(struct neep_renderer *renderer, uint32_t flags)
@@ -304,7 +412,7 @@ static int start_backend(struct neep_renderer *renderer, uint32_t flags)
     pthread_mutex_lock(&instance.callback_lock);
     route_backend_log(renderer);
     pthread_mutex_unlock(&instance.callback_lock);
-    ret = probe_in_child(renderer, flags);
+    ret = probe_in_children(renderer, flags);
     if (ret == 0) {
         ret = init_backend(flags);
         ret = ret < 0 ? -ENODEV : 0;
@@ -321,6 +429,8 @@ static int start_backend(struct neep_renderer *renderer, uint32_t flags)
         return ret;
     }
     instance.started = true;
+    *(void **)&instance.teardown = dlsym(instance.library, "stream_renderer_teardown");
+    atexit(teardown_at_exit);
     instance.flags = flags;
     return 0;
 }

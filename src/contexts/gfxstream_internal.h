@@ -17,6 +17,8 @@
 /* Most ASG instances (each a render thread in the backend) per context and per device. */
 #define GFXSTREAM_MAX_ASGS_PER_CONTEXT 8u
 #define GFXSTREAM_MAX_ASGS             64u
+/* The largest blob a render thread may run on (the backend's block size). */
+#define GFXSTREAM_ASG_MAX_BYTES (16u << 20)
 /* Most 3D objects a context may announce before it makes their blobs. */
 #define GFXSTREAM_MAX_ANNOUNCED 32u
 
@@ -46,6 +48,19 @@ const struct gfxstream_api *gfxstream_api(void);
 int gfxstream_instance_add_context(uint32_t ctx_id, struct gfxstream_context *ctx);
 void gfxstream_instance_remove_context(uint32_t ctx_id);
 void gfxstream_instance_set_timeline(struct gfxstream_context *ctx, struct neep_timeline *timeline);
+
+/* Whether the backend started with GLES. */
+bool gfxstream_instance_has_gles(void);
+/* Whether gfxstream_formats[index] was seen to make images on this host (by the probe). */
+bool gfxstream_instance_format_usable(uint32_t index);
+
+/* gfxstream_resources.c: the virgl formats the backend knows. */
+struct gfxstream_format {
+    uint32_t format;
+    uint32_t bytes_per_pixel; /* 0: YUV, whose planes take at most 2 bytes a pixel */
+};
+extern const struct gfxstream_format gfxstream_formats[];
+extern const uint32_t gfxstream_format_count;
 
 /* gfxstream_resources.c */
 extern const struct neep_resource_provider_ops gfxstream_provider_ops;

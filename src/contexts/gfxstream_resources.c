@@ -20,13 +20,16 @@
 #define PIPE_TEXTURE_RECT 5u
 /* A PIPE_BUFFER with this bind is a host "pipe" of Android's emulator, not used here. */
 #define PIPE_BIND_CUSTOM (1u << 17)
+#define PIPE_BIND_LINEAR (1u << 22)
+/* Render target, sampler view, cursor, scanout: uses that make the backend make an image. */
+#define IMAGE_BINDS           ((1u << 1) | (1u << 3) | (1u << 16) | (1u << 18))
+#define VIRGL_FORMAT_R8_UNORM 64u
+#define VIRGL_FORMAT_P010     314u
 
-/* The virgl formats the backend knows, with their bytes per pixel (0: a YUV format, whose
- * planes take at most 2 bytes a pixel). Others it would take for RGBA with only a log line. */
-static const struct {
-    uint32_t format;
-    uint32_t bytes_per_pixel;
-} known_formats[] = {
+/* The virgl formats the backend knows, with their bytes per pixel. Others it would take for
+ * RGBA with only a log line. Which of them the host's driver can make images of, the probe
+ * finds out (the backend aborts the process on the others). */
+const struct gfxstream_format gfxstream_formats[] = {
     {1, 4},   /* B8G8R8A8_UNORM */
     {2, 4},   /* B8G8R8X8_UNORM */
     {7, 2},   /* B5G6R5_UNORM */
@@ -47,9 +50,13 @@ static const struct {
     {166, 0}, /* NV12 */
     {314, 0}, /* P010 */
 };
+const uint32_t gfxstream_format_count = sizeof(gfxstream_formats) / sizeof(gfxstream_formats[0]);
 
 /* What the provider keeps per resource beside the renderer's fields. */
 struct provided {
+    /* What the backend copies through its host copy of the backing on every transfer: the
+     * whole object, however small the box. */
+    uint64_t object_bytes;
     uint64_t linear_charged_bytes; /* the backend's host copy of the backing */
     int export_fd;                 /* the one fd the backend hands over, or -1 */
     uint32_t export_type;
@@ -79,15 +86,27 @@ int64_t gfxstream_check_3d(struct neep_renderer *renderer, uint32_t target, uint
                            uint32_t array_size, uint32_t last_level, uint32_t nr_samples)
 {
     uint32_t bytes_per_pixel = 0;
-    bool known = false;
-    for (size_t i = 0; i < sizeof(known_formats) / sizeof(known_formats[0]); i++) {
-        if (known_formats[i].format == format) {
+    bool known = false, usable = false;
+    for (uint32_t i = 0; i < gfxstream_format_count; i++) {
+        if (gfxstream_formats[i].format == format) {
             bytes_per_pixel =
-                known_formats[i].bytes_per_pixel ? known_formats[i].bytes_per_pixel : 2;
+                gfxstream_formats[i].bytes_per_pixel ? gfxstream_formats[i].bytes_per_pixel : 2;
             known = true;
+            usable = gfxstream_instance_format_usable(i);
         }
     }
+    /* The backend makes a plain buffer only of R8 with linear binding and no image use;
+     * anything else becomes an image ("color buffer") of the format, whatever the target. */
     bool buffer = target == PIPE_BUFFER;
+    bool image =
+        format != VIRGL_FORMAT_R8_UNORM || (bind & IMAGE_BINDS) || !(bind & PIPE_BIND_LINEAR);
+    if (known && !usable && image) {
+        renderer_error(renderer,
+                       "gfxstream: the host's driver cannot make images of format %u (found out "
+                       "when the backend started)",
+                       format);
+        return -EOPNOTSUPP;
+    }
     if (!known || (buffer && (bind & PIPE_BIND_CUSTOM)) ||
         (!buffer && target != PIPE_TEXTURE_2D && target != PIPE_TEXTURE_RECT) || depth > 1 ||
         array_size > 1 || last_level != 0 || nr_samples > 1 || width_px == 0 || height_px == 0 ||
@@ -104,6 +123,26 @@ int64_t gfxstream_check_3d(struct neep_renderer *renderer, uint32_t target, uint
     return (int64_t)width_px * height_px * bytes_per_pixel;
 }
 
+/* The bytes the backend moves between an object and its host copy of the backing: width x
+ * height for a buffer, the image's pixels (its YUV layout at most twice the luma plane with
+ * rows aligned to 32) for an image. */
+static uint64_t object_bytes(const struct neep_resource_create_3d *create)
+{
+    bool image = create->format != VIRGL_FORMAT_R8_UNORM || (create->bind & IMAGE_BINDS) ||
+                 !(create->bind & PIPE_BIND_LINEAR);
+    uint64_t pixels = (uint64_t)create->width * create->height;
+    if (!image) {
+        return pixels;
+    }
+    for (uint32_t i = 0; i < gfxstream_format_count; i++) {
+        if (gfxstream_formats[i].format == create->format && gfxstream_formats[i].bytes_per_pixel) {
+            return pixels * gfxstream_formats[i].bytes_per_pixel;
+        }
+    }
+    uint64_t aligned_width = ((uint64_t)create->width + 31) & ~31ull;
+    return aligned_width * create->height * 2 * (create->format == VIRGL_FORMAT_P010 ? 2 : 1);
+}
+
 static int provider_create_3d(struct neep_renderer *renderer, struct neep_resource *resource)
 {
     const struct neep_resource_create_3d *create = &resource->create_3d;
@@ -113,6 +152,7 @@ static int provider_create_3d(struct neep_renderer *renderer, struct neep_resour
     if (bytes < 0) {
         return (int)bytes;
     }
+
     /* The renderer charged 4 bytes a texel; wider formats cost more. */
     if ((uint64_t)bytes > resource->size_bytes) {
         uint64_t extra = (uint64_t)bytes - resource->size_bytes;
@@ -135,10 +175,17 @@ static int provider_create_3d(struct neep_renderer *renderer, struct neep_resour
         .nr_samples = create->nr_samples,
         .flags = create->flags,
     };
+    struct provided *p = provided_for(resource->id, true);
+    if (!p) {
+        return -ENOMEM;
+    }
+    p->object_bytes = object_bytes(create);
     int ret = gfxstream_api()->resource_create(&args, NULL, 0);
     if (ret != 0) {
         renderer_error(renderer, "gfxstream: resource %u (%ux%u, format %u) refused (%d)",
                        resource->id, create->width, create->height, create->format, ret);
+        id_table_remove(&provided_table, resource->id);
+        free(p);
         return -EINVAL;
     }
     return 0;
@@ -214,6 +261,17 @@ static int provider_transfer(struct neep_renderer *renderer, struct neep_resourc
                              uint32_t ctx_id, const struct neep_transfer *transfer,
                              const struct iovec *buffer, size_t buffer_count, bool to_host)
 {
+    /* The backend copies the whole object through its host copy of the backing, sized as the
+     * backing: a backing smaller than the object (or none) would be overrun. */
+    struct provided *p = provided_for(resource->id, false);
+    if (!p || !resource->backing || resource->backing_bytes < p->object_bytes) {
+        renderer_error(renderer,
+                       "gfxstream: transfer of resource %u needs backing of at least %llu bytes "
+                       "(it has %llu): gfxstream moves the whole object through it",
+                       resource->id, (unsigned long long)(p ? p->object_bytes : 0),
+                       (unsigned long long)(resource->backing ? resource->backing_bytes : 0));
+        return -EINVAL;
+    }
     /* The backend ignores level, depth and layers: refuse what it would put elsewhere. */
     if (transfer->level != 0 || transfer->z != 0 || transfer->depth != 1) {
         renderer_error(renderer,

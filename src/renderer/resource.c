@@ -486,6 +486,13 @@ int neep_resource_unref(struct neep_renderer *renderer, uint32_t resource_id)
     if (!resource) {
         return -ENOENT;
     }
+    if (resource->host_map) {
+        /* The VMM maps it into the guest's window until RESOURCE_UNMAP_BLOB: freed now, the
+         * guest would keep the memory (reused by the host) or fault the VMM. */
+        renderer_error(renderer, "unref: resource %u is still mapped (unmap it first)",
+                       resource_id);
+        return -EBUSY;
+    }
     neep_contexts_detach_resource_everywhere(renderer, resource);
     id_table_remove(&renderer->resources, resource_id);
     neep_resource_free(renderer, resource);

@@ -550,9 +550,16 @@ TEST(host_blobs_map_share_and_unmap)
     CHECK_EQ(neep_resource_map(renderer, 21, &ptr, &size), -EOPNOTSUPP);
     CHECK_EQ(neep_resource_map_info(renderer, 21, &map_info), -EOPNOTSUPP);
     CHECK_EQ(neep_resource_map(renderer, 22, &ptr, &size), -ENOENT);
-    /* A host blob leaves with the mapping still in place: unref cleans it up. */
+    /* A mapped blob stays until it is unmapped: the VMM maps it into the guest's window, and
+     * freed under that mapping its memory would go on serving the guest. */
     CHECK_EQ(neep_resource_map(renderer, 20, &ptr, &size), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 20), -EBUSY);
+    CHECK_EQ(neep_resource_unmap(renderer, 20), 0);
     CHECK_EQ(neep_resource_unref(renderer, 20), 0);
+    /* The renderer's end still cleans up a blob left mapped. */
+    blob.blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE;
+    CHECK_EQ(neep_resource_create_blob(renderer, 1, 23, &blob, NULL, 0), 0);
+    CHECK_EQ(neep_resource_map(renderer, 23, &ptr, &size), 0);
     neep_renderer_destroy(renderer);
 }
 

@@ -447,3 +447,141 @@ TEST(virgl_and_gfxstream_do_not_share_a_device)
     CHECK(ret < 0);
     CHECK(support_log_said(&log, "cannot share a device"));
 }
+
+TEST(formats_the_host_cannot_make_are_refused_not_fatal)
+{
+    /* The backend aborts the process on an image its host driver cannot make. Every format
+     * it knows is asked for here, in this process: each must be made, or refused because the
+     * probe found the host cannot make it (lavapipe cannot make R8G8, for one). */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    static const uint32_t formats[] = {1,  2,  7,  8,  16,  18,  19,  21,  48, 64,
+                                       65, 66, 67, 94, 126, 134, 163, 166, 314};
+    int refused = 0, made = 0;
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
+                                                 .format = formats[i],
+                                                 .bind = BIND_RENDER_TARGET,
+                                                 .width = 32,
+                                                 .height = 32,
+                                                 .depth = 1,
+                                                 .array_size = 1};
+        int ret = neep_resource_create_3d(renderer, 1, &create);
+        if (ret == 0) {
+            CHECK_EQ(neep_resource_unref(renderer, 1), 0);
+            made++;
+            continue;
+        }
+        char said[96];
+        snprintf(said, sizeof(said), "cannot make images of format %u ", formats[i]);
+        CHECK_EQ(ret, -EOPNOTSUPP);
+        CHECK(support_log_said(&log, said));
+        refused++;
+    }
+    fprintf(stderr, "%d formats made, %d refused\n", made, refused);
+    CHECK(made >= 4);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(transfers_need_backing_as_large_as_the_image)
+{
+    /* The backend copies the whole image through a host copy of the backing as large as the
+     * backing: with less (or none) it would write past that copy's end. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
+                                             .format = FORMAT_B8G8R8A8_UNORM,
+                                             .bind = BIND_RENDER_TARGET,
+                                             .width = 64,
+                                             .height = 48,
+                                             .depth = 1,
+                                             .array_size = 1};
+    CHECK_EQ(neep_resource_create_3d(renderer, 1, &create), 0);
+    struct neep_transfer corner = {.width = 4, .height = 4, .depth = 1, .stride_bytes = 16};
+    uint8_t out[64];
+    struct iovec dst = {out, sizeof(out)};
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, 1, &corner, &dst, 1), -EINVAL);
+    CHECK(support_log_said(&log, "needs backing of at least 12288 bytes (it has 0)"));
+    static uint8_t small[1000];
+    struct iovec backing = {small, sizeof(small)};
+    CHECK_EQ(neep_resource_attach_backing(renderer, 1, &backing, 1), 0);
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 1, &corner), -EINVAL);
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, 1, &corner, NULL, 0), -EINVAL);
+    CHECK(support_log_said(&log, "(it has 1000)"));
+    CHECK_EQ(neep_resource_unref(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(render_threads_need_a_ring_blob_within_the_block_size)
+{
+    /* Past the backend's 16 MiB block it aborts the process. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    create_ring_blob(renderer, 1, 10, (16u << 20) + 4096);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 10), 0);
+    uint32_t create[2] = {CMD_CONTEXT_CREATE, 10};
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), -EINVAL);
+    CHECK(support_log_said(&log, "at most 16777216"));
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(a_mapped_blob_is_not_freed_under_its_mapping)
+{
+    /* The VMM maps a blob into the guest's window until it is unmapped: freed before, its
+     * memory (the host's heap, reused) would stay in the guest's hands. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    create_ring_blob(renderer, 1, 10, 65536);
+    void *mapping;
+    uint64_t bytes;
+    CHECK_EQ(neep_resource_map(renderer, 10, &mapping, &bytes), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 10), -EBUSY);
+    CHECK(support_log_said(&log, "still mapped"));
+    ((volatile uint8_t *)mapping)[bytes - 1] = 1; /* still the guest's */
+    CHECK_EQ(neep_resource_unmap(renderer, 10), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 10), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(announcements_the_backend_would_not_keep_are_refused)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    struct gfxstream_cmd {
+        uint32_t op, target, format, bind, width, height, depth, array_size, last_level, nr_samples,
+            flags, pad;
+        uint64_t blob_id;
+    } announce = {CMD_RESOURCE_CREATE_3D,
+                  NEEP_TARGET_TEXTURE_2D,
+                  FORMAT_B8G8R8A8_UNORM,
+                  BIND_RENDER_TARGET,
+                  64,
+                  64,
+                  1,
+                  1,
+                  0,
+                  0,
+                  0,
+                  0,
+                  78};
+    CHECK_EQ(neep_context_submit(renderer, 1, &announce, sizeof(announce)), 0);
+    /* The backend keeps the first of two; and its ids are 32 bits. */
+    announce.width = 4096;
+    CHECK_EQ(neep_context_submit(renderer, 1, &announce, sizeof(announce)), -EEXIST);
+    announce.blob_id = (1ull << 32) + 79;
+    CHECK_EQ(neep_context_submit(renderer, 1, &announce, sizeof(announce)), -EINVAL);
+    struct neep_blob_create blob = {
+        .blob_mem = NEEP_BLOB_MEM_HOST3D, .blob_id = (1ull << 32) + 78, .size_bytes = 4096};
+    CHECK_EQ(neep_resource_create_blob(renderer, 1, 5, &blob, NULL, 0), -EINVAL);
+    /* A GLES sync on a device without GLES would stall the context's ring for good. */
+    uint32_t sync[3] = {0x9000, 1, 2};
+    CHECK_EQ(neep_context_submit(renderer, 1, sync, sizeof(sync)), -EINVAL);
+    CHECK(support_log_said(&log, "has no GLES"));
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}

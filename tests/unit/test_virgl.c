@@ -603,6 +603,9 @@ static int map_lying_blob(uint64_t budget_bytes, uint64_t *charged_bytes, uint64
         CHECK(strstr(log.last_error, "claimed") != NULL);
         CHECK_EQ(*charged_bytes, 4096 + NEEP_OBJECT_OVERHEAD_BYTES); /* the map took nothing */
     }
+    if (ret == 0) {
+        CHECK_EQ(neep_resource_unmap(renderer, 3), 0);
+    }
     CHECK_EQ(neep_resource_unref(renderer, 3), 0);
     CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
     neep_renderer_destroy(renderer);
