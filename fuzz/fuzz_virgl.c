@@ -19,6 +19,7 @@
 #include <neep/renderer.h>
 
 #include "fuzz_input.h"
+#include "fuzz_renderer_common.h"
 
 #include "renderer/renderer_internal.h"
 
@@ -26,6 +27,8 @@
 #define MAX_ID      8
 static uint8_t guest_memory[GUEST_BYTES];
 static uint8_t read_buffer[1u << 16];
+static const struct fuzz_memory memory = {guest_memory, GUEST_BYTES, read_buffer,
+                                          sizeof(read_buffer)};
 static struct neep_renderer *renderer;
 static uint64_t idle_memory_bytes;
 
@@ -127,7 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t words[32];
     for (int ops = 0; in.size > 0 && ops < 256; ops++) {
         uint32_t id;
-        switch (take(&in, 1) % 13) {
+        uint32_t op = take(&in, 1) % FUZZ_OPS;
+        switch (op) {
         case 0: {
             struct neep_resource_create_3d create = {
                 .target = take(&in, 1) % 10,
@@ -144,62 +148,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             neep_resource_create_3d(renderer, take_id(&in), &create);
             break;
         }
-        case 1:
-            neep_resource_unref(renderer, take_id(&in));
-            break;
-        case 2: {
-            id = take_id(&in);
-            size_t count = take_backing(&in, guest_memory, GUEST_BYTES, iov, 8);
-            neep_resource_attach_backing(renderer, id, iov, count);
-            break;
-        }
-        case 3:
-            neep_resource_detach_backing(renderer, take_id(&in));
-            break;
-        case 4: {
-            struct neep_transfer t;
-            id = take_id(&in);
-            take_transfer(&in, &t);
-            neep_resource_transfer_write(renderer, take(&in, 1) % 3, id, &t);
-            break;
-        }
-        case 5: {
-            struct neep_transfer t;
-            id = take_id(&in);
-            take_transfer(&in, &t);
-            struct iovec dst = {read_buffer, take(&in, 4) % (sizeof(read_buffer) + 1)};
-            bool to_backing = take(&in, 1) & 1;
-            neep_resource_transfer_read(renderer, take(&in, 1) % 3, id, &t,
-                                        to_backing ? NULL : &dst, to_backing ? 0 : 1);
-            break;
-        }
         case 6:
             neep_context_create(renderer, take_id(&in), take(&in, 1) % 4, "fuzz", take(&in, 1) % 5);
-            break;
-        case 7:
-            neep_context_destroy(renderer, take_id(&in));
-            break;
-        case 8:
-            id = take_id(&in);
-            if (take(&in, 1) & 1) {
-                neep_context_attach_resource(renderer, id, take_id(&in));
-            } else {
-                neep_context_detach_resource(renderer, id, take_id(&in));
-            }
             break;
         case 9: {
             id = take_id(&in);
             size_t count = take_commands(&in, words, 32);
             size_t bytes = count * 4 - (take(&in, 1) % 8 == 0 ? take(&in, 1) % 4 : 0);
             neep_context_submit(renderer, id, words, bytes);
-            break;
-        }
-        case 10: {
-            struct neep_fence fence = {.flags = take(&in, 1) % 4,
-                                       .fence_id = take(&in, 4),
-                                       .ctx_id = take_id(&in),
-                                       .ring_idx = take(&in, 1) % 3};
-            neep_fence_create(renderer, &fence);
             break;
         }
         case 11: {
@@ -214,22 +170,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             neep_resource_create_blob(renderer, take_id(&in), id, &blob, iov, count);
             break;
         }
-        default: {
-            void *ptr;
-            uint64_t bytes;
-            uint32_t map_info;
-            id = take_id(&in);
-            if (neep_resource_map(renderer, id, &ptr, &bytes) == 0) {
-                neep_resource_unmap(renderer, id);
-            }
-            neep_resource_map_info(renderer, id, &map_info);
-            int fd;
-            uint32_t type;
-            if (neep_resource_export(renderer, id, &fd, &type) == 0) {
-                close(fd);
-            }
+        default:
+            fuzz_common_op(renderer, &in, fuzz_common_op_of[op], &memory, take_transfer);
             break;
-        }
         }
         neep_renderer_dispatch_fences(renderer, ignore_fence, NULL);
     }

@@ -141,6 +141,17 @@ def vk_guest_steps(guest, runs=1, driver="venus", device_mark="Virtio-GPU Venus"
     return device
 
 
+def show_simple_shm(guest, weston):
+    """neep-wl in the guest, and weston-simple-shm through it on the host's weston."""
+    shell(guest, "neep-wl --verbose > /tmp/neep-wl.log 2>&1 &")
+    status, _ = shell(guest, "for i in $(seq 100); do [ -S $XDG_RUNTIME_DIR/wayland-0 ] && "
+                             "exit 0; sleep 0.1; done; exit 1")
+    if status != 0:
+        raise AssertionError("neep-wl did not create its socket")
+    shell(guest, "weston-simple-shm &")
+    settle(lambda: find_simple_shm(weston.screenshot()))
+
+
 def test_rutabaga_gl(args, workdir):
     """QEMU's rutabaga device on neep with NEEP_CONTEXT_TYPES=venus,virgl2 (venus on
     virglrenderer 1.2.0): GL and Vulkan in the guest while a Wayland client in the same guest
@@ -158,13 +169,7 @@ def test_rutabaga_gl(args, workdir):
             if wanted not in capsets:
                 raise AssertionError(f"the guest does not see capsets 2, 4 and 5: {capsets}")
         device = vk_guest_steps(guest)
-        shell(guest, "neep-wl --verbose > /tmp/neep-wl.log 2>&1 &")
-        status, _ = shell(guest, "for i in $(seq 100); do [ -S $XDG_RUNTIME_DIR/wayland-0 ] && "
-                                 "exit 0; sleep 0.1; done; exit 1")
-        if status != 0:
-            raise AssertionError("neep-wl did not create its socket")
-        shell(guest, "weston-simple-shm &")
-        settle(lambda: find_simple_shm(weston.screenshot()))
+        show_simple_shm(guest, weston)
         # Vulkan twice at once, GL and a Wayland client meanwhile.
         shell(guest, SILENT_FIFO)
         shell(guest, "kmscube -c 100000 > /dev/null 2>&1 < /tmp/silent &")
@@ -285,13 +290,7 @@ def test_rutabaga_gfxstream(args, workdir):
             if wanted not in capsets:
                 raise AssertionError(f"the guest does not see capsets 3 and 5: {capsets}")
         device = vk_guest_steps(guest, driver="gfxstream", device_mark="", env=GFXSTREAM_ICD)
-        shell(guest, "neep-wl --verbose > /tmp/neep-wl.log 2>&1 &")
-        status, _ = shell(guest, "for i in $(seq 100); do [ -S $XDG_RUNTIME_DIR/wayland-0 ] && "
-                                 "exit 0; sleep 0.1; done; exit 1")
-        if status != 0:
-            raise AssertionError("neep-wl did not create its socket")
-        shell(guest, "weston-simple-shm &")
-        settle(lambda: find_simple_shm(weston.screenshot()))
+        show_simple_shm(guest, weston)
         vk_guest_steps(guest, runs=2, driver="gfxstream", device_mark="", env=GFXSTREAM_ICD)
         settle(lambda: find_simple_shm(weston.screenshot()))
         status, _ = shell(guest, "pidof weston-simple-shm")
