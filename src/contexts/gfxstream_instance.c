@@ -49,6 +49,7 @@ static struct {
     bool backend_logger_ready;
     uint64_t usable_formats; /* bit i: gfxstream_formats[i] makes images on this host */
     void (*teardown)(void);  /* stream_renderer_teardown, for process exit only */
+    pid_t started_pid;       /* the process it started in */
 } instance = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -394,6 +395,9 @@ bool gfxstream_instance_format_usable(uint32_t index)
  */
 static void teardown_at_exit(void)
 {
+    if (getpid() != instance.started_pid) {
+        return; /* a child forked by the embedder, exiting: the backend is not its own */
+    }
     pthread_mutex_lock(&instance.lock);
     if (instance.started && instance.teardown) {
         instance.teardown();
@@ -429,6 +433,7 @@ static int start_backend(struct neep_renderer *renderer, uint32_t flags)
         return ret;
     }
     instance.started = true;
+    instance.started_pid = getpid();
     *(void **)&instance.teardown = dlsym(instance.library, "stream_renderer_teardown");
     atexit(teardown_at_exit);
     instance.flags = flags;
