@@ -23,7 +23,8 @@ if [ -z "$archive" ]; then
         "the work tree (or set NEEP_DEPS_DIR)" >&2
     exit 2
 fi
-key=$( (sha256sum "$archive"; sha256sum "$here/build-gfxstream.sh") | sha256sum | cut -c1-12)
+# Contents only: the same sources and script give the same key wherever they are.
+key=$( (sha256sum <"$archive"; sha256sum <"$here/build-gfxstream.sh") | sha256sum | cut -c1-12)
 cache_root=${NEEP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/neep}
 prefix="$cache_root/$name-$key"
 library="$prefix/libgfxstream_backend.so.0"

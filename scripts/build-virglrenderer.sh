@@ -24,7 +24,8 @@ if [ -z "$archive" ]; then
         "virglrenderer-1.2.0.tar.xz beside the work tree (or set NEEP_DEPS_DIR)" >&2
     exit 1
 fi
-key=$( (sha256sum "$archive"; sha256sum "$here/build-virglrenderer.sh") | sha256sum | cut -c1-12)
+# Contents only: the same sources and script give the same key wherever they are.
+key=$( (sha256sum <"$archive"; sha256sum <"$here/build-virglrenderer.sh") | sha256sum | cut -c1-12)
 cache_root=${NEEP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/neep}
 prefix="$cache_root/virglrenderer-1.2.0-$key"
 libdir="$prefix/lib/x86_64-linux-gnu"

@@ -31,7 +31,7 @@ fi
 # Leaks inside Mesa (under fuzz_virgl) are Mesa's; tests/lsan.supp names them.
 export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0"
 # fuzz_gfxstream needs gfxstream's backend (scripts/build-gfxstream.sh builds and caches it).
-if [ -z "${NEEP_GFXSTREAM_LIBRARY:-}" ]; then
+if [ -z "${NEEP_GFXSTREAM_LIBRARY:-}" ] && { [ ${#targets[@]} = 0 ] || [[ " ${targets[*]} " == *" gfxstream "* ]]; }; then
     NEEP_GFXSTREAM_LIBRARY=$(scripts/build-gfxstream.sh 2>/dev/null) || true
     export NEEP_GFXSTREAM_LIBRARY
 fi
