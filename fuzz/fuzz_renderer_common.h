@@ -9,11 +9,15 @@
 #define NEEP_FUZZ_RENDERER_COMMON_H
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <neep/renderer.h>
 
 #include "fuzz_input.h"
+
+#include "renderer/renderer_internal.h"
 
 /* The buffers the guest's memory and caller memory come from. */
 struct fuzz_memory {
@@ -127,6 +131,38 @@ static inline void fuzz_common_op(struct neep_renderer *renderer, struct input *
         }
         break;
     }
+    }
+}
+
+static inline void fuzz_ignore_fence(void *user_data, const struct neep_fence *fence)
+{
+    (void)user_data;
+    (void)fence;
+}
+
+/* What the renderer holds charged between inputs, less the global fence timeline's room (which
+ * keeps what it grew). */
+static inline uint64_t fuzz_idle_memory_bytes(struct neep_renderer *renderer)
+{
+    return neep_renderer_memory_used_bytes(renderer) -
+           (uint64_t)renderer->global_timeline.capacity * sizeof(struct neep_fence_entry);
+}
+
+/* Ends an input: destroys every context and resource it could have made (ids 0 to max_id);
+ * then nothing may stay charged beyond `idle_bytes` and the fence timeline's room. */
+static inline void fuzz_end_input(struct neep_renderer *renderer, uint32_t max_id,
+                                  uint64_t idle_bytes, const char *target)
+{
+    for (uint32_t i = 0; i <= max_id; i++) {
+        neep_context_destroy(renderer, i);
+        neep_resource_unref(renderer, i);
+    }
+    neep_renderer_dispatch_fences(renderer, fuzz_ignore_fence, NULL);
+    if (fuzz_idle_memory_bytes(renderer) != idle_bytes) {
+        fprintf(stderr, "%s: %llu bytes still charged after the input, %llu expected\n", target,
+                (unsigned long long)fuzz_idle_memory_bytes(renderer),
+                (unsigned long long)idle_bytes);
+        abort();
     }
 }
 

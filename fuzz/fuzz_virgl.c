@@ -87,12 +87,6 @@ static size_t take_commands(struct input *in, uint32_t *words, size_t max_words)
     return n;
 }
 
-static void ignore_fence(void *user_data, const struct neep_fence *fence)
-{
-    (void)user_data;
-    (void)fence;
-}
-
 static void quiet_log(void *user_data, enum neep_log_level level, const char *message)
 {
     (void)user_data;
@@ -113,9 +107,7 @@ static void start_renderer(void)
         fprintf(stderr, "fuzz_virgl: no virgl renderer on this host\n");
         abort();
     }
-    idle_memory_bytes =
-        neep_renderer_memory_used_bytes(renderer) -
-        (uint64_t)renderer->global_timeline.capacity * sizeof(struct neep_fence_entry);
+    idle_memory_bytes = fuzz_idle_memory_bytes(renderer);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -174,22 +166,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_common_op(renderer, &in, fuzz_common_op_of[op], &memory, take_transfer);
             break;
         }
-        neep_renderer_dispatch_fences(renderer, ignore_fence, NULL);
+        neep_renderer_dispatch_fences(renderer, fuzz_ignore_fence, NULL);
     }
-    /* Leave nothing behind for the next input. */
-    for (uint32_t i = 1; i <= MAX_ID; i++) {
-        neep_context_destroy(renderer, i);
-        neep_resource_unref(renderer, i);
-    }
-    neep_renderer_dispatch_fences(renderer, ignore_fence, NULL);
-    /* The global fence timeline keeps the room it grew (charged), and nothing else may stay. */
-    uint64_t expected = idle_memory_bytes + (uint64_t)renderer->global_timeline.capacity *
-                                                sizeof(struct neep_fence_entry);
-    if (neep_renderer_memory_used_bytes(renderer) != expected) {
-        fprintf(stderr, "fuzz_virgl: %llu bytes still charged after the input, %llu expected\n",
-                (unsigned long long)neep_renderer_memory_used_bytes(renderer),
-                (unsigned long long)expected);
-        abort();
-    }
+    fuzz_end_input(renderer, MAX_ID, idle_memory_bytes, "fuzz_virgl");
     return 0;
 }
