@@ -65,7 +65,9 @@ def main():
         guest_env, fence_args = "", ""
     else:
         guest.extra_device = ",gfxstream-vulkan=on"
-        guest.extra_env = {"NEEP_GFXSTREAM_LIBRARY": args.gfxstream_library}
+        guest.extra_env = {"NEEP_GFXSTREAM_LIBRARY": args.gfxstream_library,
+                           "NEEP_GFXSTREAM_SERVER": os.path.join(args.neep_library_dir,
+                                                                 "neep-gfxstream-server")}
         guest_env = ("VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/gfxstream_vk_icd.json "
                      "VK_PATTERN_ANY_DEVICE=1")
         fence_args = " gfxstream"

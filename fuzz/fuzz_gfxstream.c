@@ -4,13 +4,15 @@
  * buffer, transfers both ways, host blobs (ring blobs, and ids nobody announced), attach and
  * detach, map, export, fences on every timeline, and gfxstream's control commands built from
  * templates with fuzzed fields (render threads started and pinged on any resource, images
- * announced with any shape, sync waits on made-up handles) or cut short. The backend trusts
- * its caller and aborts the process on some inputs: everything neep checks in front of it is
- * what is fuzzed here, and a crash in the backend is a finding.
+ * announced with any shape, sync waits on made-up handles) or cut short. Everything neep checks
+ * in front of the backend, its calls to the backend's server process and what it does when
+ * that server dies are what is fuzzed here: a backend that aborts takes only its server (the
+ * renderer is then made again, with a new one), never this process.
  *
- * The backend is named by NEEP_GFXSTREAM_LIBRARY (scripts/build-gfxstream.sh builds it). It
- * starts once per process, so one renderer serves every input; each input ends by destroying
- * what it made, and the renderer's memory charge must then be back where it started.
+ * The backend is named by NEEP_GFXSTREAM_LIBRARY (scripts/build-gfxstream.sh builds it), the
+ * server by NEEP_GFXSTREAM_SERVER. One renderer serves every input while its server lives; each
+ * input ends by destroying what it made, and the renderer's memory charge must then be back
+ * where it started.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include "fuzz_input.h"
 #include "fuzz_renderer_common.h"
 
+#include "contexts/gfxstream_internal.h"
 #include "renderer/renderer_internal.h"
 
 #define GUEST_BYTES (1u << 20)
@@ -106,7 +109,8 @@ static void start_renderer(void)
     };
     if (neep_renderer_create(&config, &renderer) < 0 || neep_capset_count(renderer) != 1) {
         fprintf(stderr, "fuzz_gfxstream: no gfxstream backend: set NEEP_GFXSTREAM_LIBRARY to "
-                        "the library scripts/build-gfxstream.sh prints\n");
+                        "the library scripts/build-gfxstream.sh prints, NEEP_GFXSTREAM_SERVER to "
+                        "the build's neep-gfxstream-server\n");
         abort();
     }
     uint32_t caps[26] = {0};
@@ -178,5 +182,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         neep_renderer_dispatch_fences(renderer, fuzz_ignore_fence, NULL);
     }
     fuzz_end_input(renderer, MAX_ID, idle_memory_bytes, "fuzz_gfxstream");
+    if (gfxstream_remote_lost()) {
+        neep_renderer_destroy(renderer); /* the next input gets a new server */
+        renderer = NULL;
+    }
     return 0;
 }

@@ -35,6 +35,7 @@ if [ -z "${NEEP_GFXSTREAM_LIBRARY:-}" ] && { [ ${#targets[@]} = 0 ] || [[ " ${ta
     NEEP_GFXSTREAM_LIBRARY=$(scripts/build-gfxstream.sh 2>/dev/null) || true
     export NEEP_GFXSTREAM_LIBRARY
 fi
+export NEEP_GFXSTREAM_SERVER="${NEEP_GFXSTREAM_SERVER:-$(pwd)/$build/src/neep-gfxstream-server}"
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 python3 scripts/make-fuzz-seeds.py "$seeds"

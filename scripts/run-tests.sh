@@ -70,11 +70,13 @@ for target in build/sanitize/fuzz/fuzz_*; do
     [ -f "$target" ] && [ -x "$target" ] || continue
     name=$(basename "$target" | sed 's/^fuzz_//')
     if [ "$name" = gfxstream ]; then
-        # It finds, within minutes, aborts inside gfxstream's backend that neep cannot keep a
-        # guest from causing while the backend shares the VMM's process (a ColorBuffer id the
-        # backend still holds after unref): campaigns only, until the backend runs apart.
-        echo "fuzz gfxstream: not in this run (campaigns only: scripts/fuzz-campaign.sh)"
-        continue
+        # On gfxstream's real backend (in neep's server process), where its snapshot is here.
+        if ! NEEP_GFXSTREAM_LIBRARY=$(scripts/build-gfxstream.sh); then
+            echo "fuzz gfxstream: skipped (gfxstream's source snapshot is not on this machine)"
+            continue
+        fi
+        export NEEP_GFXSTREAM_LIBRARY
+        export NEEP_GFXSTREAM_SERVER="$top/build/sanitize/src/neep-gfxstream-server"
     fi
     mkdir -p "$corpus_root/$name"
     # The corpus kept from long campaigns (scripts/fuzz-campaign.sh) seeds the short run.

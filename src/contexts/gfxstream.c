@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gfxstream_internal.h"
+#include "gfxstream_protocol.h"
 
 /* Host memory charged per context, for the backend's decoder state. */
 #define GFXSTREAM_CONTEXT_CHARGE_BYTES (1u << 20)
@@ -220,6 +221,11 @@ static int gfxstream_context_submit(struct neep_context *base, const uint8_t *co
 {
     struct gfxstream_context *ctx = from_base(base);
     struct neep_renderer *renderer = base->renderer;
+    if (gfxstream_remote_lost()) {
+        renderer_error(renderer, "gfxstream: ctx %u: its server is lost; work is refused",
+                       base->id);
+        return -ENODEV;
+    }
     if (size_bytes == 0) {
         return 0;
     }
@@ -315,8 +321,13 @@ static int gfxstream_context_create_fence(struct neep_context *base, struct neep
         .ctx_id = base->id,
         .ring_idx = (uint8_t)timeline->ring_idx,
     };
-    /* The callback may run inside this call, on this thread: the fence is pushed already. */
-    int ret = gfxstream_api()->create_fence(&fence);
+    /* The fence is pushed already: it may complete before the call returns. A lost server's
+     * fences complete at once (no guest waits for work that will never finish). */
+    int ret = gfxstream_remote_lost() ? -ENODEV : gfxstream_api()->create_fence(&fence);
+    if (ret == -ENODEV) {
+        neep_timeline_complete_all(timeline);
+        return 0;
+    }
     if (ret != 0) {
         renderer_error(base->renderer, "gfxstream: ctx %u: fence %llu on ring %u refused (%d)",
                        base->id, (unsigned long long)fence_id, timeline->ring_idx, ret);
@@ -341,6 +352,11 @@ bool gfxstream_is_context(const struct neep_context *ctx)
 static int create_context(struct neep_renderer *renderer, uint32_t capset_id, uint32_t ctx_id,
                           const char *name, size_t name_len, struct neep_context **out)
 {
+    if (gfxstream_remote_lost()) {
+        renderer_error(renderer, "gfxstream: context %u refused: gfxstream's server is lost",
+                       ctx_id);
+        return -ENODEV;
+    }
     uint64_t charge = sizeof(struct gfxstream_context) + GFXSTREAM_CONTEXT_CHARGE_BYTES;
     int ret = neep_budget_charge(renderer, charge);
     if (ret < 0) {
@@ -380,9 +396,6 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
 
 /* ---- the capsets ----------------------------------------------------------------------- */
 
-/* Capsets larger than this are not the backend's (its largest, Vulkan's, is 104 bytes). */
-#define MAX_CAPSET_BYTES 4096u
-
 static int probe_capset(struct neep_renderer *renderer, uint32_t capset_id, uint32_t *max_version,
                         uint32_t *size_bytes, uint8_t **data)
 {
@@ -399,7 +412,7 @@ static int probe_capset(struct neep_renderer *renderer, uint32_t capset_id, uint
     /* The backend writes only the size, and nothing for a capset it lacks. */
     uint32_t version = 0, size = 0;
     gfxstream_api()->get_cap_set(capset_id, &version, &size);
-    uint8_t *caps = size > 0 && size <= MAX_CAPSET_BYTES ? calloc(1, size) : NULL;
+    uint8_t *caps = size > 0 && size <= GFXSTREAM_MAX_CAPSET_BYTES ? calloc(1, size) : NULL;
     if (!caps) {
         neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
                       "gfxstream: the backend offers no capset %u (size %u)", capset_id, size);

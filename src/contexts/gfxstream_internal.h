@@ -13,6 +13,7 @@
 
 #include "context_type.h"
 #include "gfxstream_api.h"
+#include "gfxstream_formats.h"
 
 /* Most ASG instances (each a render thread in the backend) per context and per device. */
 #define GFXSTREAM_MAX_ASGS_PER_CONTEXT 8u
@@ -37,9 +38,12 @@ struct gfxstream_context {
     uint32_t announced_count;
 };
 
-/* gfxstream_instance.c: takes the backend for `renderer` (loading and starting it on the
- * first probe of the first renderer; -ELIBACC when the library is not there), and gives it
- * back. The backend itself stays up until the process ends. */
+/* How long the backend's init may take in a probe child before it counts as hung (ms). */
+#define GFXSTREAM_PROBE_TIMEOUT_MS 20000u
+
+/* gfxstream_instance.c: takes the backend for `renderer` (starting its server on the first
+ * probe; -ELIBACC when the library is not there), and gives it back (the server ends with the
+ * last capset). */
 int gfxstream_instance_acquire(struct neep_renderer *renderer);
 void gfxstream_instance_release(struct neep_renderer *renderer);
 /* The backend's entry points (after a successful acquire). */
@@ -54,13 +58,22 @@ bool gfxstream_instance_has_gles(void);
 /* Whether gfxstream_formats[index] was seen to make images on this host (by the probe). */
 bool gfxstream_instance_format_usable(uint32_t index);
 
-/* gfxstream_resources.c: the virgl formats the backend knows. */
-struct gfxstream_format {
-    uint32_t format;
-    uint32_t bytes_per_pixel; /* 0: YUV, whose planes take at most 2 bytes a pixel */
+/* gfxstream_remote.c: the backend in its server process. */
+struct gfxstream_remote_events {
+    void (*fence)(const struct gfxstream_fence *fence);
+    /* debug_type: GFXSTREAM_DEBUG_*; from_server: the server's own line, about the host. */
+    void (*log)(uint32_t debug_type, bool from_server, const char *text);
+    /* The server died or hung (once; on any thread). */
+    void (*lost)(const char *why);
 };
-extern const struct gfxstream_format gfxstream_formats[];
-extern const uint32_t gfxstream_format_count;
+/* Starts the server with the backend's renderer `flags` (it tries them in children first);
+ * 0, -ELIBACC (no library or no server program), -ELIBBAD, -ETIMEDOUT, -ENODEV. */
+int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events *events,
+                           uint64_t *usable_formats);
+void gfxstream_remote_stop(void);
+/* Whether the server died or hung: every call then fails at once. */
+bool gfxstream_remote_lost(void);
+extern const struct gfxstream_api gfxstream_remote_api;
 
 /* gfxstream_resources.c */
 extern const struct neep_resource_provider_ops gfxstream_provider_ops;

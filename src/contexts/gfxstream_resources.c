@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "gfxstream_internal.h"
+#include "util/checked.h"
 
 #define PIPE_BUFFER       0u
 #define PIPE_TEXTURE_2D   2u
@@ -26,38 +27,12 @@
 #define VIRGL_FORMAT_R8_UNORM 64u
 #define VIRGL_FORMAT_P010     314u
 
-/* The virgl formats the backend knows, with their bytes per pixel. Others it would take for
- * RGBA with only a log line. Which of them the host's driver can make images of, the probe
- * finds out (the backend aborts the process on the others). */
-const struct gfxstream_format gfxstream_formats[] = {
-    {1, 4},   /* B8G8R8A8_UNORM */
-    {2, 4},   /* B8G8R8X8_UNORM */
-    {7, 2},   /* B5G6R5_UNORM */
-    {8, 4},   /* R10G10B10A2_UNORM */
-    {16, 2},  /* Z16_UNORM */
-    {18, 4},  /* Z32_FLOAT */
-    {19, 4},  /* Z24_UNORM_S8_UINT */
-    {21, 4},  /* Z24X8_UNORM */
-    {48, 2},  /* R16_UNORM */
-    {64, 1},  /* R8_UNORM */
-    {65, 2},  /* R8G8_UNORM */
-    {66, 3},  /* R8G8B8_UNORM */
-    {67, 4},  /* R8G8B8A8_UNORM */
-    {94, 8},  /* R16G16B16A16_FLOAT */
-    {126, 8}, /* Z32_FLOAT_S8X24_UINT */
-    {134, 4}, /* R8G8B8X8_UNORM */
-    {163, 0}, /* YV12 */
-    {166, 0}, /* NV12 */
-    {314, 0}, /* P010 */
-};
-const uint32_t gfxstream_format_count = sizeof(gfxstream_formats) / sizeof(gfxstream_formats[0]);
-
 /* What the provider keeps per resource beside the renderer's fields. */
 struct provided {
     /* What the backend copies through its host copy of the backing on every transfer: the
      * whole object, however small the box. */
     uint64_t object_bytes;
-    uint64_t linear_charged_bytes; /* the backend's host copy of the backing */
+    uint64_t linear_charged_bytes; /* the backend's host copy of the backing, and the staging */
     int export_fd;                 /* the one fd the backend hands over, or -1 */
     uint32_t export_type;
 };
@@ -211,17 +186,22 @@ static void provider_detach_backing(struct neep_renderer *renderer, struct neep_
 
 static int provider_attach_backing(struct neep_renderer *renderer, struct neep_resource *resource)
 {
-    /* The backend keeps a host copy as large as the whole backing: charged. */
+    /* The backend keeps a host copy as large as the whole backing, and neep a staging copy it
+     * shares with the backend's server: both charged. */
     struct provided *p = provided_for(resource->id, true);
     if (!p) {
         return -ENOMEM;
     }
     release_linear(renderer, resource->id);
-    int ret = neep_budget_charge(renderer, resource->backing_bytes);
+    uint64_t bytes = 0;
+    if (!checked_mul_u64(resource->backing_bytes, 2, &bytes)) {
+        return -E2BIG;
+    }
+    int ret = neep_budget_charge(renderer, bytes);
     if (ret < 0) {
         return ret;
     }
-    p->linear_charged_bytes = resource->backing_bytes;
+    p->linear_charged_bytes = bytes;
     /* The renderer caps entries at NEEP_MAX_BACKING_ENTRIES, well inside an int. */
     ret = gfxstream_api()->resource_attach_iov((int)resource->id, resource->backing,
                                                (int)resource->backing_count);
@@ -312,7 +292,11 @@ static int provider_create_global_fence(struct neep_renderer *renderer,
     /* The backend gets the renderer's own number (see on_fence), which a reset does not
      * start over as the guest's ids do. */
     struct gfxstream_fence request = {.flags = GFXSTREAM_FENCE_FLAG_FENCE, .fence_id = seq};
-    int ret = gfxstream_api()->create_fence(&request);
+    int ret = gfxstream_remote_lost() ? -ENODEV : gfxstream_api()->create_fence(&request);
+    if (ret == -ENODEV) {
+        neep_timeline_signal_seq(&renderer->global_timeline, seq); /* lost: done at once */
+        return 0;
+    }
     if (ret != 0) {
         renderer_error(renderer, "gfxstream: fence %llu refused (%d)",
                        (unsigned long long)fence->fence_id, ret);

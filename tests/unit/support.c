@@ -22,6 +22,12 @@ void support_log(void *user_data, enum neep_log_level level, const char *message
         size_t used = strlen(capture->all_errors);
         snprintf(capture->all_errors + used, sizeof(capture->all_errors) - used, "%s\n", message);
         pthread_mutex_unlock(&log_lock);
+    } else if (level == NEEP_LOG_WARN) {
+        pthread_mutex_lock(&log_lock);
+        size_t used = strlen(capture->all_warnings);
+        snprintf(capture->all_warnings + used, sizeof(capture->all_warnings) - used, "%s\n",
+                 message);
+        pthread_mutex_unlock(&log_lock);
     }
 }
 
@@ -29,6 +35,14 @@ bool support_log_said(struct log_capture *capture, const char *text)
 {
     pthread_mutex_lock(&log_lock);
     bool said = strstr(capture->all_errors, text) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return said;
+}
+
+bool support_log_warned(struct log_capture *capture, const char *text)
+{
+    pthread_mutex_lock(&log_lock);
+    bool said = strstr(capture->all_warnings, text) != NULL;
     pthread_mutex_unlock(&log_lock);
     return said;
 }

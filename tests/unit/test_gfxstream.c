@@ -1,10 +1,14 @@
 /*
  * The gfxstream context types on gfxstream's real host backend, on lavapipe and llvmpipe.
  * tests/with-gfxstream.sh builds the backend from ../shared/deps (cached) and names it in
- * NEEP_GFXSTREAM_LIBRARY; without ../shared it reports the test skipped. Each test runs in a
- * process of its own (the harness forks), as the backend starts once per process.
+ * NEEP_GFXSTREAM_LIBRARY; without ../shared it reports the test skipped. The backend runs in
+ * neep's gfxstream server (NEEP_GFXSTREAM_SERVER names the build's). Each test runs in a
+ * process of its own (the harness forks).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -16,8 +20,9 @@
 #include "renderer/renderer_internal.h"
 #include "support.h"
 
-#define VULKAN_MASK (1ull << NEEP_CAPSET_GFXSTREAM_VULKAN)
-#define GLES_MASK   (1ull << NEEP_CAPSET_GFXSTREAM_GLES)
+#define VULKAN_MASK       (1ull << NEEP_CAPSET_GFXSTREAM_VULKAN)
+#define GLES_MASK         (1ull << NEEP_CAPSET_GFXSTREAM_GLES)
+#define CROSS_DOMAIN_MASK (1ull << NEEP_CAPSET_CROSS_DOMAIN)
 
 /* gfxstream's control commands (little-endian dwords, the first the opcode). */
 #define CMD_CONTEXT_CREATE         0x1001u
@@ -43,7 +48,7 @@ static int make_renderer(uint64_t mask, uint64_t budget_bytes, struct log_captur
 static struct neep_renderer *vulkan_renderer(struct log_capture *log)
 {
     struct neep_renderer *renderer = NULL;
-    int ret = make_renderer(VULKAN_MASK, 256u << 20, log, &renderer);
+    int ret = make_renderer(VULKAN_MASK | CROSS_DOMAIN_MASK, 256u << 20, log, &renderer);
     if (ret != 0) {
         fprintf(stderr, "renderer: %d, %s\n", ret, log->last_error);
     }
@@ -96,7 +101,7 @@ TEST(capsets_come_from_the_backend)
 {
     struct log_capture log = {0};
     struct neep_renderer *renderer = vulkan_renderer(&log);
-    CHECK_EQ(neep_capset_count(renderer), 1);
+    CHECK_EQ(neep_capset_count(renderer), 2); /* and cross-domain */
     uint32_t id, version, size;
     CHECK_EQ(neep_capset_info(renderer, 0, &id, &version, &size), 0);
     CHECK_EQ(id, NEEP_CAPSET_GFXSTREAM_VULKAN);
@@ -141,6 +146,19 @@ TEST(a_missing_library_leaves_the_capsets_absent)
     CHECK_EQ(neep_capset_info(renderer, 0, &id, &version, &size), 0);
     CHECK_EQ(id, NEEP_CAPSET_CROSS_DOMAIN);
     CHECK(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, NULL, 0) < 0);
+    /* Said by the server, in the log by the time the renderer is made. */
+    CHECK(support_log_warned(&log, "cannot load /nonexistent/libgfxstream_backend.so.0"));
+    neep_renderer_destroy(renderer);
+}
+
+TEST(a_missing_server_program_leaves_the_capsets_absent)
+{
+    setenv("NEEP_GFXSTREAM_SERVER", "/nonexistent/neep-gfxstream-server", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = NULL;
+    CHECK_EQ(make_renderer(VULKAN_MASK | CROSS_DOMAIN_MASK, 64u << 20, &log, &renderer), 0);
+    CHECK_EQ(neep_capset_count(renderer), 1);
+    CHECK(support_log_warned(&log, "cannot start /nonexistent/neep-gfxstream-server"));
     neep_renderer_destroy(renderer);
 }
 
@@ -168,7 +186,7 @@ TEST(an_init_that_hangs_is_refused_in_time)
     CHECK(took >= 3000 && took < 8000);
     CHECK(support_log_said(&log, "did not return within 3000 ms"));
     CHECK(support_log_said(&log, "EGL_PLATFORM=surfaceless"));
-    /* The child that hung is gone, and asking again fails at once. */
+    /* The server and its child that hung are gone, and asking again fails at once. */
     CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
     started = now_ms();
     CHECK(make_renderer(GLES_MASK, 64u << 20, &log, &renderer) < 0);
@@ -584,4 +602,141 @@ TEST(announcements_the_backend_would_not_keep_are_refused)
     CHECK(support_log_said(&log, "has no GLES"));
     CHECK_EQ(neep_context_destroy(renderer, 1), 0);
     neep_renderer_destroy(renderer);
+}
+
+/* The gfxstream server this process started (its only child of that name), or -1. */
+static pid_t server_pid(void)
+{
+    pid_t found = -1;
+    DIR *proc = opendir("/proc");
+    CHECK(proc != NULL);
+    for (struct dirent *entry; (entry = readdir(proc));) {
+        char path[300], stat_line[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", entry->d_name);
+        FILE *file = fopen(path, "r");
+        if (!file) {
+            continue;
+        }
+        char *line = fgets(stat_line, sizeof(stat_line), file);
+        fclose(file);
+        int pid = 0, ppid = 0;
+        char name[64] = "";
+        char state;
+        if (line && sscanf(line, "%d (%63[^)]) %c %d", &pid, name, &state, &ppid) == 4 &&
+            ppid == getpid() && strncmp(name, "neep-gfxstream", 14) == 0) {
+            found = pid;
+        }
+    }
+    closedir(proc);
+    return found;
+}
+
+static void wait_for_log(struct log_capture *log, const char *text, uint32_t timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    while (!support_log_said(log, text) && now_ms() < deadline) {
+        usleep(10000);
+    }
+    if (!support_log_said(log, text)) {
+        fprintf(stderr, "never logged \"%s\"; last error: %s\n", text, log->last_error);
+    }
+    CHECK(support_log_said(log, text));
+}
+
+/* After the server is lost: gfxstream's work is refused, its fences complete at once, the
+ * rest of the device goes on, and everything is freed cleanly. */
+static void check_lost(struct neep_renderer *renderer, struct log_capture *log)
+{
+    uint32_t placeholder[3] = {CMD_PLACEHOLDER_COMMAND_VK, 0, 0};
+    CHECK_EQ(neep_context_submit(renderer, 1, placeholder, sizeof(placeholder)), -ENODEV);
+    CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), -ENODEV);
+    struct neep_fence fences[] = {
+        {NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX, 20, 1, 0},
+        {NEEP_FENCE_FLAG_FENCE, 21, 0, 0},
+    };
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(neep_fence_create(renderer, &fences[i]), 0);
+    }
+    struct fence_log done = {0};
+    wait_fences(renderer, &done, 2);
+    /* Other context types go on. */
+    CHECK_EQ(neep_context_create(renderer, 3, NEEP_CAPSET_CROSS_DOMAIN, "wl", 2), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 3), 0);
+    CHECK(support_log_said(log, "gfxstream contexts are lost"));
+}
+
+TEST(a_guest_ring_that_crashes_the_backend_takes_only_its_server)
+{
+    /* The backend reads a type-1 transfer at whatever offset into its buffer the guest's ring
+     * names. In the VMM's process that read would crash the VM; here it crashes the server. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    pid_t server = server_pid();
+    CHECK(server > 0);
+    uint64_t needed = asg_bytes(renderer);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    create_ring_blob(renderer, 1, 10, needed);
+    void *mapping;
+    uint64_t mapped_bytes;
+    CHECK_EQ(neep_resource_map(renderer, 10, &mapping, &mapped_bytes), 0);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 10), 0);
+    uint32_t create[2] = {CMD_CONTEXT_CREATE, 10};
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), 0);
+    /* The to-host ring at the blob's start: write position at byte 8, entries from byte 128,
+     * the transfer mode in config[4] (byte 2196). One entry: {offset 3.75 GiB, 4 KiB}. */
+    volatile uint8_t *ring = mapping;
+    uint64_t deadline = now_ms() + 15000;
+    while (!support_log_said(&log, "gfxstream contexts are lost") && now_ms() < deadline) {
+        uint32_t entry[2] = {0xf0000000u, 4096};
+        uint32_t write_pos = 8, mode = 1;
+        memcpy((uint8_t *)ring + 128, entry, sizeof(entry));
+        memcpy((uint8_t *)ring + 2196, &mode, sizeof(mode));
+        __atomic_store_n((uint32_t *)(ring + 8), write_pos, __ATOMIC_SEQ_CST);
+        uint32_t ping[2] = {CMD_CONTEXT_PING, 10};
+        int ret = neep_context_submit(renderer, 1, ping, sizeof(ping));
+        CHECK(ret == 0 || ret == -ENODEV);
+        usleep(50000);
+    }
+    wait_for_log(&log, "killed by signal 11", 1000);
+    CHECK(kill(server, 0) < 0 && errno == ESRCH); /* reaped */
+    ring[mapped_bytes - 1] = 1;                   /* the guest's mapping stays whole */
+    check_lost(renderer, &log);
+    CHECK_EQ(neep_resource_unmap(renderer, 10), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 10), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(a_server_that_stops_answering_is_killed_in_time)
+{
+    setenv("NEEP_GFXSTREAM_TIMEOUT_MS", "1000", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    pid_t server = server_pid();
+    CHECK(server > 0);
+    CHECK_EQ(kill(server, SIGSTOP), 0);
+    /* Fences and most commands go without waiting for an answer; a context does not. */
+    uint32_t placeholder[3] = {CMD_PLACEHOLDER_COMMAND_VK, 0, 0};
+    CHECK_EQ(neep_context_submit(renderer, 1, placeholder, sizeof(placeholder)), 0);
+    uint64_t started = now_ms();
+    CHECK(neep_context_create(renderer, 2, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2) < 0);
+    uint64_t took = now_ms() - started;
+    CHECK(took >= 1000 && took < 3000);
+    CHECK(support_log_said(&log, "unanswered for 1000 ms"));
+    /* Killed, and reaped by neep's event thread. */
+    for (uint64_t deadline = now_ms() + 2000; kill(server, 0) == 0 && now_ms() < deadline;) {
+        usleep(10000);
+    }
+    CHECK(kill(server, 0) < 0 && errno == ESRCH);
+    check_lost(renderer, &log);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+    /* The next device gets a server of its own. */
+    renderer = vulkan_renderer(&log);
+    CHECK(server_pid() > 0 && server_pid() != server);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+    CHECK_EQ(server_pid(), -1); /* ended with its device */
 }

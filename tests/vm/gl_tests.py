@@ -281,7 +281,9 @@ def test_rutabaga_gfxstream(args, workdir):
     guest = rutabaga_guest(args, workdir, "neep.test=run neep.program=shell.sh", weston.socket)
     guest.initrd = args.gl_initrd
     guest.extra_device = ",gfxstream-vulkan=on"
-    guest.extra_env = {"NEEP_GFXSTREAM_LIBRARY": args.gfxstream_library}
+    guest.extra_env = {"NEEP_GFXSTREAM_LIBRARY": args.gfxstream_library,
+                           "NEEP_GFXSTREAM_SERVER": os.path.join(args.neep_library_dir,
+                                                                 "neep-gfxstream-server")}
     try:
         gl_guest(guest)
         status, lines = shell(guest, "dmesg | grep 'cap set'")
