@@ -63,7 +63,9 @@ struct remote_resource {
 
 static struct {
     pthread_mutex_t call_lock; /* one call at a time */
+    pthread_mutex_t pid_lock;  /* signals to the server against its reaping */
     pid_t pid;                 /* the server, also its process group; 0 when none */
+    bool reaped;               /* its pid (and group id) may name another process now */
     int call_fd;
     int event_fd;
     pthread_t event_thread;
@@ -79,6 +81,7 @@ static struct {
     struct gfxstream_reply reply;
 } remote = {
     .call_lock = PTHREAD_MUTEX_INITIALIZER,
+    .pid_lock = PTHREAD_MUTEX_INITIALIZER,
     .call_fd = -1,
     .event_fd = -1,
 };
@@ -103,6 +106,33 @@ bool gfxstream_remote_lost(void)
     return atomic_load(&remote.lost);
 }
 
+/* Kills the server's process group, unless it was reaped (its id may be another's by now). */
+static void kill_server(void)
+{
+    pthread_mutex_lock(&remote.pid_lock);
+    if (remote.pid > 0 && !remote.reaped) {
+        kill(-remote.pid, SIGKILL);
+    }
+    pthread_mutex_unlock(&remote.pid_lock);
+}
+
+/* Waits for the server to end (after kill_server), then reaps it. */
+static int reap_server(void)
+{
+    int status = 0;
+    siginfo_t info;
+    while (remote.pid > 0 && waitid(P_PID, (id_t)remote.pid, &info, WEXITED | WNOWAIT) < 0 &&
+           errno == EINTR) {
+    }
+    pthread_mutex_lock(&remote.pid_lock);
+    while (remote.pid > 0 && !remote.reaped && waitpid(remote.pid, &status, 0) < 0 &&
+           errno == EINTR) {
+    }
+    remote.reaped = true;
+    pthread_mutex_unlock(&remote.pid_lock);
+    return status;
+}
+
 /* The server is lost (once): killed with its children, the owner told why. */
 static void lose(const char *format, ...) __attribute__((format(printf, 1, 2)));
 static void lose(const char *format, ...)
@@ -110,9 +140,7 @@ static void lose(const char *format, ...)
     if (atomic_exchange(&remote.lost, true)) {
         return;
     }
-    if (remote.pid > 0) {
-        kill(-remote.pid, SIGKILL);
-    }
+    kill_server();
     if (atomic_load(&remote.stopping)) {
         return;
     }
@@ -159,13 +187,9 @@ static void *event_loop(void *unused)
     while (serve_event(0)) {
     }
     /* The server is gone (or closed its end: then it goes now). */
-    if (remote.pid > 0) {
-        kill(-remote.pid, SIGKILL);
-    }
-    int status = 0;
+    kill_server();
+    int status = reap_server();
     pid_t pid = remote.pid;
-    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
     if (WIFSIGNALED(status)) {
         lose("the gfxstream server (pid %d) was killed by signal %d", (int)pid, WTERMSIG(status));
     } else {
@@ -807,21 +831,19 @@ static int spawn_server(int call_fd, int event_fd)
         return -ELIBACC;
     }
     remote.pid = pid;
+    remote.reaped = false;
     return 0;
 }
 
 void gfxstream_remote_stop(void)
 {
     atomic_store(&remote.stopping, true);
-    if (remote.pid > 0) {
-        kill(-remote.pid, SIGKILL);
-    }
+    kill_server();
     if (remote.event_thread_running) {
         pthread_join(remote.event_thread, NULL); /* it reaps the server */
         remote.event_thread_running = false;
-    } else if (remote.pid > 0) {
-        while (waitpid(remote.pid, NULL, 0) < 0 && errno == EINTR) {
-        }
+    } else {
+        reap_server();
     }
     remote.pid = 0;
     for (int *fd = &remote.call_fd; fd <= &remote.event_fd; fd++) {
