@@ -389,6 +389,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "neep-gfxstream-server: neep starts this program itself (see neep(7))\n");
         return 2;
     }
+    char why[256] = "";
+    int sandboxed = server_sandbox(why, sizeof(why));
+    if (sandboxed < 0) {
+        server_log(GFXSTREAM_DEBUG_ERROR, "gfxstream: its server cannot start: %s", why);
+        return 1;
+    }
+    if (sandboxed > 0) {
+        server_log(GFXSTREAM_DEBUG_WARN, "gfxstream: its server runs with less isolation: %s", why);
+    }
     id_table_init(&resources);
     static struct gfxstream_reply reply;
     for (;;) {

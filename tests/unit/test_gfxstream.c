@@ -604,8 +604,8 @@ TEST(announcements_the_backend_would_not_keep_are_refused)
     neep_renderer_destroy(renderer);
 }
 
-/* The gfxstream server this process started (its only child of that name), or -1. */
-static pid_t server_pid(void)
+/* The process of that name whose parent is `parent` (the one found last), or -1. */
+static pid_t child_named(pid_t parent, const char *prefix)
 {
     pid_t found = -1;
     DIR *proc = opendir("/proc");
@@ -623,12 +623,18 @@ static pid_t server_pid(void)
         char name[64] = "";
         char state;
         if (line && sscanf(line, "%d (%63[^)]) %c %d", &pid, name, &state, &ppid) == 4 &&
-            ppid == getpid() && strncmp(name, "neep-gfxstream", 14) == 0) {
+            ppid == parent && strncmp(name, prefix, strlen(prefix)) == 0) {
             found = pid;
         }
     }
     closedir(proc);
     return found;
+}
+
+/* The gfxstream server this process started, or -1. */
+static pid_t server_pid(void)
+{
+    return child_named(getpid(), "neep-gfxstream");
 }
 
 static void wait_for_log(struct log_capture *log, const char *text, uint32_t timeout_ms)
@@ -715,7 +721,7 @@ TEST(a_server_that_stops_answering_is_killed_in_time)
     CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
     pid_t server = server_pid();
     CHECK(server > 0);
-    CHECK_EQ(kill(server, SIGSTOP), 0);
+    CHECK_EQ(kill(-server, SIGSTOP), 0); /* its process group: both its processes */
     /* Fences and most commands go without waiting for an answer; a context does not. */
     uint32_t placeholder[3] = {CMD_PLACEHOLDER_COMMAND_VK, 0, 0};
     CHECK_EQ(neep_context_submit(renderer, 1, placeholder, sizeof(placeholder)), 0);
@@ -739,4 +745,43 @@ TEST(a_server_that_stops_answering_is_killed_in_time)
     CHECK_EQ(neep_context_destroy(renderer, 1), 0);
     neep_renderer_destroy(renderer);
     CHECK_EQ(server_pid(), -1); /* ended with its device */
+}
+
+TEST(the_server_cannot_name_the_vmm)
+{
+    /* A guest that takes over the backend has the server's uid, the VMM's: it must not be able
+     * to reach the VMM (ptrace, /proc/PID/mem). The server serves from a PID namespace of its
+     * own, whose /proc holds only itself, under a seccomp filter. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    pid_t outer = server_pid();
+    CHECK(outer > 0);
+    pid_t inner = child_named(outer, "neep-gfxstream");
+    CHECK(inner > 0);
+    char path[64], ours[64] = "", theirs[64] = "";
+    CHECK(readlink("/proc/self/ns/pid", ours, sizeof(ours) - 1) > 0);
+    snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)inner);
+    CHECK(readlink(path, theirs, sizeof(theirs) - 1) > 0);
+    CHECK(strcmp(ours, theirs) != 0);
+    /* Its /proc, as it sees it: itself alone (the probe children are gone). */
+    snprintf(path, sizeof(path), "/proc/%d/root/proc", (int)inner);
+    DIR *proc = opendir(path);
+    CHECK(proc != NULL);
+    int processes = 0;
+    for (struct dirent *entry; (entry = readdir(proc));) {
+        processes += entry->d_name[0] >= '1' && entry->d_name[0] <= '9';
+    }
+    closedir(proc);
+    CHECK_EQ(processes, 1);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)inner);
+    FILE *status = fopen(path, "r");
+    CHECK(status != NULL);
+    bool filtered = false;
+    for (char line[256]; fgets(line, sizeof(line), status);) {
+        filtered |= strcmp(line, "Seccomp:\t2\n") == 0;
+    }
+    fclose(status);
+    CHECK(filtered);
+    CHECK(!support_log_warned(&log, "less isolation"));
+    neep_renderer_destroy(renderer);
 }
