@@ -71,8 +71,11 @@ struct gfxstream_resource_create_args {
 
 struct gfxstream_handle {
     int64_t os_handle;
-    uint32_t handle_type;
+    uint32_t handle_type; /* GFXSTREAM_HANDLE_MEM_* */
 };
+#define GFXSTREAM_HANDLE_MEM_OPAQUE_FD 0x1u
+#define GFXSTREAM_HANDLE_MEM_DMABUF    0x2u
+#define GFXSTREAM_HANDLE_MEM_SHM       0x4u
 
 struct gfxstream_create_blob {
     uint32_t blob_mem;

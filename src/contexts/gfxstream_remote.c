@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +55,7 @@ extern char **environ;
 struct remote_resource {
     uint32_t format;
     uint32_t width_px;
+    uint32_t height_px;
     const struct iovec *backing; /* the renderer's list, valid until detached */
     size_t backing_count;
     uint8_t *staging; /* shared with the server */
@@ -154,8 +157,10 @@ static void lose(const char *format, ...)
 
 /* ---- events ------------------------------------------------------------------------------- */
 
-/* Reads one event and hands it on; false when the server is gone. */
-static bool serve_event(int flags)
+/* Reads one event and hands it on; false when the server is gone. The server's own lines
+ * count as the host's only while it starts (the calling thread reads them then): later ones
+ * are about what a guest asked for, and go to the guest's rate-limited log. */
+static bool serve_event(int flags, bool starting)
 {
     struct gfxstream_event event;
     ssize_t got;
@@ -176,7 +181,7 @@ static bool serve_event(int flags)
     } else if (event.type == GFXSTREAM_EVENT_LOG) {
         event.text[sizeof(event.text) - 1] = '\0';
         remote.events->log(event.level & ~GFXSTREAM_LOG_FROM_SERVER,
-                           event.level & GFXSTREAM_LOG_FROM_SERVER, event.text);
+                           starting && (event.level & GFXSTREAM_LOG_FROM_SERVER), event.text);
     }
     return true;
 }
@@ -184,7 +189,7 @@ static bool serve_event(int flags)
 static void *event_loop(void *unused)
 {
     (void)unused;
-    while (serve_event(0)) {
+    while (serve_event(0, false)) {
     }
     /* The server is gone (or closed its end: then it goes now). */
     kill_server();
@@ -258,7 +263,7 @@ static int call_locked(struct gfxstream_call *call, int fd_in, size_t *reply_byt
             continue;
         }
         if (count > 0 && serve_events && ready[1].revents && !(ready[0].revents & POLLIN)) {
-            serve_event(MSG_DONTWAIT);
+            serve_event(MSG_DONTWAIT, true);
             continue;
         }
         if (count == 0) {
@@ -311,7 +316,7 @@ static int call_locked(struct gfxstream_call *call, int fd_in, size_t *reply_byt
         return -ENODEV;
     }
     for (struct pollfd pending = {.fd = remote.event_fd, .events = POLLIN};
-         serve_events && poll(&pending, 1, 0) == 1 && serve_event(MSG_DONTWAIT);) {
+         serve_events && poll(&pending, 1, 0) == 1 && serve_event(MSG_DONTWAIT, true);) {
     }
     if (reply_bytes) {
         *reply_bytes = (size_t)got;
@@ -398,6 +403,8 @@ static int make_staging(uint64_t size_bytes, uint8_t **mapped)
  * Copies what a transfer of `box` moves between guest memory (`list`) and the staging: the
  * rows of the box in the backend's linear layout (rows of width x bytes per pixel), or, for
  * YUV, everything. Both are `size_bytes` long; bytes past that are not the backend's either.
+ * The box lies within the image (gfxstream_resources.c checked): each row is at most one
+ * image row, at most the image's height of them, so the work is bounded by the staging's size.
  */
 static void copy_box(const struct remote_resource *resource, const struct gfxstream_box *box,
                      const struct iovec *list, size_t count, uint8_t *staging, uint64_t size_bytes,
@@ -409,9 +416,11 @@ static void copy_box(const struct remote_resource *resource, const struct gfxstr
     uint64_t row_bytes = 0, stride_bytes = 0;
     if (bytes_per_pixel == 0) {
         row_bytes = size_bytes; /* one "row": all of it */
-    } else if (!checked_mul_u64(box->w, bytes_per_pixel, &row_bytes) ||
+    } else if ((uint64_t)box->x + box->w > resource->width_px ||
+               (uint64_t)box->y + box->h > resource->height_px ||
+               !checked_mul_u64(box->w, bytes_per_pixel, &row_bytes) ||
                !checked_mul_u64(resource->width_px, bytes_per_pixel, &stride_bytes)) {
-        return;
+        return; /* not the image's: the backend refuses it too */
     }
     uint32_t rows = bytes_per_pixel == 0 ? 1 : box->h;
     for (uint32_t row = 0; row < rows; row++) {
@@ -542,6 +551,7 @@ static int remote_resource_create(struct gfxstream_resource_create_args *args, s
     }
     resource->format = args->format;
     resource->width_px = args->width;
+    resource->height_px = args->target == 0 /* a buffer */ ? 1 : args->height;
     return 0;
 }
 
@@ -678,6 +688,31 @@ static int remote_create_blob(uint32_t ctx_id, uint32_t resource_id,
     return ret;
 }
 
+/*
+ * What the server hands over must be a memfd on tmpfs that cannot shrink: it may be in a
+ * guest's hands (a taken-over backend), and the VMM maps it. Not hugetlbfs (a server could
+ * punch its page out and take the free huge pages: SIGBUS in the VMM), not a pipe, a socket or
+ * a device. The backend seals its memfds itself; any other is sealed here. Its size, or -errno.
+ */
+static int64_t check_server_memfd(int fd)
+{
+    struct statfs filesystem;
+    struct stat info;
+    if (fstatfs(fd, &filesystem) < 0 || filesystem.f_type != TMPFS_MAGIC || fstat(fd, &info) < 0 ||
+        !S_ISREG(info.st_mode) || info.st_size <= 0 || (uint64_t)info.st_size > SIZE_MAX) {
+        return -EINVAL;
+    }
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (!(seals & F_SEAL_SHRINK) && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)) {
+        return -EINVAL;
+    }
+    /* Sealed now: its size can only grow (which maps nothing new here). */
+    if (fstat(fd, &info) < 0) {
+        return -EINVAL;
+    }
+    return (int64_t)info.st_size;
+}
+
 static int remote_export_blob(uint32_t resource_id, struct gfxstream_handle *handle)
 {
     struct gfxstream_call request = {.op = GFXSTREAM_CALL_EXPORT_BLOB, .resource_id = resource_id};
@@ -686,8 +721,8 @@ static int remote_export_blob(uint32_t resource_id, struct gfxstream_handle *han
     int ret = call_locked(&request, -1, NULL, &fd, remote.timeout_ms);
     uint32_t type = remote.reply.values[0];
     pthread_mutex_unlock(&remote.call_lock);
-    if (ret == 0 && fd < 0) {
-        ret = -EIO;
+    if (ret == 0 && (fd < 0 || type != GFXSTREAM_HANDLE_MEM_SHM || check_server_memfd(fd) < 0)) {
+        ret = -EIO; /* not what the backend makes in this mode: a sealed memfd */
     }
     if (ret != 0) {
         if (fd >= 0) {
@@ -700,7 +735,7 @@ static int remote_export_blob(uint32_t resource_id, struct gfxstream_handle *han
     return 0;
 }
 
-/* The guest maps a blob through its memfd, sealed so that the server cannot shrink it. */
+/* The guest maps a blob through its memfd. */
 static int remote_resource_map(uint32_t resource_id, void **hva, uint64_t *size)
 {
     struct remote_resource *resource = resource_for(resource_id, false);
@@ -718,21 +753,15 @@ static int remote_resource_map(uint32_t resource_id, void **hva, uint64_t *size)
         return ret;
     }
     int fd = (int)handle.os_handle;
-    struct stat info;
-    void *address = MAP_FAILED;
-    /* The backend seals its memfds itself; any other is sealed here. */
-    int seals = fcntl(fd, F_GET_SEALS);
-    bool sealed =
-        seals >= 0 && ((seals & F_SEAL_SHRINK) || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
-    if (sealed && fstat(fd, &info) == 0 && info.st_size > 0 && (uint64_t)info.st_size <= SIZE_MAX) {
-        address = mmap(NULL, (size_t)info.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    }
+    int64_t bytes = check_server_memfd(fd); /* checked by remote_export_blob already */
+    void *address = bytes > 0 ? mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                              : MAP_FAILED;
     close(fd);
     if (address == MAP_FAILED) {
-        return -EINVAL; /* not a memfd neep can keep mapped */
+        return -EINVAL;
     }
     resource->map = address;
-    resource->map_bytes = (uint64_t)info.st_size;
+    resource->map_bytes = (uint64_t)bytes;
     *hva = address;
     *size = resource->map_bytes;
     return 0;

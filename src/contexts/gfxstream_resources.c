@@ -252,12 +252,19 @@ static int provider_transfer(struct neep_renderer *renderer, struct neep_resourc
                        (unsigned long long)(resource->backing ? resource->backing_bytes : 0));
         return -EINVAL;
     }
-    /* The backend ignores level, depth and layers: refuse what it would put elsewhere. */
-    if (transfer->level != 0 || transfer->z != 0 || transfer->depth != 1) {
+    /* The backend ignores level, depth and layers: refuse what it would put elsewhere. The
+     * box must lie within the image (the renderer checks only its own formats' boxes): the
+     * rows neep copies for it are the image's. */
+    const struct neep_resource_create_3d *create = &resource->create_3d;
+    uint32_t height_px = create->target == PIPE_BUFFER ? 1 : create->height;
+    if (transfer->level != 0 || transfer->z != 0 || transfer->depth != 1 ||
+        (uint64_t)transfer->x + transfer->width > create->width ||
+        (uint64_t)transfer->y + transfer->height > height_px) {
         renderer_error(renderer,
-                       "gfxstream: transfer of resource %u at level %u, z %u, depth %u: only "
-                       "level 0 of 2D images",
-                       resource->id, transfer->level, transfer->z, transfer->depth);
+                       "gfxstream: transfer of resource %u (%ux%u) of a %ux%u box at (%u,%u), "
+                       "level %u, z %u, depth %u: only boxes within level 0 of 2D images",
+                       resource->id, create->width, height_px, transfer->width, transfer->height,
+                       transfer->x, transfer->y, transfer->level, transfer->z, transfer->depth);
         return -EINVAL;
     }
     struct gfxstream_box box = {

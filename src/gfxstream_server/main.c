@@ -54,8 +54,10 @@ static void send_event(const struct gfxstream_event *event, bool may_drop)
 
 void server_log(uint32_t level, const char *format, ...)
 {
+    /* Once the backend runs, what the server says is about what a guest asked for. */
     struct gfxstream_event event = {.type = GFXSTREAM_EVENT_LOG,
-                                    .level = level | GFXSTREAM_LOG_FROM_SERVER};
+                                    .level =
+                                        level | (backend_started ? 0 : GFXSTREAM_LOG_FROM_SERVER)};
     va_list args;
     va_start(args, format);
     vsnprintf(event.text, sizeof(event.text), format, args);
@@ -378,6 +380,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "neep-gfxstream-server: neep starts this program itself (see neep(7))\n");
         return 2;
     }
+    /* Nothing of the VMM's but the two sockets (its guest memory, its devices: whatever it
+     * left without close-on-exec). */
+    close_range(GFXSTREAM_SERVER_EVENT_FD + 1, ~0u, 0);
     /* End with neep, gain no privileges, and let a closed socket be an error, not a signal. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

@@ -15,6 +15,7 @@ void support_log(void *user_data, enum neep_log_level level, const char *message
     if (!capture) {
         return;
     }
+    __atomic_add_fetch(&capture->line_count, 1, __ATOMIC_RELAXED);
     if (level == NEEP_LOG_ERROR) {
         pthread_mutex_lock(&log_lock);
         capture->error_count++;

@@ -9,6 +9,7 @@
 #include <neep/renderer.h>
 
 struct log_capture {
+    int line_count; /* every line, at any level */
     int error_count;
     char last_error[512];
     char all_errors[8192];   /* every error line, newline-separated, until it is full */

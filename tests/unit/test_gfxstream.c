@@ -7,10 +7,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -784,4 +787,141 @@ TEST(the_server_cannot_name_the_vmm)
     CHECK(filtered);
     CHECK(!support_log_warned(&log, "less isolation"));
     neep_renderer_destroy(renderer);
+}
+
+TEST(transfers_of_boxes_outside_the_image_are_refused_at_once)
+{
+    /* A 1x1 image of a format the renderer does not know the layout of, with 1 MiB of backing:
+     * a box of 2^31 x 2^31 texels once made neep copy a megabyte for each of a million rows on
+     * the VMM's thread (minutes) before the backend refused it. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
+                                             .format = 7, /* B5G6R5 */
+                                             .bind = BIND_RENDER_TARGET,
+                                             .width = 1,
+                                             .height = 1,
+                                             .depth = 1,
+                                             .array_size = 1};
+    CHECK_EQ(neep_resource_create_3d(renderer, 1, &create), 0);
+    static uint8_t backing_bytes[1u << 20];
+    struct iovec backing = {backing_bytes, sizeof(backing_bytes)};
+    CHECK_EQ(neep_resource_attach_backing(renderer, 1, &backing, 1), 0);
+    struct neep_transfer huge = {.width = 0x7fffffff, .height = 0x7fffffff, .depth = 1};
+    struct neep_transfer wide = {.width = 2, .height = 1, .depth = 1};
+    struct neep_transfer low = {.y = 1, .width = 1, .height = 1, .depth = 1};
+    uint64_t started = now_ms();
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 1, &huge), -EINVAL);
+    CHECK_EQ(neep_resource_transfer_read(renderer, 0, 1, &huge, NULL, 0), -EINVAL);
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 1, &wide), -EINVAL);
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 1, &low), -EINVAL);
+    CHECK(now_ms() - started < 500);
+    CHECK(support_log_said(&log, "only boxes within level 0"));
+    struct neep_transfer whole = {.width = 1, .height = 1, .depth = 1};
+    CHECK_EQ(neep_resource_transfer_write(renderer, 0, 1, &whole), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(what_the_backend_refuses_does_not_flood_the_log)
+{
+    /* Commands go without waiting for their answer; the server's line about each one it
+     * refuses is the guest's doing, and rate-limited as such. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    int before = __atomic_load_n(&log.line_count, __ATOMIC_RELAXED);
+    uint32_t acquire[4] = {0xa004u, 0, 12345, 0}; /* ACQUIRE_SYNC of a sync nobody made */
+    for (int i = 0; i < 2000; i++) {
+        CHECK_EQ(neep_context_submit(renderer, 1, acquire, sizeof(acquire)), 0);
+    }
+    /* A call with an answer: everything before it was served, its lines sent. */
+    CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    usleep(200000);
+    int lines = __atomic_load_n(&log.line_count, __ATOMIC_RELAXED) - before;
+    fprintf(stderr, "%d lines for 2000 refused commands\n", lines);
+    CHECK(lines < 100);
+    CHECK_EQ(neep_context_destroy(renderer, 2), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
+TEST(the_server_inherits_none_of_the_vmms_fds)
+{
+    /* A VMM's guest memory, devices and sockets it left without close-on-exec must not reach a
+     * process a guest may take over. */
+    int guest_memory = memfd_create("guest-ram-of-the-vmm", 0);
+    CHECK(guest_memory >= 0);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    pid_t inner = child_named(server_pid(), "neep-gfxstream");
+    CHECK(inner > 0);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)inner);
+    DIR *fds = opendir(path);
+    CHECK(fds != NULL);
+    int count = 0;
+    for (struct dirent *entry; (entry = readdir(fds));) {
+        char link[PATH_MAX] = "", fd_path[400];
+        snprintf(fd_path, sizeof(fd_path), "%s/%s", path, entry->d_name);
+        if (entry->d_name[0] == '.' || readlink(fd_path, link, sizeof(link) - 1) < 0) {
+            continue;
+        }
+        CHECK(strstr(link, "guest-ram-of-the-vmm") == NULL);
+        count += atoi(entry->d_name) > 4;
+    }
+    closedir(fds);
+    CHECK_EQ(count, 0); /* only stdio and its two sockets, between calls */
+    close(guest_memory);
+    neep_renderer_destroy(renderer);
+}
+
+/* A renderer on tests/unit/hostile_gfxstream_server.py, which answers EXPORT_BLOB with `kind`. */
+static struct neep_renderer *hostile_renderer(struct log_capture *log, const char *kind)
+{
+    char path[PATH_MAX];
+    CHECK(getenv("NEEP_TEST_SOURCE_DIR") != NULL);
+    snprintf(path, sizeof(path), "%s/tests/unit/hostile_gfxstream_server.py",
+             getenv("NEEP_TEST_SOURCE_DIR"));
+    setenv("NEEP_GFXSTREAM_SERVER", path, 1);
+    setenv("HOSTILE_EXPORT", kind, 1);
+    return vulkan_renderer(log);
+}
+
+TEST(a_taken_over_server_cannot_hand_the_vmm_what_it_would_fault_on)
+{
+    /* The VMM maps and hands out a blob's fd: only a memfd on tmpfs sealed against shrinking
+     * will do. A pipe, a file on a disk (truncatable, not sealable) are refused; a memfd the
+     * server left unsealed is sealed by neep before it maps it. */
+    static const char *const kinds[] = {"pipe", "file", "unsealed"};
+    for (int i = 0; i < 3; i++) {
+        struct log_capture log = {0};
+        struct neep_renderer *renderer = hostile_renderer(&log, kinds[i]);
+        CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+        struct neep_blob_create blob = {.blob_mem = NEEP_BLOB_MEM_HOST3D,
+                                        .blob_flags = NEEP_BLOB_FLAG_USE_MAPPABLE |
+                                                      NEEP_BLOB_FLAG_USE_SHAREABLE,
+                                        .size_bytes = 65536};
+        CHECK_EQ(neep_resource_create_blob(renderer, 1, 10, &blob, NULL, 0), 0);
+        void *mapping = NULL;
+        uint64_t bytes = 0;
+        int fd = -1;
+        uint32_t handle_type = 0;
+        int mapped = neep_resource_map(renderer, 10, &mapping, &bytes);
+        int exported = neep_resource_export(renderer, 10, &fd, &handle_type);
+        if (i < 2) {
+            CHECK(mapped < 0 && exported < 0);
+        } else {
+            CHECK_EQ(mapped, 0);
+            CHECK_EQ(exported, 0);
+            usleep(100000); /* the server tries to shrink it meanwhile */
+            ((volatile uint8_t *)mapping)[bytes - 1] = 1; /* no SIGBUS */
+            CHECK(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK);
+            close(fd);
+            CHECK_EQ(neep_resource_unmap(renderer, 10), 0);
+        }
+        CHECK_EQ(neep_resource_unref(renderer, 10), 0);
+        CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+        neep_renderer_destroy(renderer);
+    }
 }
