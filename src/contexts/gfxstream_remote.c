@@ -288,22 +288,10 @@ static int call_locked(struct gfxstream_call *call, int fd_in, size_t *reply_byt
     do {
         got = recvmsg(remote.call_fd, &reply_msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (got < 0 && errno == EINTR);
-    int received = -1;
-    for (struct cmsghdr *header = got > 0 ? CMSG_FIRSTHDR(&reply_msg) : NULL; header;
-         header = CMSG_NXTHDR(&reply_msg, header)) {
-        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) {
-            continue;
-        }
-        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-            if (received < 0 && fd_out) {
-                received = fd;
-            } else {
-                close(fd);
-            }
-        }
+    int received = got > 0 ? fd_passing_take_first(&reply_msg) : -1;
+    if (received >= 0 && !fd_out) {
+        close(received);
+        received = -1;
     }
     if (got < (ssize_t)GFXSTREAM_REPLY_HEADER_BYTES || remote.reply.op != call->op ||
         (reply_msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {

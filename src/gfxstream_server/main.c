@@ -338,22 +338,7 @@ static bool receive_call(struct gfxstream_call *call, int *fd)
     if (got <= 0) {
         return false;
     }
-    *fd = -1;
-    for (struct cmsghdr *header = CMSG_FIRSTHDR(&msg); header; header = CMSG_NXTHDR(&msg, header)) {
-        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) {
-            continue;
-        }
-        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-            int received;
-            memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
-            if (*fd < 0) {
-                *fd = received;
-            } else {
-                close(received);
-            }
-        }
-    }
+    *fd = fd_passing_take_first(&msg);
     if ((size_t)got != sizeof(*call) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
         call->op = 0; /* answered as unknown */
     }

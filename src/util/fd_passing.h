@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define FD_PASSING_MAX_FDS 32u
 
@@ -35,6 +36,28 @@ static inline void fd_passing_attach(struct msghdr *msg, union fd_passing_contro
     header->cmsg_type = SCM_RIGHTS;
     header->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
     memcpy(CMSG_DATA(header), fds, fd_count * sizeof(int));
+}
+
+/* The first fd a received `msg` carries (-1 if none); the others are closed, so none leaks. */
+static inline int fd_passing_take_first(struct msghdr *msg)
+{
+    int first = -1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(msg); header; header = CMSG_NXTHDR(msg, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+            if (first < 0) {
+                first = fd;
+            } else {
+                close(fd);
+            }
+        }
+    }
+    return first;
 }
 
 #endif
