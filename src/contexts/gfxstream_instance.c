@@ -24,7 +24,7 @@ static struct {
     uint32_t flags;                /* the renderer flags the server started with */
     struct neep_renderer *owner;   /* the renderer it serves, or NULL */
     uint32_t probes;               /* capsets of `owner` that probed successfully */
-    int failure;                   /* sticky: why the backend cannot start here, or 0 */
+    int failure;                   /* sticky: the backend's start hung here (or 0) */
     pthread_mutex_t callback_lock; /* contexts and callback_owner */
     struct id_table contexts;      /* ctx_id -> struct gfxstream_context */
     struct neep_renderer *callback_owner;
@@ -193,8 +193,8 @@ int gfxstream_instance_acquire(struct neep_renderer *renderer)
         ret = instance.failure; /* said when it happened */
     } else {
         ret = start_server(renderer, flags_for(renderer->capset_mask));
-        if (ret < 0 && ret != -ELIBACC) {
-            instance.failure = ret; /* a backend that hung or failed is not tried again */
+        if (ret == -ETIMEDOUT) {
+            instance.failure = ret; /* a backend whose start hangs is not waited for again */
         }
     }
     if (ret == 0) {

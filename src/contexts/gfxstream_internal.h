@@ -74,6 +74,9 @@ void gfxstream_remote_stop(void);
 /* Whether the server died or hung: every call then fails at once. */
 bool gfxstream_remote_lost(void);
 extern const struct gfxstream_api gfxstream_remote_api;
+/* For fuzz_gfxstream_server only: serves the server's ends of the two sockets (it must dup
+ * them) instead of starting the program. */
+extern int (*gfxstream_remote_spawn_hook)(int call_fd, int event_fd);
 
 /* gfxstream_resources.c */
 extern const struct neep_resource_provider_ops gfxstream_provider_ops;

@@ -801,6 +801,8 @@ const struct gfxstream_api gfxstream_remote_api = {
 
 /* ---- the server's life ---------------------------------------------------------------------- */
 
+int (*gfxstream_remote_spawn_hook)(int call_fd, int event_fd);
+
 /* An fd above the ones the server is given, close-on-exec. */
 static int move_above_server_fds(int fd)
 {
@@ -856,6 +858,12 @@ void gfxstream_remote_stop(void)
 {
     atomic_store(&remote.stopping, true);
     kill_server();
+    /* The event thread ends now, whatever the server's end of its socket does. */
+    for (int *fd = &remote.call_fd; fd <= &remote.event_fd; fd++) {
+        if (*fd >= 0) {
+            shutdown(*fd, SHUT_RDWR);
+        }
+    }
     if (remote.event_thread_running) {
         pthread_join(remote.event_thread, NULL); /* it reaps the server */
         remote.event_thread_running = false;
@@ -908,7 +916,8 @@ int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events 
     }
     remote.call_fd = calls[0];
     remote.event_fd = event_pair[0];
-    int ret = spawn_server(calls[1], event_pair[1]);
+    int ret = gfxstream_remote_spawn_hook ? gfxstream_remote_spawn_hook(calls[1], event_pair[1])
+                                          : spawn_server(calls[1], event_pair[1]);
     close(calls[1]);
     close(event_pair[1]);
     if (ret == 0) {
