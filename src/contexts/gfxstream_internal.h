@@ -73,7 +73,20 @@ int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events 
 void gfxstream_remote_stop(void);
 /* Whether the server died or hung: every call then fails at once. */
 bool gfxstream_remote_lost(void);
+/* One call to the server and its reply (in `reply`, or nowhere when NULL; its length in
+ * *reply_bytes and its fd in *fd_out when those are not NULL). The server's return value, or
+ * -ENODEV when the server is lost (or is lost waiting). Calls with GFXSTREAM_CALL_NO_REPLY
+ * return 0 once sent. */
+struct gfxstream_call;
+struct gfxstream_reply;
+int gfxstream_remote_call(struct gfxstream_call *call, int fd_in, struct gfxstream_reply *reply,
+                          size_t *reply_bytes, int *fd_out);
+
+/* gfxstream_remote_api.c: the backend's API on its server, and neep's records of the server's
+ * resources (staging, maps), kept while a server runs. */
 extern const struct gfxstream_api gfxstream_remote_api;
+void gfxstream_remote_resources_begin(void);
+void gfxstream_remote_resources_end(void);
 /* For fuzz_gfxstream_server only: serves the server's ends of the two sockets (it must dup
  * them) instead of starting the program. */
 extern int (*gfxstream_remote_spawn_hook)(int call_fd, int event_fd);
