@@ -54,15 +54,9 @@ static int call(struct gfxstream_call *request, int fd_in, int *fd_out)
 
 static struct remote_resource *resource_for(uint32_t id, bool create)
 {
-    struct remote_resource *resource = id_table_get(&resources, id);
-    if (!resource && create) {
-        resource = calloc(1, sizeof(*resource));
-        if (resource && id_table_insert(&resources, id, resource) < 0) {
-            free(resource);
-            resource = NULL;
-        }
-    }
-    return resource;
+    bool created;
+    return create ? id_table_get_or_add(&resources, id, sizeof(struct remote_resource), &created)
+                  : id_table_get(&resources, id);
 }
 
 static void drop_staging(struct remote_resource *resource)

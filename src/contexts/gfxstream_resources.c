@@ -42,16 +42,13 @@ static struct id_table provided_table;
 
 static struct provided *provided_for(uint32_t resource_id, bool create)
 {
-    struct provided *p = id_table_get(&provided_table, resource_id);
-    if (!p && create) {
-        p = calloc(1, sizeof(*p));
-        if (p && id_table_insert(&provided_table, resource_id, p) < 0) {
-            free(p);
-            p = NULL;
-        }
-        if (p) {
-            p->export_fd = -1;
-        }
+    if (!create) {
+        return id_table_get(&provided_table, resource_id);
+    }
+    bool created;
+    struct provided *p = id_table_get_or_add(&provided_table, resource_id, sizeof(*p), &created);
+    if (created) {
+        p->export_fd = -1;
     }
     return p;
 }

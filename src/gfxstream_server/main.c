@@ -86,16 +86,14 @@ void server_on_debug(void *user_data, struct gfxstream_debug *debug)
 
 static struct server_resource *resource_for(uint32_t id, bool create)
 {
-    struct server_resource *resource = id_table_get(&resources, id);
-    if (!resource && create) {
-        resource = calloc(1, sizeof(*resource));
-        if (resource && id_table_insert(&resources, id, resource) < 0) {
-            free(resource);
-            resource = NULL;
-        }
-        if (resource) {
-            resource->export_fd = -1;
-        }
+    if (!create) {
+        return id_table_get(&resources, id);
+    }
+    bool created;
+    struct server_resource *resource =
+        id_table_get_or_add(&resources, id, sizeof(*resource), &created);
+    if (created) {
+        resource->export_fd = -1;
     }
     return resource;
 }

@@ -107,6 +107,22 @@ int id_table_insert(struct id_table *table, uint32_t key, void *value)
     return 0;
 }
 
+void *id_table_get_or_add(struct id_table *table, uint32_t key, size_t value_bytes, bool *created)
+{
+    *created = false;
+    void *value = id_table_get(table, key);
+    if (value) {
+        return value;
+    }
+    value = calloc(1, value_bytes);
+    if (value && id_table_insert(table, key, value) < 0) {
+        free(value);
+        return NULL;
+    }
+    *created = value != NULL;
+    return value;
+}
+
 void *id_table_remove(struct id_table *table, uint32_t key)
 {
     if (key == 0 || table->capacity == 0) {

@@ -6,6 +6,7 @@
 #ifndef NEEP_UTIL_ID_TABLE_H
 #define NEEP_UTIL_ID_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,9 @@ void id_table_finish(struct id_table *table);
 void *id_table_get(const struct id_table *table, uint32_t key);
 /* 0, -EEXIST if the key is present, -EINVAL for key 0, -ENOMEM. */
 int id_table_insert(struct id_table *table, uint32_t key, void *value);
+/* The value of `key`; if there is none, a zeroed one of `value_bytes` is allocated and inserted
+ * (*created says so). NULL when that fails. */
+void *id_table_get_or_add(struct id_table *table, uint32_t key, size_t value_bytes, bool *created);
 /* Returns the removed value, or NULL if the key was absent. */
 void *id_table_remove(struct id_table *table, uint32_t key);
 

@@ -57,6 +57,22 @@ TEST(id_table_matches_a_reference_under_churn)
     id_table_finish(&table);
 }
 
+TEST(id_table_get_or_add_makes_a_zeroed_value_once)
+{
+    struct id_table table;
+    id_table_init(&table);
+    bool created = false;
+    uint64_t *value = id_table_get_or_add(&table, 7, sizeof(*value), &created);
+    CHECK(value != NULL && created && *value == 0);
+    *value = 42;
+    CHECK(id_table_get_or_add(&table, 7, sizeof(*value), &created) == value);
+    CHECK(!created && *value == 42);
+    CHECK(id_table_get_or_add(&table, 0, sizeof(*value), &created) == NULL); /* reserved */
+    CHECK(!created);
+    free(id_table_remove(&table, 7));
+    id_table_finish(&table);
+}
+
 TEST(iov_cursor_reads_and_writes_across_entries)
 {
     uint8_t a[3], b[1], c[10];
