@@ -251,8 +251,9 @@ static void host_floods(struct harness *h, struct fuzz_input *in)
 {
     static uint8_t message[WIRE_MAX_MESSAGE_BYTES];
     static uint8_t bytes[VIRTGPU_SEND_MAX_DATA_BYTES];
-    /* Rare on purpose: a flood costs as much as a thousand other events. Some 300 full
-     * RECEIVEs pass the 1 MiB backlog at which neep-wl stops polling for a client. */
+    /* Rare on purpose: a flood costs as much as a hundred other events. This build lowers the
+     * backlog at which neep-wl stops polling for a client to 64 KiB (some 16 full RECEIVEs) and
+     * the one at which it gives the client up to 1 MiB (some 260): both within reach. */
     if (fuzz_u8(in) != FLOOD_MAGIC) {
         return;
     }

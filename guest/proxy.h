@@ -18,10 +18,14 @@
 
 /* Most fds one direction of a connection may have queued (libwayland allows 28 per send). */
 #define PROXY_MAX_QUEUED_FDS 128u
-/* Bytes queued for a client that does not read before the proxy stops reading the host. */
+/* Bytes queued for a client that does not read before the proxy stops reading the host, and
+ * before it gives up on it. (The fuzz target sets both lower, to reach them cheaply.) */
+#ifndef PROXY_CLIENT_BACKLOG_BYTES
 #define PROXY_CLIENT_BACKLOG_BYTES (1u << 20)
-/* Bytes queued for a client that does not read before the proxy gives up on it. */
+#endif
+#ifndef PROXY_CLIENT_MAX_QUEUED_BYTES
 #define PROXY_CLIENT_MAX_QUEUED_BYTES (16u << 20)
+#endif
 
 /* What one client may make neep-wl hold: shm pools are mappings of the client's memory (their
  * fds are closed at once), clipboard and drag-and-drop pipes are fds each way. */
