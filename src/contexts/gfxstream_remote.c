@@ -255,7 +255,8 @@ static int call_locked(struct gfxstream_call *call, int fd_in, struct gfxstream_
     do {
         got = recvmsg(remote.call_fd, &reply_msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (got < 0 && errno == EINTR);
-    int received = got > 0 ? fd_passing_take_first(&reply_msg) : -1;
+    /* A message of no bytes (SEQPACKET has them) may still carry fds: take them. */
+    int received = got >= 0 ? fd_passing_take_first(&reply_msg) : -1;
     if (received >= 0 && !fd_out) {
         close(received);
         received = -1;
