@@ -48,6 +48,8 @@ static struct {
     atomic_bool lost;
     atomic_bool stopping;
     uint32_t timeout_ms;
+    uint64_t window_start_ms; /* see charge_wait */
+    uint64_t window_waited_ms;
     const struct gfxstream_remote_events *events;
 } remote = {
     .call_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -283,13 +285,41 @@ static int call_locked(struct gfxstream_call *call, int fd_in, struct gfxstream_
     return reply->ret;
 }
 
+/*
+ * Each call waits at most the timeout; a server that answers each just before it would still
+ * hold the embedder's thread most of the time. So what calls wait beyond SLOW_CALL_MS each is
+ * also counted over a window of WAIT_WINDOW_MS: more than the timeout in all, and the server is
+ * lost as if it had hung. (Ordinary calls take microseconds; a context's end, waiting for its
+ * render threads, milliseconds.) Caller holds call_lock.
+ */
+#define SLOW_CALL_MS   100u
+#define WAIT_WINDOW_MS 60000u
+static void charge_wait(uint64_t started_ms)
+{
+    uint64_t now = now_ms();
+    if (now - remote.window_start_ms > WAIT_WINDOW_MS) {
+        remote.window_start_ms = now;
+        remote.window_waited_ms = 0;
+    }
+    if (now - started_ms > SLOW_CALL_MS) {
+        remote.window_waited_ms += now - started_ms - SLOW_CALL_MS;
+    }
+    if (remote.window_waited_ms > remote.timeout_ms) {
+        lose("the gfxstream server kept neep waiting %llu ms (beyond %u ms a call) within %u s "
+             "(NEEP_GFXSTREAM_TIMEOUT_MS): neep killed it",
+             (unsigned long long)remote.window_waited_ms, SLOW_CALL_MS, WAIT_WINDOW_MS / 1000);
+    }
+}
+
 int gfxstream_remote_call(struct gfxstream_call *call, int fd_in, struct gfxstream_reply *reply,
                           size_t *reply_bytes, int *fd_out)
 {
     static struct gfxstream_reply scratch; /* under call_lock */
     pthread_mutex_lock(&remote.call_lock);
+    uint64_t started_ms = now_ms();
     int ret =
         call_locked(call, fd_in, reply ? reply : &scratch, reply_bytes, fd_out, remote.timeout_ms);
+    charge_wait(started_ms);
     pthread_mutex_unlock(&remote.call_lock);
     return ret;
 }
@@ -380,6 +410,8 @@ int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events 
 {
     remote.events = events;
     remote.timeout_ms = timeout_from_environment("NEEP_GFXSTREAM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS);
+    remote.window_start_ms = now_ms();
+    remote.window_waited_ms = 0;
     uint32_t probe_timeout_ms =
         timeout_from_environment("NEEP_GFXSTREAM_PROBE_TIMEOUT_MS", GFXSTREAM_PROBE_TIMEOUT_MS);
     atomic_store(&remote.lost, false);

@@ -5,7 +5,8 @@ answers EXPORT_BLOB with what HOSTILE_EXPORT names instead of a sealed memfd:
   pipe     a pipe's read end
   file     a regular file on a disk, not tmpfs
   unsealed a memfd on tmpfs that it keeps, to shrink once neep has mapped it
-and answers everything else with success."""
+and answers everything else with success. With HOSTILE_DELAY_MS, every answer after the start
+comes that late (a server that keeps the VMM waiting just under its timeout)."""
 import os
 import socket
 import struct
@@ -31,6 +32,8 @@ def main():
         op, _ctx, _resource, value, _size, _union = CALL.unpack(data)
         if op & NO_REPLY:
             continue
+        if op not in (START, GET_CAPSET):
+            time.sleep(int(os.environ.get("HOSTILE_DELAY_MS", "0")) / 1000)
         values, value64, payload, fds = (0, 0), 0, b"", []
         if op == START:
             value64 = (1 << 19) - 1  # every format makes images

@@ -926,3 +926,28 @@ TEST(a_taken_over_server_cannot_hand_the_vmm_what_it_would_fault_on)
         neep_renderer_destroy(renderer);
     }
 }
+
+TEST(a_server_that_answers_just_in_time_is_lost_all_the_same)
+{
+    /* Each answer 400 ms late, under the 1 s timeout: the VMM's thread would be held most of
+     * the time. After a second's waiting in all (beyond 100 ms a call), the server is lost. */
+    setenv("NEEP_GFXSTREAM_TIMEOUT_MS", "1000", 1);
+    setenv("HOSTILE_DELAY_MS", "400", 1);
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = hostile_renderer(&log, "pipe");
+    uint64_t started = now_ms();
+    int created = 0;
+    for (uint32_t id = 1;
+         id <= 10 && neep_context_create(renderer, id, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2) == 0;
+         id++) {
+        created++;
+    }
+    CHECK(created >= 3 && created <= 4);
+    CHECK(now_ms() - started < 2500);
+    CHECK(support_log_said(&log, "kept neep waiting"));
+    CHECK(support_log_said(&log, "gfxstream contexts are lost"));
+    for (int id = 1; id <= created; id++) {
+        CHECK_EQ(neep_context_destroy(renderer, (uint32_t)id), 0);
+    }
+    neep_renderer_destroy(renderer);
+}
