@@ -1,16 +1,23 @@
 /*
  * What the server may reach once a guest has taken over the backend (it reads guest rings
  * without bounds: assume it can). It runs with the VMM's uid, so without this it could attach
- * to the VMM (ptrace, /proc/PID/mem) and own the VM. Here it moves into namespaces of its own
- * (user, mount, PID) with a /proc that shows only them: the VMM has no PID it can name. Then a
- * seccomp filter refuses what could undo that or reach other processes (mount, umount, setns,
- * unshare, ptrace, process_vm_*, pidfd_getfd). The backend keeps the files, devices (render
- * nodes) and groups it had. Where the host allows no user namespaces, it runs without them, and
- * says so.
+ * to the VMM (ptrace, /proc/PID/mem) and own the VM, write the user's files (a shell's start-up
+ * file is code run later, outside any sandbox), or connect to the VMM's monitor socket or the
+ * user's session bus. Here it moves into namespaces of its own (user, mount, PID) with a /proc
+ * that shows only them: the VMM has no PID it can name. Landlock then takes away every change to
+ * the file system (writing, creating, removing, renaming, executing) but writing to render
+ * nodes and /dev/null, and TCP. Last, a seccomp filter refuses what could undo that or reach
+ * other processes: mount, umount, setns, unshare, ptrace, process_vm_*, pidfd_getfd, new
+ * sockets (the server needs none but the two it was given), io_uring (which makes sockets and
+ * opens files past seccomp), the kernel keyrings, bpf, perf events, userfaultfd, and pushing
+ * input into a terminal it inherited (TIOCSTI, TIOCLINUX). Reading stays as it was: the
+ * backend's driver reads its files, devices and /sys. Where the host lacks user namespaces or
+ * Landlock, the server runs without them, and says so.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -21,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -48,6 +56,76 @@ static int mount_private_proc(void)
         return -errno;
     }
     return 0;
+}
+
+/* The file rights Landlock knows at `abi` that change something. Reading is not among them. */
+static uint64_t changing_file_rights(long abi)
+{
+    uint64_t rights =
+        LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR |
+        LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR |
+        LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |
+        LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM;
+    if (abi >= 2) {
+        rights |= LANDLOCK_ACCESS_FS_REFER;
+    }
+    if (abi >= 3) {
+        rights |= LANDLOCK_ACCESS_FS_TRUNCATE;
+    }
+    return rights;
+}
+
+/* Lets the server write what is at `path` (beneath it, for a directory); absent is fine. */
+static int allow_writing(int ruleset, const char *path, uint64_t handled)
+{
+    int fd = open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? 0 : -errno;
+    }
+    struct landlock_path_beneath_attr rule = {
+        .allowed_access = (LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_TRUNCATE) & handled,
+        .parent_fd = fd,
+    };
+    int ret = syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0
+                  ? -errno
+                  : 0;
+    close(fd);
+    return ret;
+}
+
+/* Landlock over this process and what it starts: 0, or -ENOSYS / -EOPNOTSUPP where the kernel
+ * has none, or another -errno. */
+static int restrict_changes(void)
+{
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    if (abi < 0) {
+        return -errno;
+    }
+    struct landlock_ruleset_attr attr = {.handled_access_fs = changing_file_rights(abi)};
+    size_t attr_bytes = offsetof(struct landlock_ruleset_attr, handled_access_net);
+    if (abi >= 4) {
+        attr.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
+        attr_bytes = offsetof(struct landlock_ruleset_attr, scoped);
+    }
+    if (abi >= 6) {
+        /* No abstract sockets or signals beyond its own processes. */
+        attr.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL;
+        attr_bytes = sizeof(attr);
+    }
+    int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, attr_bytes, 0);
+    if (ruleset < 0) {
+        return -errno;
+    }
+    /* The render nodes (opened read-write), and /dev/null, which libraries open to write. */
+    int ret = allow_writing(ruleset, "/dev/dri", attr.handled_access_fs);
+    if (ret == 0) {
+        ret = allow_writing(ruleset, "/dev/null", attr.handled_access_fs);
+    }
+    if (ret == 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0) {
+        ret = -errno;
+    }
+    close(ruleset);
+    return ret;
 }
 
 #define REFUSE(nr)                                                                                 \
@@ -81,6 +159,23 @@ static int install_filter(void)
         REFUSE(SYS_fsmount),
         REFUSE(SYS_fspick),
         REFUSE(SYS_mount_setattr),
+        REFUSE(SYS_socket),
+        REFUSE(SYS_io_uring_setup),
+        REFUSE(SYS_io_uring_enter),
+        REFUSE(SYS_io_uring_register),
+        REFUSE(SYS_keyctl),
+        REFUSE(SYS_add_key),
+        REFUSE(SYS_request_key),
+        REFUSE(SYS_bpf),
+        REFUSE(SYS_perf_event_open),
+        REFUSE(SYS_userfaultfd),
+        /* ioctl: all but pushing input into a terminal (the command's low 32 bits, as the
+         * kernel reads it). */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog filter = {.len = sizeof(program) / sizeof(program[0]), .filter = program};
@@ -115,11 +210,14 @@ int server_sandbox(char *why, size_t why_bytes)
     char map[64];
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID) < 0) {
         int error = errno;
+        int changes = restrict_changes();
         int ret = install_filter();
         snprintf(why, why_bytes,
                  "the host gives it no user namespace (%s), so the VMM's processes stay in its "
-                 "reach through /proc%s",
-                 strerror(error), ret < 0 ? ", and no seccomp filter either" : "");
+                 "reach through /proc%s%s",
+                 strerror(error),
+                 changes < 0 ? ", and no Landlock: it may change the host's files" : "",
+                 ret < 0 ? ", and no seccomp filter either" : "");
         return 1;
     }
     /* The same ids inside: files and devices stay as they were. */
@@ -143,10 +241,17 @@ int server_sandbox(char *why, size_t why_bytes)
         snprintf(why, why_bytes, "cannot mount its own /proc (%s)", strerror(-ret));
         return -1;
     }
+    int changes = restrict_changes();
     ret = install_filter();
     if (ret < 0) {
         snprintf(why, why_bytes, "cannot install its seccomp filter (%s)", strerror(-ret));
         return -1;
+    }
+    if (changes < 0) {
+        snprintf(why, why_bytes,
+                 "the host gives it no Landlock (%s), so it may change the host's files",
+                 strerror(-changes));
+        return 1;
     }
     return 0;
 }

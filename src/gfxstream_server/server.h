@@ -33,8 +33,9 @@ void server_on_debug(void *user_data, struct gfxstream_debug *debug);
  * *usable_formats: bit i set when gfxstream_formats[i] made an image.
  */
 int server_start(uint32_t flags, uint32_t probe_timeout_ms, uint64_t *usable_formats);
-/* sandbox.c: keeps the VMM's processes out of the server's reach (namespaces of its own, a
- * seccomp filter). 0; 1 when only part of it could be had; -1 when it failed. `why` says. */
+/* sandbox.c: keeps the VMM's processes, the host's files and sockets out of the server's reach
+ * (namespaces of its own, Landlock, a seccomp filter). 0; 1 when only part of it could be had;
+ * -1 when it failed. `why` says. */
 int server_sandbox(char *why, size_t why_bytes);
 
 /* At exit: the backend's teardown, when it started. */
