@@ -9,7 +9,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# bookworm-backports: meson >= 1.5 and a linux-libc-dev with drm/virtgpu_drm.h.
+# bookworm-backports: meson >= 1.5 and a linux-libc-dev (>= 6.12) with drm/virtgpu_drm.h and
+# Landlock's scopes.
 # deb-src too: the QEMU build for the rutabaga tests takes QEMU's source from there.
 backports=/etc/apt/sources.list.d/neep-bookworm-backports.sources
 if [ -f "$backports" ] || ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
