@@ -43,6 +43,9 @@ static struct {
     bool reaped;               /* its pid (and group id) may name another process now */
     int call_fd;
     int event_fd;
+    int output_fd; /* the server's standard output and error, read here */
+    char output_line[GFXSTREAM_MAX_LOG_BYTES];
+    size_t output_bytes;
     pthread_t event_thread;
     bool event_thread_running;
     atomic_bool lost;
@@ -56,6 +59,7 @@ static struct {
     .pid_lock = PTHREAD_MUTEX_INITIALIZER,
     .call_fd = -1,
     .event_fd = -1,
+    .output_fd = -1,
 };
 
 static uint64_t now_ms(void)
@@ -155,10 +159,62 @@ static bool serve_event(int flags, bool starting)
     return true;
 }
 
+/* Hands on what the server wrote to its standard output and error (its driver's and its
+ * sanitizers' lines), a line at a time; false at its end. The server writes into a pipe rather
+ * than the VMM's terminal or log file, which it could otherwise take over or truncate. */
+static bool drain_output(bool starting)
+{
+    for (;;) {
+        size_t room = sizeof(remote.output_line) - 1 - remote.output_bytes;
+        ssize_t got = read(remote.output_fd, remote.output_line + remote.output_bytes, room);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got > 0) {
+            remote.output_bytes += (size_t)got;
+        }
+        char *start = remote.output_line;
+        char *end = start + remote.output_bytes;
+        for (char *newline; (newline = memchr(start, '\n', (size_t)(end - start)));) {
+            *newline = '\0';
+            remote.events->log(GFXSTREAM_DEBUG_ERROR, starting, start);
+            start = newline + 1;
+        }
+        /* A line as long as the buffer, or the last one, goes as it is. */
+        bool full =
+            start == remote.output_line && remote.output_bytes == sizeof(remote.output_line) - 1;
+        if ((got == 0 || full) && start < end) {
+            *end = '\0';
+            remote.events->log(GFXSTREAM_DEBUG_ERROR, starting, start);
+            start = end;
+        }
+        remote.output_bytes = (size_t)(end - start);
+        memmove(remote.output_line, start, remote.output_bytes);
+        if (got <= 0) {
+            return got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        }
+    }
+}
+
 static void *event_loop(void *unused)
 {
     (void)unused;
-    while (serve_event(0, false)) {
+    bool output_open = remote.output_fd >= 0;
+    for (;;) {
+        struct pollfd ready[2] = {{.fd = remote.event_fd, .events = POLLIN},
+                                  {.fd = remote.output_fd, .events = POLLIN}};
+        if (poll(ready, output_open ? 2 : 1, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        if (output_open && ready[1].revents) {
+            output_open = drain_output(false);
+        }
+        if (ready[0].revents && !serve_event(MSG_DONTWAIT, false)) {
+            break;
+        }
     }
     /* The server is gone (or closed its end: then it goes now). */
     kill_server();
@@ -339,7 +395,7 @@ static int move_above_server_fds(int fd)
     return moved;
 }
 
-static int spawn_server(int call_fd, int event_fd)
+static int spawn_server(int call_fd, int event_fd, int output_fd)
 {
     const char *path = getenv("NEEP_GFXSTREAM_SERVER");
     if (!path || !*path) {
@@ -351,15 +407,19 @@ static int spawn_server(int call_fd, int event_fd)
     posix_spawnattr_init(&attributes);
     posix_spawn_file_actions_adddup2(&actions, call_fd, GFXSTREAM_SERVER_CALL_FD);
     posix_spawn_file_actions_adddup2(&actions, event_fd, GFXSTREAM_SERVER_EVENT_FD);
-    /* Its own process group (its probe children with it), no signal blocked or caught. */
+    /* Nothing of the VMM's terminal or log: no input, output into a pipe read here. */
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, output_fd, STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, output_fd, STDERR_FILENO);
+    /* A session and process group of its own (its probe children with it), no controlling
+     * terminal, no signal blocked or caught. */
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);
-    posix_spawnattr_setpgroup(&attributes, 0);
     posix_spawnattr_setsigmask(&attributes, &none);
     posix_spawnattr_setsigdefault(&attributes, &all);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                              POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attributes,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     char *argv[] = {(char *)"neep-gfxstream-server", NULL};
     pid_t pid = 0;
     int ret = posix_spawn(&pid, path, &actions, &attributes, argv, environ);
@@ -381,6 +441,7 @@ static int spawn_server(int call_fd, int event_fd)
 
 void gfxstream_remote_stop(void)
 {
+    bool started = remote.event_thread_running;
     atomic_store(&remote.stopping, true);
     kill_server();
     /* The event thread ends now, whatever the server's end of its socket does. */
@@ -401,6 +462,13 @@ void gfxstream_remote_stop(void)
             close(*fd);
             *fd = -1;
         }
+    }
+    /* Its last words: why it did not start, or what it said as it went. */
+    if (remote.output_fd >= 0) {
+        drain_output(!started);
+        close(remote.output_fd);
+        remote.output_fd = -1;
+        remote.output_bytes = 0;
     }
     gfxstream_remote_resources_end();
 }
@@ -433,10 +501,29 @@ int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events 
     }
     remote.call_fd = calls[0];
     remote.event_fd = event_pair[0];
-    int ret = gfxstream_remote_spawn_hook ? gfxstream_remote_spawn_hook(calls[1], event_pair[1])
-                                          : spawn_server(calls[1], event_pair[1]);
+    int output[2] = {-1, -1};
+    int ret = 0;
+    if (!gfxstream_remote_spawn_hook) {
+        ret = pipe2(output, O_CLOEXEC) < 0 ? -errno : 0;
+        for (int i = 0; ret == 0 && i < 2; i++) {
+            output[i] = move_above_server_fds(output[i]);
+        }
+        remote.output_fd = output[0];
+        if (ret == 0) {
+            /* Room for what it says while it starts, read only after. */
+            fcntl(output[0], F_SETFL, O_NONBLOCK);
+            fcntl(output[0], F_SETPIPE_SZ, 256 << 10);
+        }
+    }
+    if (ret == 0) {
+        ret = gfxstream_remote_spawn_hook ? gfxstream_remote_spawn_hook(calls[1], event_pair[1])
+                                          : spawn_server(calls[1], event_pair[1], output[1]);
+    }
     close(calls[1]);
     close(event_pair[1]);
+    if (output[1] >= 0) {
+        close(output[1]);
+    }
     if (ret == 0) {
         /* Its probe tries the init, then an image of each format, each in a child that may
          * hang until the probe timeout. */

@@ -364,14 +364,8 @@ int main(int argc, char **argv)
         return 2;
     }
     /* Nothing of the VMM's but the two sockets (its guest memory, its devices: whatever it
-     * left without close-on-exec). */
+     * left without close-on-exec); neep gave it no input, and a pipe for output. */
     close_range(GFXSTREAM_SERVER_EVENT_FD + 1, ~0u, 0);
-    /* Nor its terminal to read from. */
-    int nothing = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (nothing >= 0) {
-        dup2(nothing, STDIN_FILENO);
-        close(nothing);
-    }
     /* End with neep, gain no privileges, and let a closed socket be an error, not a signal. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

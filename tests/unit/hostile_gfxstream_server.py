@@ -37,6 +37,7 @@ def main():
         values, value64, payload, fds = (0, 0), 0, b"", []
         if op == START:
             value64 = (1 << 19) - 1  # every format makes images
+            print("hostile server: started", file=sys.stderr, flush=True)
         elif op == GET_CAPSET:
             # The Vulkan capset: protocol version, ring bytes, buffer bytes, then zeros.
             payload = struct.pack("<III", 1, 12288, 1 << 20).ljust(104, b"\0")

@@ -889,6 +889,37 @@ static struct neep_renderer *hostile_renderer(struct log_capture *log, const cha
     return vulkan_renderer(log);
 }
 
+TEST(the_server_speaks_into_neeps_log_not_the_vmms_terminal)
+{
+    /* Its standard output and error are a pipe neep reads (a terminal could be taken over, a
+     * log file truncated); it has no input, and a session of its own. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    pid_t server = server_pid();
+    CHECK(server > 0);
+    CHECK_EQ(getsid(server), server);
+    static const char *const expected[] = {"/dev/null", "pipe:", "pipe:"};
+    for (int fd = 0; fd < 3; fd++) {
+        char path[64], link[PATH_MAX] = "", ours[PATH_MAX] = "";
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)server, fd);
+        CHECK(readlink(path, link, sizeof(link) - 1) > 0);
+        CHECK(strncmp(link, expected[fd], strlen(expected[fd])) == 0);
+        /* Not this process's own (under meson, a pipe too). */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        CHECK(readlink(path, ours, sizeof(ours) - 1) < 0 || fd == 0 || strcmp(link, ours) != 0);
+    }
+    neep_renderer_destroy(renderer);
+    /* What a server writes there reaches neep's log (a warning, as the guest's doing). */
+    struct log_capture hostile_log = {0};
+    renderer = hostile_renderer(&hostile_log, "pipe");
+    uint64_t deadline = now_ms() + 5000;
+    while (!support_log_warned(&hostile_log, "hostile server: started") && now_ms() < deadline) {
+        usleep(10000);
+    }
+    CHECK(support_log_warned(&hostile_log, "hostile server: started"));
+    neep_renderer_destroy(renderer);
+}
+
 TEST(a_taken_over_server_cannot_hand_the_vmm_what_it_would_fault_on)
 {
     /* The VMM maps and hands out a blob's fd: only a memfd on tmpfs sealed against shrinking
