@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
@@ -384,6 +385,15 @@ static _Noreturn void mirror(pid_t child)
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
+/* No capabilities left: as root in its user namespace (or a VMM's root) it would otherwise
+ * override file permissions on whatever it can reach. */
+static void drop_capabilities(void)
+{
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {{0}};
+    syscall(SYS_capset, &header, none);
+}
+
 /* Where neither namespaces nor Landlock can be had, the server runs only when asked to. */
 static bool unsandboxed_allowed(void)
 {
@@ -401,6 +411,7 @@ int server_sandbox(char *why, size_t why_bytes)
         int error = errno;
         int files = restrict_files();
         int filter = install_filter();
+        drop_capabilities();
         if ((files < 0 || filter < 0) && !unsandboxed_allowed()) {
             snprintf(why, why_bytes,
                      "the host gives it no user namespace (%s), and %s (%s): it would reach the "
@@ -455,6 +466,7 @@ int server_sandbox(char *why, size_t why_bytes)
         snprintf(why, why_bytes, "cannot install its seccomp filter (%s)", strerror(-ret));
         return -1;
     }
+    drop_capabilities();
     if (files < 0 && mounts < 0 && !unsandboxed_allowed()) {
         snprintf(why, why_bytes,
                  "the host gives it no Landlock (%s) and its mounts cannot be made read-only "

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/io_uring.h>
 #include <linux/keyctl.h>
 #include <linux/landlock.h>
@@ -79,6 +80,7 @@ struct report {
     char why[256];
     int error[ATTEMPT_COUNT]; /* 0 when the attempt worked, else its errno */
     struct rlimit tasks;      /* RLIMIT_NPROC inside */
+    uint32_t capabilities[2]; /* effective and permitted, low words */
 };
 
 static int result(long ret)
@@ -167,6 +169,14 @@ static void attempt_all(const char *dir, const struct sockaddr_un *listener, int
         waitpid((pid_t)cloned3, NULL, 0);
     }
     getrlimit(RLIMIT_NPROC, &report->tasks);
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {{0}};
+    if (syscall(SYS_capget, &header, data) == 0) {
+        report->capabilities[0] = data[0].effective | data[1].effective;
+        report->capabilities[1] = data[0].permitted | data[1].permitted;
+    } else {
+        report->capabilities[0] = report->capabilities[1] = ~0u;
+    }
 
     fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
     error[READ_SYSTEM_FILE] = fd < 0 ? errno : read(fd, &byte, 1) == 1 ? 0 : EIO;
@@ -346,5 +356,8 @@ TEST(a_taken_over_server_cannot_outlive_neep_or_make_namespaces)
     CHECK_EQ(error[CLONE3], ENOSYS);
     /* Its processes and threads are counted apart from the VMM user's, and capped. */
     CHECK(report.tasks.rlim_max <= 1024);
+    /* No capability left, in its namespace or the host's (the tests run as root here). */
+    CHECK_EQ(report.capabilities[0], 0);
+    CHECK_EQ(report.capabilities[1], 0);
     remove_dir(dir);
 }
