@@ -2,17 +2,21 @@
  * What the server may reach once a guest has taken over the backend (it reads guest rings
  * without bounds: assume it can). It runs with the VMM's uid, so without this it could attach
  * to the VMM (ptrace, /proc/PID/mem) and own the VM, write the user's files (a shell's start-up
- * file is code run later, outside any sandbox), or connect to the VMM's monitor socket or the
- * user's session bus. Here it moves into namespaces of its own (user, mount, PID) with a /proc
- * that shows only them: the VMM has no PID it can name. Landlock then takes away every change to
- * the file system (writing, creating, removing, renaming, executing) but writing to render
- * nodes and /dev/null, and TCP. Last, a seccomp filter refuses what could undo that or reach
- * other processes: mount, umount, setns, unshare, ptrace, process_vm_*, pidfd_getfd, new
- * sockets (the server needs none but the two it was given), io_uring (which makes sockets and
- * opens files past seccomp), the kernel keyrings, bpf, perf events, userfaultfd, and pushing
- * input into a terminal it inherited (TIOCSTI, TIOCLINUX). Reading stays as it was: the
- * backend's driver reads its files, devices and /sys. Where the host lacks user namespaces or
- * Landlock, the server runs without them, and says so.
+ * file is code run later, outside any sandbox), read them (keys, sent back to the guest through
+ * blob memory), or connect to the VMM's monitor socket or the user's session bus. So:
+ *  - namespaces of its own (user, mount, PID with a /proc that shows only them, IPC, network,
+ *    UTS, cgroup): the VMM has no PID it can name, the host's SysV objects are out of sight;
+ *  - every mount read-only and nosuid, and Landlock: reading only the system's trees and the
+ *    paths the environment names for the backend and its drivers, writing and device ioctls only
+ *    on render nodes (and /dev/null), no TCP, no abstract sockets or signals beyond itself;
+ *  - a seccomp filter against what Landlock does not cover or could be undone: ptrace,
+ *    process_vm_*, mounts, namespaces (setns, unshare, clone flags), new sockets and io_uring,
+ *    file modes, owners, times, attributes and locks, keyrings, bpf, perf events, userfaultfd,
+ *    leaving neep's process group or clearing the death signal, TIOCSTI/TIOCLINUX;
+ *  - no capabilities, and RLIMIT_NPROC counted in its own user namespace.
+ * (neep gives it no terminal: its output is a pipe neep reads.) Where the host lacks user
+ * namespaces or Landlock, it runs with what there is and says so; with neither, not at all
+ * unless NEEP_GFXSTREAM_UNSANDBOXED=1.
  */
 #include <dirent.h>
 #include <errno.h>
