@@ -6,12 +6,13 @@ frames per second that reached QEMU's display: every flip on the two peers (thei
 wait for the display), what neep-gpu wrote whole to the display channel on neep-gpu (it
 merges flips the display did not get to).
 
-    guest_flip_bench.py --neep-gpu PATH --initrd PATH [--flips N] [--size WxH]
+    guest_flip_bench.py --neep-gpu PATH --initrd PATH [--flips N] [--size WxH] [--rounds N]
 """
 import argparse
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 
@@ -61,18 +62,30 @@ def main():
     parser.add_argument("--initrd", required=True)
     parser.add_argument("--flips", type=int, default=2000)
     parser.add_argument("--size", default="1280x800")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each device this many times, interleaved; report medians "
+                        "(these machines' speed drifts from minute to minute)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    results = {}
-    for kind in ("in-process", "neep-gpu", "debian"):
-        size, rate, shown = measure(kind, args.neep_gpu, args.initrd, args.flips, width, height)
-        results[kind] = rate
-        print(f"{kind}: {args.flips} page flips of {size} at {rate:.0f} flips/s; "
-              f"{shown:.0f} frames/s reached QEMU's display", flush=True)
-    print(f"neep-gpu vs in-process: {results['neep-gpu'] / results['in-process']:.2f}x "
-          f"(target >= 0.5, aim 0.8); vs Debian's vhost-user-gpu: "
-          f"{results['neep-gpu'] / results['debian']:.2f}x")
-
+    rates = {kind: [] for kind in ("in-process", "neep-gpu", "debian")}
+    shown = {kind: [] for kind in rates}
+    for round_index in range(args.rounds):
+        for kind in rates:
+            size, rate, frames = measure(kind, args.neep_gpu, args.initrd, args.flips, width,
+                                         height)
+            rates[kind].append(rate)
+            shown[kind].append(frames)
+            print(f"{kind}: {args.flips} page flips of {size} at {rate:.0f} flips/s; "
+                  f"{frames:.0f} frames/s reached QEMU's display", flush=True)
+    ratios = sorted(n / i for n, i in zip(rates["neep-gpu"], rates["in-process"]))
+    median = statistics.median
+    if args.rounds > 1:
+        print(f"medians of {args.rounds} rounds: " + "; ".join(
+            f"{kind} {median(rates[kind]):.0f} flips/s, {median(shown[kind]):.0f} frames/s"
+            for kind in rates))
+    print(f"neep-gpu vs in-process: {median(ratios):.2f}x (target >= 0.5, aim 0.8; per round "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}); vs Debian's vhost-user-gpu: "
+          f"{median(rates['neep-gpu']) / median(rates['debian']):.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,7 @@ if [ "${2:-}" = --guest ]; then
     tests/vm/build-test-initramfs.sh build/bench "$guest/initrd.cpio"
     echo "== page flips in a real guest (1280x800): in-process virtio-gpu-pci, neep-gpu, Debian"
     python3 bench/guest_flip_bench.py --neep-gpu build/bench/src/neep-gpu \
-        --initrd "$guest/initrd.cpio" --flips 2000
+        --initrd "$guest/initrd.cpio" --flips 2000 --rounds 3
     echo "== wl_display.sync through cross-domain vs on the host"
     qemu=$(scripts/build-qemu-rutabaga.sh build/bench)
     python3 bench/cross_domain_bench.py --qemu-rutabaga "$qemu" \

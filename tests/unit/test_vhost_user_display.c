@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -462,4 +463,83 @@ TEST(a_frame_that_cannot_be_read_holds_no_other_output)
     free(r.bytes);
     close(pair[0]);
     rig_finish(&d.rig);
+}
+
+/* What the front-end's socket holds now, left in it. */
+static void peek_display(struct display_rig *d, struct received *r)
+{
+    int queued = 0;
+    CHECK_EQ(ioctl(d->display_fd, FIONREAD, &queued), 0);
+    free(r->bytes);
+    *r = (struct received){.bytes = malloc((size_t)queued + 1), .capacity = (size_t)queued + 1};
+    CHECK(r->bytes != NULL);
+    CHECK_EQ(recv(d->display_fd, r->bytes, (size_t)queued, MSG_PEEK | MSG_DONTWAIT),
+             (ssize_t)queued);
+    r->size = (size_t)queued;
+}
+
+/* The colour of the last UPDATE in what was read, checking every message is whole. */
+static uint32_t last_frame_colour(const struct received *r, int *updates)
+{
+    size_t offset = 0;
+    uint32_t colour = 0;
+    *updates = 0;
+    for (const struct vu_gpu_header *m; (m = next_received(r, &offset));) {
+        if (m->request == VU_GPU_UPDATE) {
+            colour = frame_colour(m);
+            (*updates)++;
+        }
+    }
+    return colour;
+}
+
+/* The front-end reads an UPDATE to its end once it starts (QEMU does, on the main loop that
+ * also delivers the guest's interrupts): a frame must not start on the wire unless the socket
+ * takes it whole, and the one that starts when the front-end has read is the latest. */
+TEST(a_frame_starts_on_the_wire_only_when_the_socket_takes_it_whole)
+{
+    struct display_rig d;
+    rig_init(&d.rig);
+    int pair[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    CHECK_EQ(vu_test_request(&d.rig.f, VU_GPU_SET_SOCKET, NULL, 0, &pair[1], 1), 0);
+    close(pair[1]);
+    d.display_fd = pair[0];
+    create_resource(&d, 1, 0);
+    create_resource(&d, 2, 1);
+    fill_backing(&d, 0, RED);
+    fill_backing(&d, 1, BLUE);
+    transfer(&d, 1);
+    transfer(&d, 2);
+    set_scanout(&d, 1);
+    vu_test_loop_run(&d.rig.f.loop);
+
+    /* The front-end reads nothing: red is in the socket whole, and the flips after it wait
+     * (the socket is not writable with a frame in it) instead of starting half a frame. */
+    struct received r = {0};
+    peek_display(&d, &r);
+    int updates = 0;
+    CHECK_EQ(last_frame_colour(&r, &updates), RED);
+    CHECK_EQ(updates, 1);
+    size_t first_bytes = r.size;
+    const int flips = 9;
+    for (int i = 1; i <= flips; i++) {
+        uint32_t id = i % 2 ? 2 : 1;
+        set_scanout(&d, id);
+        flush(&d, id);
+        vu_test_loop_run(&d.rig.f.loop);
+        peek_display(&d, &r);
+        CHECK_EQ(r.size, first_bytes);
+    }
+
+    /* It reads: the next frame to go is the last one flipped to, whole. */
+    struct received read = {0};
+    read_display_up_to(&d, &read, first_bytes);
+    vu_test_loop_run(&d.rig.f.loop);
+    peek_display(&d, &r);
+    CHECK_EQ(last_frame_colour(&r, &updates), BLUE);
+    CHECK_EQ(updates, 1);
+    free(read.bytes);
+    free(r.bytes);
+    display_rig_finish(&d);
 }
