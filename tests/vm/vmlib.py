@@ -13,6 +13,8 @@ import threading
 import time
 import traceback
 
+from display_standin import DisplayStandIn
+
 BOOT_TIMEOUT = 90
 STEP_TIMEOUT = 30
 
@@ -67,6 +69,8 @@ class Guest:
         self.builtin = None
         self.rutabaga = rutabaga  # {"qemu": path, "library_dir": dir, "wayland": socket path}
         self.check_backend_exit = True  # neep-gpu must exit cleanly; baselines need not
+        # A DisplayStandIn between QEMU and neep-gpu once started, if asked for (True).
+        self.display_standin = None
         self.lines = []
         self.lines_lock = threading.Condition()
         self.processes = []
@@ -80,11 +84,14 @@ class Guest:
         gpu_socket = self.path("gpu.sock")
         self.backend_log = open(self.path("backend.log"), "w")
         if not self.rutabaga and not self.builtin:
-            backend = subprocess.Popen(self.backend + [f"--socket-path={gpu_socket}"],
+            backend_socket = self.path("gpu-backend.sock") if self.display_standin else gpu_socket
+            backend = subprocess.Popen(self.backend + [f"--socket-path={backend_socket}"],
                                        stdout=self.backend_log, stderr=subprocess.STDOUT,
                                        env=dict(os.environ, **self.extra_env))
             self.processes.append(backend)
-            wait_for_path(gpu_socket, backend)
+            wait_for_path(backend_socket, backend)
+            if self.display_standin:
+                self.display_standin = DisplayStandIn(gpu_socket, backend_socket)
 
         kernel = sorted(glob.glob("/boot/vmlinuz-*"))[-1]
         serial_socket = self.path("serial.sock")
@@ -194,6 +201,8 @@ class Guest:
                 self.qmp.command("quit")
         except Exception:
             pass
+        if isinstance(self.display_standin, DisplayStandIn):
+            self.display_standin.close()
         for process in reversed(self.processes):
             if process is self.processes[0] and process.poll() is None and not self.rutabaga:
                 # The back-end outlives its front-end (it waits for the next one): stop it.

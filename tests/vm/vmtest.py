@@ -139,6 +139,60 @@ def test_flips_whole(args, workdir):
         guest.stop()
 
 
+def resident_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_display_stall(args, workdir):
+    """A front-end stand-in between QEMU and neep-gpu stops reading the display socket while the
+    guest page-flips between solid red and solid blue: every flip still completes, neep-gpu's
+    memory stays put, and QEMU's display shows nothing new; when the stand-in reads again, the
+    display shows exactly the last frame the guest flipped to."""
+    guest = Guest(workdir, args.backend, args.initrd, "neep.test=run neep.program=kms_pattern")
+    guest.extra_device = ",xres=1280,yres=800"
+    guest.display_standin = True
+    try:
+        run_kms(guest)
+        standin = guest.display_standin
+        backend_pid = guest.processes[0].pid
+        time.sleep(0.5)  # the pattern's frames reach QEMU
+        standin.pause()
+        time.sleep(0.2)  # a chunk the relay held when paused goes on
+        held_from = standin.relayed_bytes
+        resident_before = resident_kib(backend_pid)
+        start = len(guest.lines)
+        guest.send("solid 1001")
+        # The flips complete although the display takes nothing.
+        _, line = guest.wait_for("NEEP: solid-flips", start=start, timeout=60)
+        words = line.split()
+        last = words[-1]
+        rate = int(words[2]) / (float(words[5]) / 1000.0)
+        resident_growth = resident_kib(backend_pid) - resident_before
+        if standin.relayed_bytes != held_from:
+            raise AssertionError("the stand-in relayed display bytes while paused")
+        image = guest.screendump("paused.ppm")
+        if solid_colour(image) is not None:
+            raise AssertionError("QEMU shows a flipped frame although the display was held")
+        # The guest's two new 4 MiB buffers: their storage and their guest pages mapped, 16 MiB.
+        # A display that queued what it could not send would hold a frame per flip (4 GiB).
+        if resident_growth > 24 * 1024:
+            raise AssertionError(f"neep-gpu grew {resident_growth} KiB while the display was held")
+        standin.resume()
+
+        def shows_last(image):
+            if solid_colour(image) != last:
+                raise AssertionError(f"after the display read again it is not all {last}")
+        settled_check(guest, "resumed.ppm", shows_last)
+        return (f"{words[2]} flips of {words[3]} at {rate:.0f}/s while the display read nothing "
+                f"(neep-gpu resident {resident_growth:+d} KiB); on reading again the display "
+                f"shows the last ({last}) whole")
+    finally:
+        guest.stop()
+
 def test_kms_pattern(args, workdir):
     """A mode set with a known pattern shows exactly; then only the damaged rectangle of two
     changes appears; the cursor image and moves reach the front-end."""
@@ -289,6 +343,7 @@ TESTS = {
     "fbcon": test_fbcon,
     "kms_pattern": test_kms_pattern,
     "flips_whole": test_flips_whole,
+    "display_stall": test_display_stall,
     "two_scanouts": test_two_scanouts,
     "reboot": test_reboot,
 }
