@@ -366,8 +366,16 @@ int virtgpu_import_host_blob(struct virtgpu_channel *channel, uint32_t blob_id, 
         errno = ENOMEM;
         return -1;
     }
-    for (uint64_t i = 0; i < size_bytes; i++) {
-        out->map[i] = (uint8_t)(blob_id + i); /* what the compositor wrote, recognisably */
+    /* What the compositor wrote, recognisably: byte i is (blob_id + i) mod 256. One period,
+     * then copies of what is filled (a byte loop here was a sixth of the fuzzers' time). */
+    uint64_t filled = size_bytes < 256 ? size_bytes : 256;
+    for (uint64_t i = 0; i < filled; i++) {
+        out->map[i] = (uint8_t)(blob_id + i);
+    }
+    while (filled < size_bytes) {
+        uint64_t chunk = filled < size_bytes - filled ? filled : size_bytes - filled;
+        memcpy(out->map + filled, out->map, chunk);
+        filled += chunk;
     }
     return 0;
 }
