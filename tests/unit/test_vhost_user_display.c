@@ -496,23 +496,30 @@ static uint32_t last_frame_colour(const struct received *r, int *updates)
 /* The front-end reads an UPDATE to its end once it starts (QEMU does, on the main loop that
  * also delivers the guest's interrupts): a frame must not start on the wire unless the socket
  * takes it whole, and the one that starts when the front-end has read is the latest. */
+/* A rig whose display socket is as the back-end sizes it, showing red (resource 1) with blue
+ * (resource 2) ready; the front-end has read nothing. */
+static void full_size_rig_init(struct display_rig *d)
+{
+    rig_init(&d->rig);
+    int pair[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    CHECK_EQ(vu_test_request(&d->rig.f, VU_GPU_SET_SOCKET, NULL, 0, &pair[1], 1), 0);
+    close(pair[1]);
+    d->display_fd = pair[0];
+    create_resource(d, 1, 0);
+    create_resource(d, 2, 1);
+    fill_backing(d, 0, RED);
+    fill_backing(d, 1, BLUE);
+    transfer(d, 1);
+    transfer(d, 2);
+    set_scanout(d, 1);
+    vu_test_loop_run(&d->rig.f.loop);
+}
+
 TEST(a_frame_starts_on_the_wire_only_when_the_socket_takes_it_whole)
 {
     struct display_rig d;
-    rig_init(&d.rig);
-    int pair[2];
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-    CHECK_EQ(vu_test_request(&d.rig.f, VU_GPU_SET_SOCKET, NULL, 0, &pair[1], 1), 0);
-    close(pair[1]);
-    d.display_fd = pair[0];
-    create_resource(&d, 1, 0);
-    create_resource(&d, 2, 1);
-    fill_backing(&d, 0, RED);
-    fill_backing(&d, 1, BLUE);
-    transfer(&d, 1);
-    transfer(&d, 2);
-    set_scanout(&d, 1);
-    vu_test_loop_run(&d.rig.f.loop);
+    full_size_rig_init(&d);
 
     /* The front-end reads nothing: red is in the socket whole, and the flips after it wait
      * (the socket is not writable with a frame in it) instead of starting half a frame. */
@@ -541,5 +548,66 @@ TEST(a_frame_starts_on_the_wire_only_when_the_socket_takes_it_whole)
     CHECK_EQ(updates, 1);
     free(read.bytes);
     free(r.bytes);
+    display_rig_finish(&d);
+}
+
+/* A frame lies whole in the socket and the front-end does not read it: GET_DISPLAY_INFO must
+ * not put its question behind it and then give the channel up when no answer comes (the last
+ * frame would never arrive). It answers from the device's layout, waiting once. */
+TEST(get_display_info_behind_an_unread_frame_keeps_the_channel)
+{
+    struct display_rig d;
+    full_size_rig_init(&d);
+    set_scanout(&d, 2);
+    flush(&d, 2); /* blue waits: red fills the socket */
+    double start = now_s();
+    CHECK_EQ(display_info(&d.rig), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
+    CHECK_EQ(display_info(&d.rig), VIRTIO_GPU_RESP_OK_DISPLAY_INFO);
+    double took = now_s() - start;
+    fprintf(stderr, "two GET_DISPLAY_INFO behind an unread frame: %.2f s\n", took);
+    CHECK(took < 1.8);
+    struct received r = {0};
+    read_display(&d, &r);
+    int updates = 0;
+    CHECK_EQ(last_frame_colour(&r, &updates), BLUE);
+    CHECK_EQ(updates, 2);
+    char byte;
+    CHECK_EQ(recv(d.display_fd, &byte, 1, MSG_DONTWAIT), -1); /* still open, nothing more */
+    free(r.bytes);
+    display_rig_finish(&d);
+}
+
+/* Where net.core.wmem_max keeps the socket from taking a frame whole, the back-end says so
+ * (and what would do): frames then go in pieces, and QEMU's main loop waits for their rest. */
+TEST(a_socket_too_small_for_whole_frames_is_reported)
+{
+    FILE *limit = fopen("/proc/sys/net/core/wmem_max", "r");
+    CHECK(limit != NULL);
+    unsigned long wmem_max = 0;
+    CHECK_EQ(fscanf(limit, "%lu", &wmem_max), 1);
+    fclose(limit);
+    struct display_rig d;
+    rig_init(&d.rig);
+    int pair[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    CHECK_EQ(vu_test_request(&d.rig.f, VU_GPU_SET_SOCKET, NULL, 0, &pair[1], 1), 0);
+    close(pair[1]);
+    d.display_fd = pair[0];
+    const uint32_t width = 1920, height = 1080;
+    struct virtio_gpu_resource_create_2d create = {.hdr.type = VIRTIO_GPU_CMD_RESOURCE_CREATE_2D,
+                                                   .resource_id = 1,
+                                                   .format = VIRTIO_GPU_FORMAT_B8G8R8X8_UNORM,
+                                                   .width = width,
+                                                   .height = height};
+    CHECK_EQ(command(&d.rig, &create, sizeof(create)), VIRTIO_GPU_RESP_OK_NODATA);
+    struct virtio_gpu_set_scanout show = {
+        .hdr.type = VIRTIO_GPU_CMD_SET_SCANOUT, .r = {0, 0, width, height}, .resource_id = 1};
+    CHECK_EQ(command(&d.rig, &show, sizeof(show)), VIRTIO_GPU_RESP_OK_NODATA);
+    size_t frame_bytes = (size_t)width * height * 4;
+    size_t asked = frame_bytes < wmem_max ? frame_bytes : wmem_max;
+    bool too_small = asked * 2 / 4 * 3 < frame_bytes + frame_bytes / 16 + (64u << 10);
+    fprintf(stderr, "wmem_max %lu: a %zu-byte frame %s whole\n", wmem_max, frame_bytes,
+            too_small ? "does not fit" : "fits");
+    CHECK_EQ(support_log_warned(&d.rig.log, "net.core.wmem_max"), too_small);
     display_rig_finish(&d);
 }
