@@ -69,7 +69,7 @@ def main():
     width, height = (int(v) for v in args.size.split("x"))
     rates = {kind: [] for kind in ("in-process", "neep-gpu", "debian")}
     shown = {kind: [] for kind in rates}
-    for round_index in range(args.rounds):
+    for _ in range(args.rounds):
         for kind in rates:
             size, rate, frames = measure(kind, args.neep_gpu, args.initrd, args.flips, width,
                                          height)
@@ -83,9 +83,10 @@ def main():
         print(f"medians of {args.rounds} rounds: " + "; ".join(
             f"{kind} {median(rates[kind]):.0f} flips/s, {median(shown[kind]):.0f} frames/s"
             for kind in rates))
-    print(f"neep-gpu vs in-process: {median(ratios):.2f}x (target >= 0.5, aim 0.8; per round "
+    print(f"neep-gpu vs in-process: {median(ratios):.2f}x (target >= 0.5, aim 0.8; rounds, sorted: "
           f"{', '.join(f'{r:.2f}' for r in ratios)}); vs Debian's vhost-user-gpu: "
           f"{median(rates['neep-gpu']) / median(rates['debian']):.2f}x")
+
 
 if __name__ == "__main__":
     main()
