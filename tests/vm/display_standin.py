@@ -15,8 +15,8 @@ import struct
 import threading
 
 VHOST_USER_GPU_SET_SOCKET = 33
-HEADER = struct.Struct("<III")  # request, flags, payload size
-DISPLAY_HEADER = struct.Struct("<III")  # the display socket's: request, flags, size
+# request, flags, payload size: the vhost-user channel's header and the display socket's alike
+HEADER = struct.Struct("<III")
 MAX_FDS = 8
 CHUNK_BYTES = 1 << 20
 
@@ -152,10 +152,10 @@ class DisplayStandIn:
         front-end that stops reading stops between messages)."""
         while True:
             self.reading.wait()
-            header, _ = recv_exact(ours, DISPLAY_HEADER.size)
+            header, _ = recv_exact(ours, HEADER.size)
             if header is None:
                 break
-            _, _, size = DISPLAY_HEADER.unpack(header)
+            _, _, size = HEADER.unpack(header)
             payload, _ = recv_exact(ours, size) if size else (b"", [])
             if payload is None:
                 break
