@@ -252,12 +252,12 @@ static void host_floods(struct harness *h, struct fuzz_input *in)
     static uint8_t message[WIRE_MAX_MESSAGE_BYTES];
     static uint8_t bytes[VIRTGPU_SEND_MAX_DATA_BYTES];
     /* Rare on purpose: a flood costs as much as a hundred other events. This build lowers the
-     * backlog at which neep-wl stops polling for a client to 16 KiB (some 4 full RECEIVEs) and
-     * the one at which it gives the client up to 256 KiB (some 65): both within reach. */
+     * backlog at which neep-wl stops polling for a client to 8 KiB (some 2 full RECEIVEs) and
+     * the one at which it gives the client up to 64 KiB (some 16): both within reach. */
     if (fuzz_u8(in) != FLOOD_MAGIC) {
         return;
     }
-    uint32_t receives = 1 + fuzz_u16(in) % 80u;
+    uint32_t receives = 1 + fuzz_u16(in) % 24u;
     uint32_t fd_count;
     size_t size = fuzz_message(in, h->connection.client, WIRE_EVENT, true, message, &fd_count);
     if (size == 0 || fd_count > 0) {
@@ -479,6 +479,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&h, 0, sizeof(h));
     struct fuzz_input in = {data, size, 0};
     if (connection_open(&h.connection)) {
+        /* The kernel's smallest buffer toward the client, so what a client leaves unread piles
+         * up in neep-wl's queue (the code under test) and not in the socket. */
+        int smallest = 1;
+        setsockopt(h.connection.client->socket_fd, SOL_SOCKET, SO_SNDBUF, &smallest,
+                   sizeof(smallest));
         fake_host.max_blob_bytes = 4u << 20;
         fake_host.max_import_bytes = 64u << 10;
         run(&h, &in);

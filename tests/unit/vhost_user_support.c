@@ -14,6 +14,7 @@ void vu_test_loop_init(struct vu_test_loop *loop)
     for (int i = 0; i < VU_TEST_MAX_WATCHES; i++) {
         loop->watches[i] = (struct vu_test_watch){-1, NULL, NULL, false};
     }
+    loop->changes = 0;
 }
 
 static int watch(struct vu_test_loop *loop, int fd, vu_ready_fn ready, void *arg, bool writable)
@@ -21,6 +22,7 @@ static int watch(struct vu_test_loop *loop, int fd, vu_ready_fn ready, void *arg
     for (int i = 0; i < VU_TEST_MAX_WATCHES; i++) {
         if (loop->watches[i].fd < 0) {
             loop->watches[i] = (struct vu_test_watch){fd, ready, arg, writable};
+            loop->changes++;
             return 0;
         }
     }
@@ -43,6 +45,7 @@ static void watch_remove(void *user_data, int fd)
     for (int i = 0; i < VU_TEST_MAX_WATCHES; i++) {
         if (loop->watches[i].fd == fd) {
             loop->watches[i] = (struct vu_test_watch){-1, NULL, NULL, false};
+            loop->changes++;
         }
     }
 }
@@ -78,15 +81,20 @@ int vu_test_loop_run(struct vu_test_loop *loop)
         if (count == 0 || poll(polled, count, 0) <= 0) {
             break;
         }
+        uint64_t changes_at_poll = loop->changes;
         for (nfds_t i = 0; i < count; i++) {
-            /* A callback may have removed (or replaced) a later watch meanwhile. */
-            bool still_watched = false;
-            for (int j = 0; j < VU_TEST_MAX_WATCHES; j++) {
-                const struct vu_test_watch *w = &loop->watches[j];
-                still_watched |= w->fd == snapshot[i].fd && w->ready == snapshot[i].ready &&
-                                 w->arg == snapshot[i].arg;
+            if (!polled[i].revents) {
+                continue;
             }
-            if (polled[i].revents && still_watched) {
+            /* A callback may have removed (or replaced) a later watch meanwhile; looked up only
+             * then, as the fuzz target runs this loop for every message. */
+            bool still_watched = loop->changes == changes_at_poll;
+            for (int j = 0; !still_watched && j < VU_TEST_MAX_WATCHES; j++) {
+                const struct vu_test_watch *w = &loop->watches[j];
+                still_watched = w->fd == snapshot[i].fd && w->ready == snapshot[i].ready &&
+                                w->arg == snapshot[i].arg;
+            }
+            if (still_watched) {
                 snapshot[i].ready(snapshot[i].arg);
                 calls++;
             }

@@ -27,6 +27,7 @@ struct vu_test_watch {
 /* The event loop the back-end asks to watch its fds. */
 struct vu_test_loop {
     struct vu_test_watch watches[VU_TEST_MAX_WATCHES];
+    uint64_t changes; /* counts watch adds and removes */
 };
 
 extern const struct vu_watch_ops vu_test_watch_ops;
