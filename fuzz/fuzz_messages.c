@@ -107,10 +107,14 @@ static uint32_t host_id(const struct proxy_client *client, uint32_t id)
     return host && host != ID_CLIENT_ONLY ? host : id;
 }
 
+/* The tables read directly, and only as far as they reach: past both, every id is free. */
 static uint32_t lowest_free_id(const struct proxy_client *client)
 {
+    const struct wire_objects *objects = &client->objects;
     for (uint32_t id = 2; id < WIRE_MAX_OBJECTS; id++) {
-        if (!interface_of(client, id) && !relay_host_id(client, id)) {
+        bool has_interface = id < objects->client_capacity && objects->client[id];
+        bool has_host_id = id < client->to_host_capacity && client->to_host[id];
+        if (!has_interface && !has_host_id) {
             return id;
         }
     }
