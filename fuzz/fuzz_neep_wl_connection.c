@@ -251,7 +251,7 @@ static void host_floods(struct harness *h, struct fuzz_input *in)
 {
     static uint8_t message[WIRE_MAX_MESSAGE_BYTES];
     static uint8_t bytes[VIRTGPU_SEND_MAX_DATA_BYTES];
-    /* Rare on purpose: a flood costs as much as a hundred other events. This build lowers the
+    /* Rare on purpose: a flood costs as much as dozens of other events. This build lowers the
      * backlog at which neep-wl stops polling for a client to 8 KiB (some 2 full RECEIVEs) and
      * the one at which it gives the client up to 64 KiB (some 16): both within reach. */
     if (fuzz_u8(in) != FLOOD_MAGIC) {
@@ -482,8 +482,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The kernel's smallest buffer toward the client, so what a client leaves unread piles
          * up in neep-wl's queue (the code under test) and not in the socket. */
         int smallest = 1;
-        setsockopt(h.connection.client->socket_fd, SOL_SOCKET, SO_SNDBUF, &smallest,
-                   sizeof(smallest));
+        if (setsockopt(h.connection.client->socket_fd, SOL_SOCKET, SO_SNDBUF, &smallest,
+                       sizeof(smallest)) < 0) {
+            abort();
+        }
         fake_host.max_blob_bytes = 4u << 20;
         fake_host.max_import_bytes = 64u << 10;
         run(&h, &in);
