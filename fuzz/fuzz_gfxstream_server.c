@@ -25,6 +25,7 @@
 #include "contexts/gfxstream_internal.h"
 #include "contexts/gfxstream_protocol.h"
 #include "fuzz_input.h"
+#include "open_fds.h"
 #include "renderer/renderer_internal.h"
 #include "util/fd_passing.h"
 
@@ -37,15 +38,6 @@ static pthread_t server_thread;
 static bool server_running;
 
 static uint8_t vulkan_caps[104];
-
-static int count_fds(void)
-{
-    int count = 0;
-    for (int fd = 0; fd < 1024; fd++) {
-        count += fcntl(fd, F_GETFD) >= 0;
-    }
-    return count;
-}
 
 /* An fd of the kind the script asks for, or -1. */
 static int make_fd(uint32_t kind, uint32_t size_bytes)
@@ -312,7 +304,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t script_bytes = data[0] < size - 1 ? data[0] : size - 1;
     script = (struct input){data + 1, script_bytes};
     struct input ops = {data + 1 + script_bytes, size - 1 - script_bytes};
-    int fds_before = count_fds();
+    int fds_before = count_open_fds();
     struct neep_renderer_config config = {
         .capset_mask = (1ull << NEEP_CAPSET_GFXSTREAM_VULKAN) | (1ull << NEEP_CAPSET_CROSS_DOMAIN),
         .memory_budget_bytes = 64u << 20,
@@ -334,9 +326,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pthread_join(server_thread, NULL); /* it ends when neep closes its sockets */
         server_running = false;
     }
-    if (count_fds() != fds_before) {
+    if (count_open_fds() != fds_before) {
         fprintf(stderr, "fuzz_gfxstream_server: %d fds open before the input, %d after\n",
-                fds_before, count_fds());
+                fds_before, count_open_fds());
         abort();
     }
     return 0;

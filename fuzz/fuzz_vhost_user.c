@@ -31,6 +31,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "open_fds.h"
 #include "vhost_user_support.h"
 
 #define SLOT_COUNT    3
@@ -717,7 +718,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    int fds_before = vu_test_count_fds();
+    int fds_before = count_open_fds();
     struct input in = {data, size, 1};
     struct session s;
     session_init(&s, data[0]);
@@ -725,7 +726,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         run_op(&s, &in);
     }
     session_finish(&s);
-    int fds_after = vu_test_count_fds();
+    int fds_after = count_open_fds();
     if (fds_after != fds_before) {
         fprintf(stderr, "fuzz_vhost_user: %d fds open before this input, %d after\n", fds_before,
                 fds_after);

@@ -4,7 +4,6 @@
  * blocks on a peer, guest memory is not written after it is released, and compositor memory
  * cannot shrink under a guest's mapping. Each test is the regression test of one defect.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -21,18 +20,7 @@
 
 #include "cross_domain_rig.h"
 #include "harness.h"
-
-static int count_entries(const char *path)
-{
-    DIR *dir = opendir(path);
-    CHECK(dir);
-    int count = 0;
-    for (struct dirent *entry; (entry = readdir(dir));) {
-        count += entry->d_name[0] != '.';
-    }
-    closedir(dir);
-    return count;
-}
+#include "open_fds.h"
 
 static double now_seconds(void)
 {
@@ -97,7 +85,7 @@ TEST(read_pipes_are_capped)
     struct rig rig;
     rig_init(&rig);
     init_channel(&rig);
-    int fds_before = count_entries("/proc/self/fd");
+    int fds_before = count_open_fds();
     int refused = 0;
     uint32_t next_pipe = CROSS_DOMAIN_PIPE_READ_START + 1;
     for (uint32_t i = 0; i < 400; i++) {
@@ -110,7 +98,7 @@ TEST(read_pipes_are_capped)
     CHECK_EQ(refused, 400 - 32);
     CHECK(strstr(rig.log.last_error, "read pipes are open") != NULL);
     /* The compositor's socket holds the write ends in flight; ours are the read ends. */
-    CHECK(count_entries("/proc/self/fd") - fds_before <= 32 + 2);
+    CHECK(count_open_fds() - fds_before <= 32 + 2);
     /* A host program closing its end frees the slot (the guest sees the hang-up). */
     uint8_t data[8];
     int write_end;
@@ -129,7 +117,7 @@ TEST(received_fds_are_capped)
     struct rig rig;
     rig_init(&rig);
     init_channel(&rig);
-    int fds_before = count_entries("/proc/self/fd");
+    int fds_before = count_open_fds();
     int memory[28];
     for (int i = 0; i < 28; i++) {
         memory[i] = memfd_create("m", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -152,7 +140,7 @@ TEST(received_fds_are_capped)
     for (int i = 0; i < 28; i++) {
         close(memory[i]);
     }
-    CHECK(count_entries("/proc/self/fd") - fds_before <= 128); /* what the guest may still use */
+    CHECK(count_open_fds() - fds_before <= 128); /* what the guest may still use */
     rig_finish(&rig);
 }
 
@@ -162,11 +150,11 @@ TEST(contexts_share_one_event_thread_and_are_capped)
 {
     struct rig rig;
     rig_init(&rig);
-    int threads_before = count_entries("/proc/self/task");
+    int threads_before = count_directory_entries("/proc/self/task");
     for (uint32_t ctx = 2; ctx < 66; ctx++) {
         CHECK_EQ(neep_context_create(rig.renderer, ctx, NEEP_CAPSET_CROSS_DOMAIN, NULL, 0), 0);
     }
-    CHECK(count_entries("/proc/self/task") <= threads_before + 1);
+    CHECK(count_directory_entries("/proc/self/task") <= threads_before + 1);
     uint32_t created = 65;
     int ret = 0;
     for (uint32_t ctx = 66; ctx < 5000 && ret == 0; ctx++) {
@@ -181,7 +169,7 @@ TEST(contexts_share_one_event_thread_and_are_capped)
         CHECK_EQ(neep_context_destroy(rig.renderer, ctx), 0);
     }
     CHECK_EQ(neep_context_destroy(rig.renderer, CTX), 0);
-    CHECK_EQ(count_entries("/proc/self/task"), threads_before - 1);
+    CHECK_EQ(count_directory_entries("/proc/self/task"), threads_before - 1);
     rig_finish(&rig);
 }
 

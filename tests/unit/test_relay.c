@@ -3,7 +3,6 @@
  * translation both ways, registry filtering, shm shadow buffers and their damage copies,
  * and the hostile requests each get an error and never a crash.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "open_fds.h"
 #include "relay_support.h"
 #include "wayland-client-protocol.h"
 
@@ -418,23 +418,11 @@ TEST(receive_pipes_become_read_pipes_and_other_fds_are_refused)
     finish(r);
 }
 
-static int open_fd_count(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    CHECK(dir);
-    int count = 0;
-    while (readdir(dir)) {
-        count++;
-    }
-    closedir(dir);
-    return count;
-}
-
 TEST(shm_pools_hold_no_file_descriptors)
 {
     struct relay_record *r = start();
     CHECK(bind(r, "wl_shm", 1, 3));
-    int before = open_fd_count();
+    int before = count_open_fds();
     for (uint32_t i = 0; i < 100; i++) {
         int pool_fd = memfd_create("pool", MFD_CLOEXEC);
         CHECK_EQ(ftruncate(pool_fd, 4096), 0);
@@ -442,7 +430,7 @@ TEST(shm_pools_hold_no_file_descriptors)
         CHECK(request(r, 3, WL_SHM_CREATE_POOL, 2, 4u + i, 4096u));
     }
     /* Mapped, and their fds closed at once: a client cannot exhaust neep-wl's fds this way. */
-    CHECK_EQ(open_fd_count(), before);
+    CHECK_EQ(count_open_fds(), before);
     /* The mapping goes on working, and grows with the pool. */
     CHECK(request(r, 4, WL_SHM_POOL_RESIZE, 1, 8192u));
     CHECK(request(r, 4, WL_SHM_POOL_CREATE_BUFFER, 6, 200u, 4096u, 16u, 16u, 64u, 1u));

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "open_fds.h"
 #include "renderer/renderer_internal.h"
 #include "support.h"
 
@@ -214,18 +215,6 @@ TEST(losing_the_render_server_loses_venus_only)
 }
 
 /* ---- a hostile guest's blob requests ------------------------------------------------------ */
-
-static int count_open_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    CHECK(dir != NULL);
-    int count = 0;
-    while (readdir(dir)) {
-        count++;
-    }
-    closedir(dir);
-    return count;
-}
 
 static int venus_blob(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t res_id,
                       uint32_t blob_mem, uint32_t flags, uint64_t blob_id, uint64_t size,

@@ -1,6 +1,5 @@
 #include "vhost_user_support.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -255,18 +254,4 @@ int vu_test_count_mappings(const char *name)
     }
     fclose(maps);
     return count;
-}
-
-int vu_test_count_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    if (!dir) {
-        return -1;
-    }
-    int count = 0;
-    for (struct dirent *entry; (entry = readdir(dir));) {
-        count += entry->d_name[0] != '.';
-    }
-    closedir(dir);
-    return count - 1; /* the directory's own fd */
 }

@@ -73,7 +73,5 @@ int64_t vu_test_get_u64(struct vu_test_frontend *f, uint32_t request);
 int vu_test_memfd(const char *name, size_t size_bytes);
 /* How many mappings of memfd `name` this process has. */
 int vu_test_count_mappings(const char *name);
-/* How many fds this process has open. */
-int vu_test_count_fds(void);
 
 #endif
