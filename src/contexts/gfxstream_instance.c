@@ -13,6 +13,7 @@
  * never holds across a call to the server.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,17 @@ static struct {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
 };
+
+/* What the first server's probe found (under instance.lock), for the next servers of this
+ * process with the same flags and library: a renderer made again (after a device reset, or a
+ * server a guest crashed) then starts the backend once, not once more per format it aborts on
+ * (half a second with lavapipe). No guest has reached a server before its probe ends. */
+static struct {
+    bool known;
+    uint32_t flags;
+    char library[PATH_MAX];
+    uint64_t usable_formats;
+} probed;
 
 const struct gfxstream_api *gfxstream_api(void)
 {
@@ -165,7 +177,19 @@ static int start_server(struct neep_renderer *renderer, uint32_t flags)
     pthread_mutex_lock(&instance.callback_lock);
     route_callbacks(renderer);
     pthread_mutex_unlock(&instance.callback_lock);
-    int ret = gfxstream_remote_start(flags, &remote_events, &instance.usable_formats);
+    const char *library = getenv("NEEP_GFXSTREAM_LIBRARY");
+    library = library ? library : "";
+    bool reuse = probed.known && probed.flags == flags && strcmp(probed.library, library) == 0;
+    uint64_t found = 0;
+    int ret = gfxstream_remote_start(flags, &remote_events, !reuse, &found);
+    size_t library_bytes = strlen(library) + 1;
+    if (ret == 0 && !reuse && library_bytes <= sizeof(probed.library)) {
+        probed.known = true;
+        probed.flags = flags;
+        memcpy(probed.library, library, library_bytes);
+        probed.usable_formats = found;
+    }
+    instance.usable_formats = reuse ? probed.usable_formats : found;
     if (ret < 0) {
         pthread_mutex_lock(&instance.callback_lock);
         route_callbacks(NULL);

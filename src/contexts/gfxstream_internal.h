@@ -66,9 +66,11 @@ struct gfxstream_remote_events {
     /* The server died or hung (once; on any thread). */
     void (*lost)(const char *why);
 };
-/* Starts the server with the backend's renderer `flags` (it tries them in children first);
- * 0, -ELIBACC (no library or no server program), -ELIBBAD, -ETIMEDOUT, -ENODEV. */
-int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events *events,
+/* Starts the server with the backend's renderer `flags`; it tries them in children first and
+ * says in *usable_formats which formats make images, unless `probe` is false (their bits are
+ * known from an earlier server: *usable_formats is then 0). 0, -ELIBACC (no library or no
+ * server program), -ELIBBAD, -ETIMEDOUT, -ENODEV. */
+int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events *events, bool probe,
                            uint64_t *usable_formats);
 void gfxstream_remote_stop(void);
 /* Whether the server died or hung: every call then fails at once. */

@@ -36,7 +36,8 @@
 #define GFXSTREAM_FLAG_USE_SYSTEM_BLOB   (1u << 7)
 
 enum gfxstream_call_op {
-    /* flags, probe_timeout_ms -> ret, usable_formats (bit i: gfxstream_formats[i]) */
+    /* flags, probe_timeout_ms, skip_probe -> ret, usable_formats (bit i: gfxstream_formats[i];
+     * none when skip_probe) */
     GFXSTREAM_CALL_START = 1,
     GFXSTREAM_CALL_GET_CAPSET,      /* value: set -> ret, version, size, data */
     GFXSTREAM_CALL_CONTEXT_CREATE,  /* ctx_id, value: capset, name */
@@ -70,6 +71,9 @@ struct gfxstream_call {
         struct {
             uint32_t flags;
             uint32_t probe_timeout_ms;
+            /* 1: an earlier server of this process probed the same backend with the same
+             * flags; neep has what it found, the backend starts without the probe. */
+            uint32_t skip_probe;
         } start;
         struct {
             uint32_t length;

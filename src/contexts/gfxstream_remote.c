@@ -473,7 +473,7 @@ void gfxstream_remote_stop(void)
     gfxstream_remote_resources_end();
 }
 
-int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events *events,
+int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events *events, bool probe,
                            uint64_t *usable_formats)
 {
     remote.events = events;
@@ -526,15 +526,17 @@ int gfxstream_remote_start(uint32_t flags, const struct gfxstream_remote_events 
     }
     if (ret == 0) {
         /* Its probe tries the init, then an image of each format, each in a child that may
-         * hang until the probe timeout. */
+         * hang until the probe timeout; without the probe, the init alone. */
         struct gfxstream_call request = {.op = GFXSTREAM_CALL_START};
         request.u.start.flags = flags;
         request.u.start.probe_timeout_ms = probe_timeout_ms;
+        request.u.start.skip_probe = !probe;
+        uint32_t probe_runs = probe ? gfxstream_format_count + 2 : 1;
         static struct gfxstream_reply reply;
         pthread_mutex_lock(&remote.call_lock);
         ret = call_locked(&request, -1, &reply, NULL, NULL,
-                          probe_timeout_ms * (gfxstream_format_count + 2) + remote.timeout_ms);
-        *usable_formats = reply.value64;
+                          probe_timeout_ms * probe_runs + remote.timeout_ms);
+        *usable_formats = probe ? reply.value64 : 0;
         pthread_mutex_unlock(&remote.call_lock);
     }
     if (ret == 0) {

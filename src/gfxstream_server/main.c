@@ -219,7 +219,7 @@ static int start(const struct gfxstream_call *call, struct gfxstream_reply *repl
     uint64_t usable = 0;
     int ret = server_start(call->u.start.flags | GFXSTREAM_FLAG_USE_EXTERNAL_BLOB |
                                GFXSTREAM_FLAG_USE_SYSTEM_BLOB,
-                           call->u.start.probe_timeout_ms, &usable);
+                           call->u.start.probe_timeout_ms, call->u.start.skip_probe == 1, &usable);
     backend_started = ret == 0;
     reply->value64 = usable;
     return ret;

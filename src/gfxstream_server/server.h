@@ -30,9 +30,12 @@ void server_on_debug(void *user_data, struct gfxstream_debug *debug);
  * format in child processes (its init never returns where its renderer cannot start, and it
  * aborts on formats the host's driver cannot make), then starts it here with `flags`. 0, or
  * -ELIBACC (no library), -ELIBBAD (not the backend), -ETIMEDOUT (init hung), -ENODEV.
- * *usable_formats: bit i set when gfxstream_formats[i] made an image.
+ * *usable_formats: bit i set when gfxstream_formats[i] made an image. With `skip_probe` (neep
+ * knows the formats from an earlier server of its process) the backend starts here at once, and
+ * *usable_formats is 0.
  */
-int server_start(uint32_t flags, uint32_t probe_timeout_ms, uint64_t *usable_formats);
+int server_start(uint32_t flags, uint32_t probe_timeout_ms, bool skip_probe,
+                 uint64_t *usable_formats);
 /* sandbox.c: keeps the VMM's processes, the host's files and sockets out of the server's reach
  * (namespaces of its own, Landlock, a seccomp filter). 0; 1 when only part of it could be had;
  * -1 when it failed. `why` says. */

@@ -236,7 +236,8 @@ static int probe_in_children(uint32_t flags, uint32_t timeout_ms, uint64_t *usab
     return 0;
 }
 
-int server_start(uint32_t flags, uint32_t probe_timeout_ms, uint64_t *usable_formats)
+int server_start(uint32_t flags, uint32_t probe_timeout_ms, bool skip_probe,
+                 uint64_t *usable_formats)
 {
     if (started || library) {
         return -EALREADY;
@@ -245,7 +246,8 @@ int server_start(uint32_t flags, uint32_t probe_timeout_ms, uint64_t *usable_for
     if (ret < 0) {
         return ret;
     }
-    ret = probe_in_children(flags, probe_timeout_ms, usable_formats);
+    *usable_formats = 0;
+    ret = skip_probe ? 0 : probe_in_children(flags, probe_timeout_ms, usable_formats);
     if (ret < 0) {
         return ret;
     }

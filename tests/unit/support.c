@@ -9,6 +9,12 @@
 /* Lines may come from renderer threads (venus's server watcher) while a test reads them. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static void append_line(char *lines, size_t size, const char *message)
+{
+    size_t used = strlen(lines);
+    snprintf(lines + used, size - used, "%s\n", message);
+}
+
 void support_log(void *user_data, enum neep_log_level level, const char *message)
 {
     struct log_capture *capture = user_data;
@@ -16,36 +22,41 @@ void support_log(void *user_data, enum neep_log_level level, const char *message
         return;
     }
     __atomic_add_fetch(&capture->line_count, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&log_lock);
     if (level == NEEP_LOG_ERROR) {
-        pthread_mutex_lock(&log_lock);
         capture->error_count++;
         snprintf(capture->last_error, sizeof(capture->last_error), "%s", message);
-        size_t used = strlen(capture->all_errors);
-        snprintf(capture->all_errors + used, sizeof(capture->all_errors) - used, "%s\n", message);
-        pthread_mutex_unlock(&log_lock);
+        append_line(capture->all_errors, sizeof(capture->all_errors), message);
     } else if (level == NEEP_LOG_WARN) {
-        pthread_mutex_lock(&log_lock);
-        size_t used = strlen(capture->all_warnings);
-        snprintf(capture->all_warnings + used, sizeof(capture->all_warnings) - used, "%s\n",
-                 message);
-        pthread_mutex_unlock(&log_lock);
+        append_line(capture->all_warnings, sizeof(capture->all_warnings), message);
+    } else if (level == NEEP_LOG_INFO) {
+        append_line(capture->all_info, sizeof(capture->all_info), message);
     }
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* Whether `lines` (one of capture's) holds `text`. */
+static bool log_holds(const char *lines, const char *text)
+{
+    pthread_mutex_lock(&log_lock);
+    bool held = strstr(lines, text) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return held;
 }
 
 bool support_log_said(struct log_capture *capture, const char *text)
 {
-    pthread_mutex_lock(&log_lock);
-    bool said = strstr(capture->all_errors, text) != NULL;
-    pthread_mutex_unlock(&log_lock);
-    return said;
+    return log_holds(capture->all_errors, text);
 }
 
 bool support_log_warned(struct log_capture *capture, const char *text)
 {
-    pthread_mutex_lock(&log_lock);
-    bool said = strstr(capture->all_warnings, text) != NULL;
-    pthread_mutex_unlock(&log_lock);
-    return said;
+    return log_holds(capture->all_warnings, text);
+}
+
+bool support_log_informed(struct log_capture *capture, const char *text)
+{
+    return log_holds(capture->all_info, text);
 }
 
 struct neep_renderer *support_renderer(struct log_capture *capture, uint64_t budget_bytes)

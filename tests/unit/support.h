@@ -14,12 +14,15 @@ struct log_capture {
     char last_error[512];
     char all_errors[8192];   /* every error line, newline-separated, until it is full */
     char all_warnings[4096]; /* likewise, warnings */
+    char all_info[8192];     /* likewise, lines at the info level */
 };
 
 /* Whether an error line containing `text` was logged (safe while other threads log). */
 bool support_log_said(struct log_capture *capture, const char *text);
 /* Whether a warning line containing `text` was logged. */
 bool support_log_warned(struct log_capture *capture, const char *text);
+/* Whether an info line containing `text` was logged. */
+bool support_log_informed(struct log_capture *capture, const char *text);
 
 /* A 2D-only renderer whose log lines land in `capture` (may be NULL). */
 struct neep_renderer *support_renderer(struct log_capture *capture, uint64_t budget_bytes);

@@ -469,19 +469,19 @@ TEST(virgl_and_gfxstream_do_not_share_a_device)
     CHECK(support_log_said(&log, "cannot share a device"));
 }
 
-TEST(formats_the_host_cannot_make_are_refused_not_fatal)
+/* Every format the backend knows (virgl numbers). */
+static const uint32_t backend_formats[] = {1,  2,  7,  8,  16,  18,  19,  21,  48, 64,
+                                           65, 66, 67, 94, 126, 134, 163, 166, 314};
+#define BACKEND_FORMAT_COUNT (sizeof(backend_formats) / sizeof(backend_formats[0]))
+
+/* Which of backend_formats `renderer` makes a 32x32 image of (bit i: backend_formats[i]);
+ * each of the others must be refused, and the log say why. */
+static uint32_t formats_made(struct neep_renderer *renderer, struct log_capture *log)
 {
-    /* The backend aborts the process on an image its host driver cannot make. Every format
-     * it knows is asked for here, in this process: each must be made, or refused because the
-     * probe found the host cannot make it (lavapipe cannot make R8G8, for one). */
-    struct log_capture log = {0};
-    struct neep_renderer *renderer = vulkan_renderer(&log);
-    static const uint32_t formats[] = {1,  2,  7,  8,  16,  18,  19,  21,  48, 64,
-                                       65, 66, 67, 94, 126, 134, 163, 166, 314};
-    int refused = 0, made = 0;
-    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+    uint32_t made = 0;
+    for (size_t i = 0; i < BACKEND_FORMAT_COUNT; i++) {
         struct neep_resource_create_3d create = {.target = NEEP_TARGET_TEXTURE_2D,
-                                                 .format = formats[i],
+                                                 .format = backend_formats[i],
                                                  .bind = BIND_RENDER_TARGET,
                                                  .width = 32,
                                                  .height = 32,
@@ -490,18 +490,63 @@ TEST(formats_the_host_cannot_make_are_refused_not_fatal)
         int ret = neep_resource_create_3d(renderer, 1, &create);
         if (ret == 0) {
             CHECK_EQ(neep_resource_unref(renderer, 1), 0);
-            made++;
+            made |= 1u << i;
             continue;
         }
         char said[96];
-        snprintf(said, sizeof(said), "cannot make images of format %u ", formats[i]);
+        snprintf(said, sizeof(said), "cannot make images of format %u ", backend_formats[i]);
         CHECK_EQ(ret, -EOPNOTSUPP);
-        CHECK(support_log_said(&log, said));
-        refused++;
+        CHECK(support_log_said(log, said));
     }
-    fprintf(stderr, "%d formats made, %d refused\n", made, refused);
+    return made;
+}
+
+TEST(formats_the_host_cannot_make_are_refused_not_fatal)
+{
+    /* The backend aborts the process on an image its host driver cannot make. Every format
+     * it knows is asked for here, in this process: each must be made, or refused because the
+     * probe found the host cannot make it (lavapipe cannot make R8G8, for one). */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    int made = __builtin_popcount(formats_made(renderer, &log));
+    fprintf(stderr, "%d formats made, %d refused\n", made, (int)BACKEND_FORMAT_COUNT - made);
     CHECK(made >= 4);
     neep_renderer_destroy(renderer);
+}
+
+/* Waits until the server's line about a refused command has come: every line it sent before
+ * (its probe's among them) has come by then, on the same socket. */
+static void wait_for_a_later_server_line(struct neep_renderer *renderer, struct log_capture *log)
+{
+    CHECK_EQ(neep_context_create(renderer, 9, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    uint32_t acquire[4] = {0xa004u, 0, 12345, 0}; /* ACQUIRE_SYNC of a sync nobody made */
+    CHECK_EQ(neep_context_submit(renderer, 9, acquire, sizeof(acquire)), 0);
+    for (int i = 0; i < 500 && !support_log_informed(log, "command 0xa004 refused"); i++) {
+        usleep(10000);
+    }
+    CHECK(support_log_informed(log, "command 0xa004 refused"));
+    CHECK_EQ(neep_context_destroy(renderer, 9), 0);
+}
+
+TEST(a_renderer_made_again_starts_its_server_without_the_probe)
+{
+    /* The probe starts the backend once more for each format it aborts on (half a second on
+     * lavapipe). A renderer made again in the same process (a device reset, or after a guest
+     * crashed the server) starts its server on what the first probe found: no probe, and the
+     * same formats made and refused. */
+    struct log_capture first_log = {0};
+    struct neep_renderer *first = vulkan_renderer(&first_log);
+    uint32_t first_made = formats_made(first, &first_log);
+    wait_for_a_later_server_line(first, &first_log);
+    CHECK(support_log_informed(&first_log, "cannot make images of virgl format"));
+    neep_renderer_destroy(first);
+
+    struct log_capture again_log = {0};
+    struct neep_renderer *again = vulkan_renderer(&again_log);
+    CHECK_EQ(formats_made(again, &again_log), first_made);
+    wait_for_a_later_server_line(again, &again_log);
+    CHECK(!support_log_informed(&again_log, "cannot make images of virgl format"));
+    neep_renderer_destroy(again);
 }
 
 TEST(transfers_need_backing_as_large_as_the_image)
