@@ -94,17 +94,19 @@ static int check_context_create(struct gfxstream_context *ctx, uint32_t resource
                        ctx->base.id, resource_id);
         return -EINVAL;
     }
-    /* A ring blob (id 0: host memory the backend made at the claimed size), between what its
-     * ring and buffer need and its block size (the backend aborts beyond either). */
+    /* A ring blob (id 0: host memory the backend made at the claimed size) of whole pages,
+     * between what its ring and buffer need and its block size (the backend aborts on any
+     * other). */
     if (resource->blob_id != 0 || resource->size_bytes < asg_min_bytes ||
-        resource->size_bytes > GFXSTREAM_ASG_MAX_BYTES) {
+        resource->size_bytes > GFXSTREAM_ASG_MAX_BYTES ||
+        resource->size_bytes % GFXSTREAM_ASG_PAGE_BYTES != 0) {
         renderer_error(renderer,
                        "gfxstream: ctx %u: CONTEXT_CREATE on blob %u (id %llu) of %llu bytes; a "
-                       "render thread needs a ring blob (id 0), its ring and buffer need %llu "
-                       "bytes, at most %u",
+                       "render thread needs a ring blob (id 0) of whole %u-byte pages, its ring "
+                       "and buffer need %llu bytes, at most %u",
                        ctx->base.id, resource_id, (unsigned long long)resource->blob_id,
-                       (unsigned long long)resource->size_bytes, (unsigned long long)asg_min_bytes,
-                       GFXSTREAM_ASG_MAX_BYTES);
+                       (unsigned long long)resource->size_bytes, GFXSTREAM_ASG_PAGE_BYTES,
+                       (unsigned long long)asg_min_bytes, GFXSTREAM_ASG_MAX_BYTES);
         return -EINVAL;
     }
     if (find_asg(ctx, resource_id) >= 0) {

@@ -20,6 +20,9 @@
 #define GFXSTREAM_MAX_ASGS             64u
 /* The largest blob a render thread may run on (the backend's block size). */
 #define GFXSTREAM_ASG_MAX_BYTES (16u << 20)
+/* A render thread's blob is whole pages of this size: the backend sub-allocates its ring from
+ * the blob's whole pages and aborts when the last one is short. */
+#define GFXSTREAM_ASG_PAGE_BYTES 4096u
 /* Most 3D objects a context may announce before it makes their blobs. */
 #define GFXSTREAM_MAX_ANNOUNCED 32u
 

@@ -593,6 +593,33 @@ TEST(render_threads_need_a_ring_blob_within_the_block_size)
     neep_renderer_destroy(renderer);
 }
 
+TEST(render_threads_need_a_ring_blob_of_whole_pages)
+{
+    /* The backend sub-allocates the ring from the blob's whole 4 KiB pages; a blob whose last
+     * page is short fails that, and the backend aborts the process. */
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = vulkan_renderer(&log);
+    uint64_t needed = asg_bytes(renderer);
+    CHECK_EQ(neep_context_create(renderer, 1, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    create_ring_blob(renderer, 1, 10, needed + 4096 + 100);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 10), 0);
+    uint32_t create[2] = {CMD_CONTEXT_CREATE, 10};
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), -EINVAL);
+    CHECK(support_log_said(&log, "of whole 4096-byte pages"));
+    CHECK(!support_log_said(&log, "gfxstream contexts are lost"));
+    /* Whole pages past what the ring and buffer need: a render thread runs. */
+    create_ring_blob(renderer, 1, 11, needed + 4096);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 11), 0);
+    create[1] = 11;
+    CHECK_EQ(neep_context_submit(renderer, 1, create, sizeof(create)), 0);
+    /* A call with an answer: the server lives. */
+    CHECK_EQ(neep_context_create(renderer, 2, NEEP_CAPSET_GFXSTREAM_VULKAN, "vk", 2), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 2), 0);
+    CHECK(!support_log_said(&log, "gfxstream contexts are lost"));
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    neep_renderer_destroy(renderer);
+}
+
 TEST(a_mapped_blob_is_not_freed_under_its_mapping)
 {
     /* The VMM maps a blob into the guest's window until it is unmapped: freed before, its
