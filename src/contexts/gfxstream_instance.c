@@ -40,7 +40,7 @@ static struct {
 /* What the first server's probe found (under instance.lock), for the next servers of this
  * process with the same flags and library: a renderer made again (after a device reset, or a
  * server a guest crashed) then starts the backend once, not once more per format it aborts on
- * (half a second with lavapipe). No guest has reached a server before its probe ends. */
+ * (four with lavapipe here). No guest has reached a server before its probe ends. */
 static struct {
     bool known;
     uint32_t flags;
