@@ -530,8 +530,8 @@ static void wait_for_a_later_server_line(struct neep_renderer *renderer, struct 
 
 TEST(a_renderer_made_again_starts_its_server_without_the_probe)
 {
-    /* The probe starts the backend once more for each format it aborts on (half a second on
-     * lavapipe). A renderer made again in the same process (a device reset, or after a guest
+    /* The probe starts the backend once more for each format it aborts on (four on lavapipe
+     * here). A renderer made again in the same process (a device reset, or after a guest
      * crashed the server) starts its server on what the first probe found: no probe, and the
      * same formats made and refused. */
     struct log_capture first_log = {0};
