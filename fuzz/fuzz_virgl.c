@@ -27,6 +27,7 @@
 #include "fuzz_input.h"
 #include "fuzz_renderer_common.h"
 
+#include "contexts/virgl_internal.h"
 #include "renderer/renderer_internal.h"
 
 #define GUEST_BYTES (1u << 20)
@@ -116,6 +117,27 @@ static void start_renderer(void)
     idle_memory_bytes = fuzz_idle_memory_bytes(renderer);
 }
 
+/* Contexts destroyed with OpenGL fences in flight stay (and stay charged) until those complete:
+ * waited for here, as a guest's next call would find them gone. */
+static void end_input(void)
+{
+    for (uint32_t i = 0; i <= MAX_ID; i++) {
+        neep_context_destroy(renderer, i);
+        neep_resource_unref(renderer, i);
+    }
+    for (int waited_ms = 0; fuzz_idle_memory_bytes(renderer) != idle_memory_bytes; waited_ms++) {
+        virgl_reap_retired_contexts();
+        if (waited_ms > 10000) {
+            fprintf(stderr, "fuzz_virgl: a destroyed context's fences did not complete in 10 s\n");
+            abort();
+        }
+        if (fuzz_idle_memory_bytes(renderer) != idle_memory_bytes) {
+            usleep(1000);
+        }
+    }
+    fuzz_end_input(renderer, MAX_ID, idle_memory_bytes, "fuzz_virgl");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -174,6 +196,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         neep_renderer_dispatch_fences(renderer, fuzz_ignore_fence, NULL);
     }
-    fuzz_end_input(renderer, MAX_ID, idle_memory_bytes, "fuzz_virgl");
+    end_input();
     return 0;
 }

@@ -52,6 +52,36 @@ static void venus_call_end(uint32_t capset_id)
     }
 }
 
+void virgl_context_free(struct virgl_context *ctx)
+{
+    neep_budget_release(ctx->base.renderer, sizeof(*ctx) + VIRGL_CONTEXT_CHARGE_BYTES);
+    free(ctx);
+}
+
+/* virglrenderer's side of a context no longer found by the callbacks, then the rest. */
+static void destroy_in_virglrenderer(struct virgl_context *ctx)
+{
+    if (!ctx->reaped) {
+        venus_call_begin(ctx->capset_id);
+        virgl_renderer_context_destroy(ctx->virgl_id);
+        venus_call_end(ctx->capset_id);
+    }
+    virgl_context_free(ctx);
+}
+
+void virgl_reap_retired_contexts(void)
+{
+    struct virgl_context *retired[16];
+    size_t count;
+    while ((count = virgl_instance_take_retired(retired, sizeof(retired) / sizeof(retired[0])))) {
+        for (size_t i = 0; i < count; i++) {
+            destroy_in_virglrenderer(retired[i]);
+        }
+    }
+}
+
+/* Until their reaping, retiring contexts keep their charge (a guest cannot pile them up past
+ * its budget) and their virglrenderer id (a new context gets another). */
 static void virgl_context_destroy(struct neep_context *base)
 {
     struct virgl_context *ctx = from_base(base);
@@ -59,14 +89,10 @@ static void virgl_context_destroy(struct neep_context *base)
         venus_context_count--;
     }
     virgl_instance_reap_lost_venus();
-    virgl_instance_remove_context(base->id);
-    if (!ctx->reaped) {
-        venus_call_begin(ctx->capset_id);
-        virgl_renderer_context_destroy(base->id);
-        venus_call_end(ctx->capset_id);
+    if (virgl_instance_retire_context(ctx)) {
+        destroy_in_virglrenderer(ctx);
     }
-    neep_budget_release(base->renderer, sizeof(*ctx) + VIRGL_CONTEXT_CHARGE_BYTES);
-    free(ctx);
+    virgl_reap_retired_contexts();
 }
 
 static int virgl_context_submit(struct neep_context *base, const uint8_t *commands,
@@ -81,6 +107,7 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
         return 0;
     }
     virgl_instance_reap_lost_venus();
+    virgl_reap_retired_contexts();
     if (from_base(base)->capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
         return -EIO;
@@ -95,8 +122,8 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
     /* At most NEEP_MAX_SUBMIT_BYTES: the dword count fits an int. The buffer is the renderer's
      * private copy, so the guest cannot change it while virglrenderer decodes. */
     venus_call_begin(from_base(base)->capset_id);
-    int ret = virgl_as_errno(
-        virgl_renderer_submit_cmd((void *)commands, (int)base->id, (int)(size_bytes / 4)));
+    int ret = virgl_as_errno(virgl_renderer_submit_cmd(
+        (void *)commands, (int)from_base(base)->virgl_id, (int)(size_bytes / 4)));
     venus_call_end(from_base(base)->capset_id);
     if (ret < 0) {
         context_log(base, NEEP_LOG_ERROR, "virgl: ctx %u: command stream refused: %s", base->id,
@@ -114,7 +141,7 @@ static int virgl_context_attach_resource(struct neep_context *base, struct neep_
             resource->provider_flags |= VIRGL_RESOURCE_KNOWN_TO_VENUS;
         }
         venus_call_begin(from_base(base)->capset_id);
-        virgl_renderer_ctx_attach_resource((int)base->id, (int)resource->id);
+        virgl_renderer_ctx_attach_resource((int)from_base(base)->virgl_id, (int)resource->id);
         venus_call_end(from_base(base)->capset_id);
     }
     return 0;
@@ -124,7 +151,7 @@ static void virgl_context_detach_resource(struct neep_context *base, struct neep
 {
     if (resource->kind == NEEP_RESOURCE_PROVIDED && !from_base(base)->reaped) {
         venus_call_begin(from_base(base)->capset_id);
-        virgl_renderer_ctx_detach_resource((int)base->id, (int)resource->id);
+        virgl_renderer_ctx_detach_resource((int)from_base(base)->virgl_id, (int)resource->id);
         venus_call_end(from_base(base)->capset_id);
     }
 }
@@ -139,10 +166,18 @@ static int virgl_context_create_fence(struct neep_context *base, struct neep_tim
         return -EIO;
     }
     virgl_instance_set_timeline(ctx, timeline);
+    /* venus's fences are its worker's, which its context's end waits for. */
+    bool gl = ctx->capset_id != NEEP_CAPSET_VENUS;
+    if (gl) {
+        virgl_instance_count_gl_fence(ctx);
+    }
     venus_call_begin(ctx->capset_id);
     int ret = virgl_as_errno(virgl_renderer_context_create_fence(
-        base->id, VIRGL_RENDERER_FENCE_FLAG_MERGEABLE, timeline->ring_idx, fence_id));
+        ctx->virgl_id, VIRGL_RENDERER_FENCE_FLAG_MERGEABLE, timeline->ring_idx, fence_id));
     venus_call_end(ctx->capset_id);
+    if (ret < 0 && gl) {
+        virgl_instance_uncount_gl_fence(ctx);
+    }
     if (ret < 0) {
         context_log(base, NEEP_LOG_ERROR, "virgl: ctx %u: fence %llu on ring %u refused: %s",
                     base->id, (unsigned long long)fence_id, timeline->ring_idx, strerror(-ret));
@@ -162,6 +197,7 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
                           const char *name, size_t name_len, struct neep_context **out)
 {
     virgl_instance_reap_lost_venus();
+    virgl_reap_retired_contexts();
     if (capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         renderer_error(renderer, "venus: context %u: the render server is gone", ctx_id);
         return -EIO;
@@ -186,13 +222,13 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
     if (ret == 0) {
         /* The renderer passes at most the 64 bytes of the wire's debug name. */
         venus_call_begin(capset_id);
-        ret = virgl_as_errno(
-            virgl_renderer_context_create_with_flags(ctx_id, capset_id, (uint32_t)name_len, name));
+        ret = virgl_as_errno(virgl_renderer_context_create_with_flags(ctx->virgl_id, capset_id,
+                                                                      (uint32_t)name_len, name));
         venus_call_end(capset_id);
         if (ret < 0) {
             renderer_error(renderer, "virgl: context %u refused by virglrenderer: %s", ctx_id,
                            strerror(-ret));
-            virgl_instance_remove_context(ctx_id);
+            virgl_instance_remove_context(ctx);
         }
     }
     if (ret < 0) {
@@ -209,6 +245,22 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
 bool virgl_is_context(const struct neep_context *ctx)
 {
     return ctx->ops == &virgl_context_ops;
+}
+
+struct virgl_context *virgl_context_lookup(const struct neep_renderer *renderer, uint32_t ctx_id)
+{
+    struct neep_context *ctx = neep_context_lookup(renderer, ctx_id);
+    return ctx && virgl_is_context(ctx) ? from_base(ctx) : NULL;
+}
+
+int virgl_context_id_for(const struct neep_renderer *renderer, uint32_t ctx_id, uint32_t *virgl_id)
+{
+    struct virgl_context *ctx = ctx_id ? virgl_context_lookup(renderer, ctx_id) : NULL;
+    if (ctx_id && !ctx) {
+        return -EINVAL;
+    }
+    *virgl_id = ctx ? ctx->virgl_id : 0;
+    return 0;
 }
 
 /* ---- the capsets ----------------------------------------------------------------------- */

@@ -61,6 +61,9 @@ static void on_write_context_fence(void *cookie, uint32_t ctx_id, uint32_t ring_
     (void)cookie;
     pthread_mutex_lock(&instance.callback_lock);
     struct virgl_context *ctx = id_table_get(&instance.contexts, ctx_id);
+    if (ctx && ctx->capset_id != NEEP_CAPSET_VENUS && ctx->gl_fences_in_flight > 0) {
+        ctx->gl_fences_in_flight--;
+    }
     struct neep_timeline *timeline =
         ctx && ring_idx < NEEP_MAX_RINGS ? ctx->timelines[ring_idx] : NULL;
     if (timeline) {
@@ -144,15 +147,6 @@ static int on_get_server_fd(void *cookie, uint32_t version)
 bool virgl_instance_venus_lost(void)
 {
     return atomic_load(&instance.venus_lost);
-}
-
-bool virgl_instance_is_venus_context(uint32_t ctx_id)
-{
-    pthread_mutex_lock(&instance.callback_lock);
-    struct virgl_context *ctx = id_table_get(&instance.contexts, ctx_id);
-    bool venus = ctx && ctx->capset_id == NEEP_CAPSET_VENUS;
-    pthread_mutex_unlock(&instance.callback_lock);
-    return venus;
 }
 
 void virgl_instance_reap_lost_venus(void)
@@ -295,6 +289,14 @@ void virgl_instance_release(struct neep_renderer *renderer)
         virgl_server_stop_watching();      /* the server's exit from here on is no loss */
         virgl_renderer_cleanup(&instance); /* joins the sync thread: no callback after this */
         virgl_server_stop();
+        /* Contexts still retiring went with virglrenderer's cleanup. */
+        struct id_table *contexts = &instance.contexts;
+        for (size_t i = 0; i < contexts->capacity; i++) {
+            struct virgl_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
+            if (ctx && ctx->retiring) {
+                virgl_context_free(ctx);
+            }
+        }
         pthread_mutex_lock(&instance.callback_lock);
         instance.callback_owner = NULL;
         id_table_finish(&instance.contexts);
@@ -313,16 +315,68 @@ bool virgl_instance_started(uint32_t capset_id)
 int virgl_instance_add_context(uint32_t ctx_id, struct virgl_context *ctx)
 {
     pthread_mutex_lock(&instance.callback_lock);
-    int ret = id_table_insert(&instance.contexts, ctx_id, ctx);
+    /* Contexts are capped, so a free id is near; virglrenderer's 0 is its own. */
+    uint32_t id = ctx_id;
+    while (id == 0 || id_table_get(&instance.contexts, id)) {
+        id++;
+    }
+    ctx->virgl_id = id;
+    int ret = id_table_insert(&instance.contexts, id, ctx);
     pthread_mutex_unlock(&instance.callback_lock);
     return ret;
 }
 
-void virgl_instance_remove_context(uint32_t ctx_id)
+void virgl_instance_remove_context(struct virgl_context *ctx)
 {
     pthread_mutex_lock(&instance.callback_lock);
-    id_table_remove(&instance.contexts, ctx_id);
+    id_table_remove(&instance.contexts, ctx->virgl_id);
     pthread_mutex_unlock(&instance.callback_lock);
+}
+
+void virgl_instance_count_gl_fence(struct virgl_context *ctx)
+{
+    pthread_mutex_lock(&instance.callback_lock);
+    ctx->gl_fences_in_flight++;
+    pthread_mutex_unlock(&instance.callback_lock);
+}
+
+void virgl_instance_uncount_gl_fence(struct virgl_context *ctx)
+{
+    pthread_mutex_lock(&instance.callback_lock);
+    ctx->gl_fences_in_flight--;
+    pthread_mutex_unlock(&instance.callback_lock);
+}
+
+bool virgl_instance_retire_context(struct virgl_context *ctx)
+{
+    pthread_mutex_lock(&instance.callback_lock);
+    memset(ctx->timelines, 0, sizeof(ctx->timelines));
+    bool now = ctx->gl_fences_in_flight == 0;
+    if (now) {
+        id_table_remove(&instance.contexts, ctx->virgl_id);
+    } else {
+        ctx->retiring = true;
+    }
+    pthread_mutex_unlock(&instance.callback_lock);
+    return now;
+}
+
+size_t virgl_instance_take_retired(struct virgl_context **out, size_t max)
+{
+    size_t count = 0;
+    pthread_mutex_lock(&instance.callback_lock);
+    struct id_table *contexts = &instance.contexts;
+    for (size_t i = 0; i < contexts->capacity && count < max; i++) {
+        struct virgl_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
+        if (ctx && ctx->retiring && ctx->gl_fences_in_flight == 0) {
+            out[count++] = ctx;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        id_table_remove(contexts, out[i]->virgl_id);
+    }
+    pthread_mutex_unlock(&instance.callback_lock);
+    return count;
 }
 
 void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline *timeline)

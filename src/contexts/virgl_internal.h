@@ -15,8 +15,18 @@
 struct virgl_context {
     struct neep_context base;
     uint32_t capset_id; /* set before the callbacks can see the context */
+    /* virglrenderer's id for it: the guest's, unless a context the guest destroyed still holds
+     * that id in virglrenderer (see `retiring`). */
+    uint32_t virgl_id;
     /* venus: virglrenderer's side was destroyed after the render server's loss. */
     bool reaped;
+    /* Under the instance's callback lock. OpenGL fences virglrenderer's sync thread has not
+     * completed: that thread holds on to queued fences with its list unlocked, so destroying
+     * their context in virglrenderer before they complete frees them under it. `retiring`: the
+     * guest destroyed the context while some were in flight; virglrenderer's side goes when
+     * they complete (virgl_instance_reap_retired). */
+    uint32_t gl_fences_in_flight;
+    bool retiring;
     /* The timelines the sync thread completes; set under the instance's callback lock. */
     struct neep_timeline *timelines[NEEP_MAX_RINGS];
 };
@@ -33,18 +43,28 @@ int virgl_instance_acquire(struct neep_renderer *renderer);
 void virgl_instance_release(struct neep_renderer *renderer);
 /* Whether what capset `capset_id` needs (OpenGL, or venus) started. */
 bool virgl_instance_started(uint32_t capset_id);
-/* The contexts the fence callbacks can find. */
+/* The contexts the fence callbacks can find, by virglrenderer's id for them: adding one picks
+ * that id (ctx->virgl_id), the guest's `ctx_id` if no context holds it still. */
 int virgl_instance_add_context(uint32_t ctx_id, struct virgl_context *ctx);
-void virgl_instance_remove_context(uint32_t ctx_id);
+void virgl_instance_remove_context(struct virgl_context *ctx);
 void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline *timeline);
+/* Around creating an OpenGL fence: counted in flight before virglrenderer can complete it, and
+ * uncounted if virglrenderer refused it. */
+void virgl_instance_count_gl_fence(struct virgl_context *ctx);
+void virgl_instance_uncount_gl_fence(struct virgl_context *ctx);
+/* The guest destroyed `ctx`: true if virglrenderer's side may go now (the context is no longer
+ * found), false if it stays, retiring, until its OpenGL fences complete. Its timelines are no
+ * longer completed either way. */
+bool virgl_instance_retire_context(struct virgl_context *ctx);
+/* On the embedder's thread: the retiring contexts whose fences completed, taken out (up to
+ * `max`); the caller destroys virglrenderer's side of each. */
+size_t virgl_instance_take_retired(struct virgl_context **out, size_t max);
 
 /* Whether venus's render server died (its contexts are lost then). */
 bool virgl_instance_venus_lost(void);
 /* On the embedder's thread, after a loss: destroys virglrenderer's side of the lost venus
  * contexts once (whose threads would otherwise spin on their dead sockets). */
 void virgl_instance_reap_lost_venus(void);
-/* Whether context `ctx_id` is a venus context. */
-bool virgl_instance_is_venus_context(uint32_t ctx_id);
 
 /* neep_resource.provider_flags: the render server has heard of the resource (a venus blob,
  * or one attached to a venus context), so its end goes through the server. */
@@ -71,5 +91,14 @@ extern const struct neep_resource_provider_ops virgl_venus_provider_ops;
 
 /* virgl.c */
 bool virgl_is_context(const struct neep_context *ctx);
+/* The guest's live virgl-family context `ctx_id`, or NULL. */
+struct virgl_context *virgl_context_lookup(const struct neep_renderer *renderer, uint32_t ctx_id);
+/* virglrenderer's id for the guest's context `ctx_id` (0 for 0): -EINVAL for an id that is
+ * no live virgl-family context's. */
+int virgl_context_id_for(const struct neep_renderer *renderer, uint32_t ctx_id, uint32_t *virgl_id);
+/* On the embedder's thread: destroys virglrenderer's side of the contexts retired since. */
+void virgl_reap_retired_contexts(void);
+/* Gives back what `ctx` was charged, and frees it (virglrenderer's side is gone). */
+void virgl_context_free(struct virgl_context *ctx);
 
 #endif

@@ -101,14 +101,20 @@ static int provider_transfer(struct neep_renderer *renderer, struct neep_resourc
     /* The backing is attached already: virglrenderer uses its own reference to it. */
     struct iovec *list = buffer == resource->backing ? NULL : (struct iovec *)buffer;
     int count = list ? (int)buffer_count : 0;
-    int ret;
+    uint32_t virgl_ctx_id;
+    int ret = virgl_context_id_for(renderer, ctx_id, &virgl_ctx_id);
+    if (ret < 0) {
+        renderer_error(renderer, "virgl: %s of resource %u: ctx %u is no virgl context",
+                       to_host ? "transfer to host" : "transfer from host", resource->id, ctx_id);
+        return ret;
+    }
     if (to_host) {
         ret = virgl_renderer_transfer_write_iov(
-            resource->id, ctx_id, (int)transfer->level, transfer->stride_bytes,
+            resource->id, virgl_ctx_id, (int)transfer->level, transfer->stride_bytes,
             transfer->layer_stride_bytes, (struct virgl_box *)&box, transfer->offset_bytes, list,
             (unsigned)count);
     } else {
-        ret = virgl_renderer_transfer_read_iov(resource->id, ctx_id, transfer->level,
+        ret = virgl_renderer_transfer_read_iov(resource->id, virgl_ctx_id, transfer->level,
                                                transfer->stride_bytes, transfer->layer_stride_bytes,
                                                (struct virgl_box *)&box, transfer->offset_bytes,
                                                list, count);
@@ -127,7 +133,11 @@ static int provider_create_global_fence(struct neep_renderer *renderer,
 {
     /* virglrenderer keeps 32 bits of a global fence id: it gets the renderer's number, which
      * a reset does not start over as the guest's ids do. */
-    int ret = virgl_as_errno(virgl_renderer_create_fence((int)seq, fence->ctx_id));
+    uint32_t virgl_ctx_id = 0;
+    /* virglrenderer fences on its own context 0; the guest's is only named (or is another
+     * type's, as a guest may send a global fence with any context). */
+    (void)virgl_context_id_for(renderer, fence->ctx_id, &virgl_ctx_id);
+    int ret = virgl_as_errno(virgl_renderer_create_fence((int)seq, virgl_ctx_id));
     if (ret < 0) {
         renderer_error(renderer, "virgl: fence %llu refused: %s",
                        (unsigned long long)fence->fence_id, strerror(-ret));
@@ -143,10 +153,17 @@ static bool provider_serves_context(const struct neep_context *ctx)
 static int provider_create_blob(struct neep_renderer *renderer, struct neep_resource *resource,
                                 uint32_t ctx_id)
 {
+    virgl_instance_reap_lost_venus();
+    struct virgl_context *ctx = ctx_id ? virgl_context_lookup(renderer, ctx_id) : NULL;
+    if (ctx_id && !ctx) {
+        renderer_error(renderer, "virgl: blob %u: ctx %u is no virgl context", resource->id,
+                       ctx_id);
+        return -EINVAL;
+    }
     /* neep's blob_mem and flag values are virtio-gpu's, as virglrenderer's are. */
     struct virgl_renderer_resource_create_blob_args args = {
         .res_handle = resource->id,
-        .ctx_id = ctx_id,
+        .ctx_id = ctx ? ctx->virgl_id : 0,
         .blob_mem = resource->blob_mem,
         .blob_flags = resource->blob_flags,
         .blob_id = resource->blob_id,
@@ -154,8 +171,7 @@ static int provider_create_blob(struct neep_renderer *renderer, struct neep_reso
         .iovecs = resource->backing,
         .num_iovs = (uint32_t)resource->backing_count,
     };
-    virgl_instance_reap_lost_venus();
-    bool venus = virgl_instance_is_venus_context(ctx_id);
+    bool venus = ctx && ctx->capset_id == NEEP_CAPSET_VENUS;
     if (venus) {
         /* A venus context's blob comes from its worker. */
         resource->provider_flags |= VIRGL_RESOURCE_KNOWN_TO_VENUS;

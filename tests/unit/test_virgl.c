@@ -22,10 +22,13 @@
 #define VIRGL_CCMD_CREATE_OBJECT         1
 #define VIRGL_CCMD_SET_FRAMEBUFFER_STATE 5
 #define VIRGL_CCMD_CLEAR                 7
+#define VIRGL_CCMD_BLIT                  16
 #define VIRGL_OBJECT_SURFACE             8
 #define PIPE_CLEAR_COLOR0                (1u << 2)
 #define BIND_RENDER_TARGET               (1u << 1)
 #define BIND_SAMPLER_VIEW                (1u << 3)
+#define PIPE_MASK_RGBA                   0xfu
+#define PIPE_TEX_FILTER_LINEAR           1u
 
 struct fence_log {
     int count;
@@ -328,6 +331,109 @@ TEST(virgl_charges_resources_and_contexts_to_the_budget)
     CHECK(neep_renderer_memory_used_bytes(renderer) >= before + (1u << 20));
     CHECK_EQ(neep_context_destroy(renderer, 1), 0);
     CHECK_EQ(neep_renderer_memory_used_bytes(renderer), before);
+    neep_renderer_destroy(renderer);
+}
+
+/* A blit of all of `src` (width_px square) scaled into `dst` (a pixel smaller each way, so
+ * that llvmpipe draws it on its threads instead of copying at submit time). */
+static size_t encode_scaled_blit(uint32_t *words, uint32_t dst, uint32_t src, uint32_t width_px)
+{
+    size_t n = 0;
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_BLIT, 0, 21);
+    words[n++] = PIPE_MASK_RGBA | PIPE_TEX_FILTER_LINEAR << 8;
+    words[n++] = 0; /* scissor, off */
+    words[n++] = 0;
+    const uint32_t boxes[2][3] = {{dst, width_px - 1, 0}, {src, width_px, 0}};
+    for (int i = 0; i < 2; i++) {
+        words[n++] = boxes[i][0];
+        words[n++] = 0; /* level */
+        words[n++] = NEEP_FORMAT_B8G8R8A8_UNORM;
+        words[n++] = 0; /* x, y, z */
+        words[n++] = 0;
+        words[n++] = 0;
+        words[n++] = boxes[i][1]; /* width, height, depth */
+        words[n++] = boxes[i][1];
+        words[n++] = 1;
+    }
+    return n;
+}
+
+static void fence_ring0(struct neep_renderer *renderer, uint32_t ctx_id, uint64_t fence_id)
+{
+    struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
+                               .fence_id = fence_id,
+                               .ctx_id = ctx_id};
+    CHECK_EQ(neep_fence_create(renderer, &fence), 0);
+}
+
+/* virglrenderer's sync thread waits for one GL fence at a time with its list unlocked, holding
+ * on to the next one; destroying that fence's context meanwhile freed it under the thread, which
+ * then crashed (found by fuzz_virgl). The guest destroys such a context whenever a process exits
+ * with work in flight; neep keeps virglrenderer's side until its fences are done. */
+TEST(virgl_context_destroyed_with_fences_in_flight_goes_once_they_complete)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    uint64_t idle_bytes = neep_renderer_memory_used_bytes(renderer);
+    CHECK_EQ(neep_context_create(renderer, 1, 0, "busy", 4), 0);
+    CHECK_EQ(neep_context_create(renderer, 2, 0, "exiting", 7), 0);
+    const uint32_t side_px = 1024;
+    create_texture(renderer, 5, side_px, side_px);
+    create_texture(renderer, 6, side_px, side_px);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 5), 0);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 6), 0);
+    enum { BLITS = 160 };
+    uint32_t *words = calloc(BLITS, 22 * sizeof(uint32_t));
+    size_t n = 0;
+    for (int i = 0; i < BLITS; i++) {
+        n += encode_scaled_blit(words + n, i % 2 ? 5 : 6, i % 2 ? 6 : 5, side_px);
+    }
+
+    /* Context 1's second fence is waited for after its first, with context 2's queued behind. */
+    CHECK_EQ(neep_context_submit(renderer, 1, words, n * 4), 0);
+    fence_ring0(renderer, 1, 1);
+    CHECK_EQ(neep_context_submit(renderer, 1, words, n * 4), 0);
+    fence_ring0(renderer, 1, 2);
+    fence_ring0(renderer, 2, 1);
+    struct fence_log fences = {0};
+    wait_fences(renderer, &fences, 1);
+    CHECK_EQ(fences.last.ctx_id, 1u);
+    CHECK_EQ(fences.last.fence_id, 1u);
+    CHECK_EQ(neep_context_destroy(renderer, 2), 0);
+    /* The id is the guest's again at once (its next process may get it). */
+    CHECK_EQ(neep_context_create(renderer, 2, 0, "next", 4), 0);
+    fence_ring0(renderer, 2, 7);
+    wait_fences(renderer, &fences, 3); /* context 1's second, the new context 2's */
+
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
+    CHECK_EQ(neep_context_destroy(renderer, 2), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 5), 0);
+    CHECK_EQ(neep_resource_unref(renderer, 6), 0);
+    /* What the destroyed context held is given back once its fence completed. */
+    CHECK_EQ(neep_renderer_memory_used_bytes(renderer), idle_bytes);
+    free(words);
+    neep_renderer_destroy(renderer);
+}
+
+/* Its end with a context still retiring: virglrenderer's cleanup takes that context, neep frees
+ * the rest (LeakSanitizer in the sanitised suite). */
+TEST(virgl_renderer_destroyed_while_a_context_retires_frees_it)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, 0, NULL, 0), 0);
+    create_texture(renderer, 5, 512, 512);
+    create_texture(renderer, 6, 512, 512);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 5), 0);
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 6), 0);
+    uint32_t words[8 * 22];
+    size_t n = 0;
+    for (int i = 0; i < 8; i++) {
+        n += encode_scaled_blit(words + n, 6, 5, 512);
+    }
+    CHECK_EQ(neep_context_submit(renderer, 1, words, n * 4), 0);
+    fence_ring0(renderer, 1, 1);
+    CHECK_EQ(neep_context_destroy(renderer, 1), 0);
     neep_renderer_destroy(renderer);
 }
 
