@@ -117,23 +117,24 @@ static void start_renderer(void)
     idle_memory_bytes = fuzz_idle_memory_bytes(renderer);
 }
 
-/* Contexts destroyed with OpenGL fences in flight stay (and stay charged) until those complete:
- * waited for here, as a guest's next call would find them gone. */
+/* Contexts destroyed with OpenGL fences in flight stay (and stay charged) until virglrenderer's
+ * thread completes those: microseconds on the no-op driver, so waited for in 50 us steps. */
 static void end_input(void)
 {
     for (uint32_t i = 0; i <= MAX_ID; i++) {
         neep_context_destroy(renderer, i);
         neep_resource_unref(renderer, i);
     }
-    for (int waited_ms = 0; fuzz_idle_memory_bytes(renderer) != idle_memory_bytes; waited_ms++) {
+    for (uint32_t waited_us = 0;; waited_us += 50) {
         virgl_reap_retired_contexts();
-        if (waited_ms > 10000) {
+        if (fuzz_idle_memory_bytes(renderer) == idle_memory_bytes) {
+            break;
+        }
+        if (waited_us > 10u * 1000 * 1000) {
             fprintf(stderr, "fuzz_virgl: a destroyed context's fences did not complete in 10 s\n");
             abort();
         }
-        if (fuzz_idle_memory_bytes(renderer) != idle_memory_bytes) {
-            usleep(1000);
-        }
+        usleep(50);
     }
     fuzz_end_input(renderer, MAX_ID, idle_memory_bytes, "fuzz_virgl");
 }
