@@ -92,6 +92,7 @@ static void virgl_context_destroy(struct neep_context *base)
     if (virgl_instance_retire_context(ctx)) {
         destroy_in_virglrenderer(ctx);
     }
+    virgl_instance_poll();
     virgl_reap_retired_contexts();
 }
 
@@ -107,6 +108,7 @@ static int virgl_context_submit(struct neep_context *base, const uint8_t *comman
         return 0;
     }
     virgl_instance_reap_lost_venus();
+    virgl_instance_poll();
     virgl_reap_retired_contexts();
     if (from_base(base)->capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
@@ -161,6 +163,7 @@ static int virgl_context_create_fence(struct neep_context *base, struct neep_tim
 {
     struct virgl_context *ctx = from_base(base);
     virgl_instance_reap_lost_venus();
+    virgl_instance_poll();
     if (ctx->reaped) {
         context_log(base, NEEP_LOG_ERROR, "venus: ctx %u: the render server is gone", base->id);
         return -EIO;
@@ -197,6 +200,7 @@ static int create_context(struct neep_renderer *renderer, uint32_t capset_id, ui
                           const char *name, size_t name_len, struct neep_context **out)
 {
     virgl_instance_reap_lost_venus();
+    virgl_instance_poll();
     virgl_reap_retired_contexts();
     if (capset_id == NEEP_CAPSET_VENUS && virgl_instance_venus_lost()) {
         renderer_error(renderer, "venus: context %u: the render server is gone", ctx_id);

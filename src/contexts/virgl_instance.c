@@ -5,19 +5,23 @@
  *
  * Fences are event-driven: virglrenderer waits for GL fences on its own sync thread and, with
  * ASYNC_FENCE_CB, calls back on that thread; the callbacks complete neep timelines, which wake
- * the embedder. Nothing polls on a timer. The callbacks find contexts through a table of their
- * own under `callback_lock`, which the embedder thread holds only to change that table, never
- * across a call into virglrenderer (whose sync thread may be waiting to call us).
+ * the embedder. Nothing polls on a timer: when virglrenderer asks for its poll (a query result
+ * is pending), a relay thread wakes the embedder, whose dispatch on its own thread polls. The
+ * callbacks find contexts through a table of their own under `callback_lock`, which the
+ * embedder thread holds only to change that table, never across a call into virglrenderer
+ * (whose sync thread may be waiting to call us).
  */
 #define VIRGL_RENDERER_UNSTABLE_APIS 1
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_gpu.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <virgl/virglrenderer.h>
@@ -38,9 +42,16 @@ static struct {
     struct neep_renderer *starting; /* the renderer whose init is running */
     _Atomic bool venus_lost;        /* the render server died */
     bool venus_reaped;              /* and its contexts' virglrenderer side is gone */
+    /* virglrenderer's poll relay (OpenGL only): see poll_relay_main. */
+    pthread_t relay_thread;
+    bool relay_running;
+    int relay_stop_fd;   /* eventfd: the relay ends */
+    int relay_polled_fd; /* eventfd: the embedder's thread polled virglrenderer */
 } instance = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .callback_lock = PTHREAD_MUTEX_INITIALIZER,
+    .relay_stop_fd = -1,
+    .relay_polled_fd = -1,
 };
 
 /* ---- callbacks, on virglrenderer's sync thread (or, for the log, any thread) ------------- */
@@ -184,6 +195,100 @@ void virgl_instance_reap_lost_venus(void)
     }
 }
 
+/* ---- virglrenderer's poll, on the embedder's thread ------------------------------------- */
+
+/* With a query result pending (a guest asked for one without waiting), virglrenderer's fence
+ * thread stops after each fence until the thread that owns its GL contexts calls
+ * virgl_renderer_poll(): it says so on its poll fd. This relay thread watches that fd and wakes
+ * the embedder through the renderer's fence fd, whose dispatch on the embedder's thread polls
+ * (virgl_instance_poll); then it waits for that poll before it looks again. */
+static void *poll_relay_main(void *arg)
+{
+    (void)arg;
+    struct pollfd asked[2] = {{.fd = virgl_renderer_get_poll_fd(), .events = POLLIN},
+                              {.fd = instance.relay_stop_fd, .events = POLLIN}};
+    struct pollfd polled[2] = {{.fd = instance.relay_polled_fd, .events = POLLIN},
+                               {.fd = instance.relay_stop_fd, .events = POLLIN}};
+    for (;;) {
+        if (poll(asked, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        if (asked[1].revents) {
+            break;
+        }
+        pthread_mutex_lock(&instance.callback_lock);
+        if (instance.callback_owner) {
+            neep_renderer_wake_dispatcher(instance.callback_owner);
+        }
+        pthread_mutex_unlock(&instance.callback_lock);
+        while (poll(polled, 2, -1) < 0 && errno == EINTR) {
+        }
+        if (polled[1].revents) {
+            break;
+        }
+        uint64_t count;
+        ssize_t ignored = read(instance.relay_polled_fd, &count, sizeof(count));
+        (void)ignored;
+    }
+    return NULL;
+}
+
+static void stop_poll_relay(void)
+{
+    if (instance.relay_running) {
+        uint64_t one = 1;
+        ssize_t ignored = write(instance.relay_stop_fd, &one, sizeof(one));
+        (void)ignored;
+        pthread_join(instance.relay_thread, NULL);
+        instance.relay_running = false;
+    }
+    if (instance.relay_stop_fd >= 0) {
+        close(instance.relay_stop_fd);
+    }
+    if (instance.relay_polled_fd >= 0) {
+        close(instance.relay_polled_fd);
+    }
+    instance.relay_stop_fd = instance.relay_polled_fd = -1;
+}
+
+static void embedder_poll(struct neep_renderer *renderer)
+{
+    (void)renderer;
+    virgl_instance_poll();
+}
+
+static int start_poll_relay(struct neep_renderer *renderer)
+{
+    instance.relay_stop_fd = eventfd(0, EFD_CLOEXEC);
+    instance.relay_polled_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (instance.relay_stop_fd < 0 || instance.relay_polled_fd < 0 ||
+        virgl_renderer_get_poll_fd() < 0 ||
+        pthread_create(&instance.relay_thread, NULL, poll_relay_main, NULL) != 0) {
+        neep_log_host(&renderer->logger, NEEP_LOG_ERROR,
+                      "virgl: cannot watch virglrenderer's poll fd: %s", strerror(errno));
+        stop_poll_relay();
+        return -EAGAIN;
+    }
+    instance.relay_running = true;
+    renderer->embedder_poll = embedder_poll;
+    return 0;
+}
+
+void virgl_instance_poll(void)
+{
+    struct pollfd asked = {.fd = virgl_renderer_get_poll_fd(), .events = POLLIN};
+    if (!instance.relay_running || poll(&asked, 1, 0) != 1) {
+        return;
+    }
+    virgl_renderer_poll();
+    uint64_t one = 1;
+    ssize_t ignored = write(instance.relay_polled_fd, &one, sizeof(one));
+    (void)ignored;
+}
+
 static struct virgl_renderer_callbacks callbacks = {
     .version = 3,
     .write_fence = on_write_fence,
@@ -265,6 +370,13 @@ int virgl_instance_acquire(struct neep_renderer *renderer)
         pthread_mutex_unlock(&instance.callback_lock);
         virgl_set_debug_callback(on_debug_message);
         ret = start_virglrenderer(renderer); /* says why it failed */
+        if (ret == 0 && instance.has_gl) {
+            ret = start_poll_relay(renderer);
+            if (ret < 0) {
+                virgl_renderer_cleanup(&instance);
+                virgl_server_stop();
+            }
+        }
         if (ret < 0) {
             pthread_mutex_lock(&instance.callback_lock);
             instance.callback_owner = NULL;
@@ -286,6 +398,8 @@ void virgl_instance_release(struct neep_renderer *renderer)
     pthread_mutex_lock(&instance.lock);
     if (instance.owner == renderer && --instance.probes == 0) {
         renderer->resource_provider = NULL;
+        renderer->embedder_poll = NULL;
+        stop_poll_relay();
         virgl_server_stop_watching();      /* the server's exit from here on is no loss */
         virgl_renderer_cleanup(&instance); /* joins the sync thread: no callback after this */
         virgl_server_stop();

@@ -60,6 +60,10 @@ bool virgl_instance_retire_context(struct virgl_context *ctx);
  * `max`); the caller destroys virglrenderer's side of each. */
 size_t virgl_instance_take_retired(struct virgl_context **out, size_t max);
 
+/* On the embedder's thread: calls virgl_renderer_poll() if virglrenderer asked for it (its
+ * fence thread waits for that while a query result is pending). */
+void virgl_instance_poll(void);
+
 /* Whether venus's render server died (its contexts are lost then). */
 bool virgl_instance_venus_lost(void);
 /* On the embedder's thread, after a loss: destroys virglrenderer's side of the lost venus

@@ -27,6 +27,7 @@ int neep_fences_init(struct neep_renderer *renderer)
     if (renderer->fence_event_fd < 0) {
         return -errno;
     }
+    renderer->embedder_thread = pthread_self();
     return 0;
 }
 
@@ -102,7 +103,7 @@ static void mark_ready(struct neep_renderer *renderer, struct neep_timeline *tim
     renderer->ready_tail = timeline;
 }
 
-static void wake_dispatcher(struct neep_renderer *renderer)
+void neep_renderer_wake_dispatcher(struct neep_renderer *renderer)
 {
     uint64_t one = 1;
     /* EAGAIN means the counter is already huge: the fd is readable either way. */
@@ -173,7 +174,7 @@ static int push_entry(struct neep_timeline *timeline, const struct neep_fence *f
     }
     pthread_mutex_unlock(&renderer->fence_lock);
     if (complete_now) {
-        wake_dispatcher(renderer);
+        neep_renderer_wake_dispatcher(renderer);
     }
     return 0;
 }
@@ -203,7 +204,7 @@ static void signal_matching(struct neep_timeline *timeline, uint64_t fence_id, b
     }
     pthread_mutex_unlock(&renderer->fence_lock);
     if (found) {
-        wake_dispatcher(renderer);
+        neep_renderer_wake_dispatcher(renderer);
     } else if (!by_seq) {
         renderer_log(renderer, NEEP_LOG_WARN, "fence %llu on ctx %u ring %u is not pending",
                      (unsigned long long)fence_id, timeline->ctx_id, timeline->ring_idx);
@@ -231,7 +232,7 @@ void neep_timeline_complete_all(struct neep_timeline *timeline)
     }
     pthread_mutex_unlock(&renderer->fence_lock);
     if (any) {
-        wake_dispatcher(renderer);
+        neep_renderer_wake_dispatcher(renderer);
     }
 }
 
@@ -354,6 +355,10 @@ static bool pop_completed(struct neep_renderer *renderer, struct neep_fence *out
 
 int neep_renderer_dispatch_fences(struct neep_renderer *renderer, neep_fence_fn fn, void *user_data)
 {
+    /* Set and cleared on the embedder's thread only, so read here on that thread alone. */
+    if (pthread_equal(pthread_self(), renderer->embedder_thread) && renderer->embedder_poll) {
+        renderer->embedder_poll(renderer);
+    }
     pthread_mutex_lock(&renderer->dispatch_lock);
     uint64_t counter;
     ssize_t ignored = read(renderer->fence_event_fd, &counter, sizeof(counter));

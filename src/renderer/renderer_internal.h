@@ -183,6 +183,11 @@ struct neep_renderer {
     struct neep_timeline *ready_tail;
     neep_fence_notify_fn fence_notify;
     void *fence_notify_user_data;
+    /* The embedder's thread (the renderer's creator), and what a context type needs done on it
+     * when the fence fd wakes it: dispatches there run `embedder_poll` (virglrenderer's poll,
+     * which its fence thread may wait for). */
+    pthread_t embedder_thread;
+    void (*embedder_poll)(struct neep_renderer *renderer);
 
     /* Set by a context type that keeps 3D resources (see neep_resource_provider_ops). */
     const struct neep_resource_provider_ops *resource_provider;
@@ -258,6 +263,8 @@ void neep_contexts_release_backing(struct neep_renderer *renderer, struct neep_r
 
 /* fence.c */
 int neep_fences_init(struct neep_renderer *renderer);
+/* Makes the fence fd readable (and calls the fence notify): from any thread. */
+void neep_renderer_wake_dispatcher(struct neep_renderer *renderer);
 void neep_fences_finish(struct neep_renderer *renderer);
 void neep_timeline_init(struct neep_timeline *timeline, struct neep_renderer *renderer,
                         uint32_t ctx_id, uint32_t ring_idx, bool is_global);

@@ -23,6 +23,13 @@
 #define VIRGL_CCMD_SET_FRAMEBUFFER_STATE 5
 #define VIRGL_CCMD_CLEAR                 7
 #define VIRGL_CCMD_BLIT                  16
+#define VIRGL_CCMD_BEGIN_QUERY           19
+#define VIRGL_CCMD_END_QUERY             20
+#define VIRGL_CCMD_GET_QUERY_RESULT      21
+#define VIRGL_OBJECT_QUERY               9
+#define PIPE_QUERY_OCCLUSION_COUNTER     0
+#define VIRGL_BIND_CUSTOM                (1u << 17)
+#define VIRGL_FORMAT_R8_UNORM            64u
 #define VIRGL_OBJECT_SURFACE             8
 #define PIPE_CLEAR_COLOR0                (1u << 2)
 #define BIND_RENDER_TARGET               (1u << 1)
@@ -415,6 +422,59 @@ TEST(virgl_context_destroyed_with_fences_in_flight_goes_once_they_complete)
     neep_renderer_destroy(renderer);
 }
 
+/* A guest that asks for a query result without waiting (as Mesa does for
+ * GL_QUERY_RESULT_AVAILABLE) while the query's work runs: virglrenderer's fence thread then
+ * stops after each fence until virgl_renderer_poll() runs on the thread that owns its GL
+ * contexts. neep never called it, so every later fence of the guest's waited for ever. */
+TEST(virgl_fences_complete_while_a_query_result_is_pending)
+{
+    struct log_capture log = {0};
+    struct neep_renderer *renderer = virgl_renderer(&log);
+    CHECK_EQ(neep_context_create(renderer, 1, 0, NULL, 0), 0);
+    const uint32_t side_px = 1024;
+    create_texture(renderer, 5, side_px, side_px);
+    create_texture(renderer, 6, side_px, side_px);
+    struct neep_resource_create_3d result_buffer = {.target = 0 /* PIPE_BUFFER */,
+                                                    .format = VIRGL_FORMAT_R8_UNORM,
+                                                    .bind = VIRGL_BIND_CUSTOM,
+                                                    .width = 64,
+                                                    .height = 1,
+                                                    .depth = 1,
+                                                    .array_size = 1};
+    CHECK_EQ(neep_resource_create_3d(renderer, 7, &result_buffer), 0);
+    for (uint32_t id = 5; id <= 7; id++) {
+        CHECK_EQ(neep_context_attach_resource(renderer, 1, id), 0);
+    }
+    enum { BLITS = 100 };
+    uint32_t *words = calloc(BLITS * 22 + 16, sizeof(uint32_t));
+    size_t n = 0;
+    const uint32_t query = 1;
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_CREATE_OBJECT, VIRGL_OBJECT_QUERY, 4);
+    words[n++] = query;
+    words[n++] = PIPE_QUERY_OCCLUSION_COUNTER;
+    words[n++] = 0; /* offset in the result buffer */
+    words[n++] = 7; /* the result buffer */
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_BEGIN_QUERY, 0, 1);
+    words[n++] = query;
+    for (int i = 0; i < BLITS; i++) {
+        n += encode_scaled_blit(words + n, i % 2 ? 5 : 6, i % 2 ? 6 : 5, side_px);
+    }
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_END_QUERY, 0, 1);
+    words[n++] = query;
+    words[n++] = VIRGL_CMD(VIRGL_CCMD_GET_QUERY_RESULT, 0, 2);
+    words[n++] = query;
+    words[n++] = 0; /* do not wait */
+    CHECK_EQ(neep_context_submit(renderer, 1, words, n * 4), 0);
+    fence_ring0(renderer, 1, 1);
+    struct fence_log fences = {0};
+    wait_fences(renderer, &fences, 1); /* the embedder's wait on its fence fd, nothing else */
+    fence_ring0(renderer, 1, 2);
+    wait_fences(renderer, &fences, 2);
+    CHECK_EQ(fences.last.fence_id, 2u);
+    free(words);
+    neep_renderer_destroy(renderer);
+}
+
 /* Its end with a context still retiring: virglrenderer's cleanup takes that context, neep frees
  * the rest (LeakSanitizer in the sanitised suite). */
 TEST(virgl_renderer_destroyed_while_a_context_retires_frees_it)
@@ -639,8 +699,6 @@ TEST(virgl_gl_work_reaches_the_display_and_survives_a_reset_mid_work)
     test_device_finish(&t);
 }
 /* ---- review reproducers ------------------------------------------------------------------ */
-
-#define VIRGL_FORMAT_R8_UNORM 64u
 
 /* RESOURCE_CREATE_2D on a virgl device hands the guest's format to virglrenderer; a format
  * pixman has no code for must not reach the scanout's conversion. */
