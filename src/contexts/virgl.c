@@ -169,14 +169,17 @@ static int virgl_context_create_fence(struct neep_context *base, struct neep_tim
         return -EIO;
     }
     virgl_instance_set_timeline(ctx, timeline);
-    /* venus's fences are its worker's, which its context's end waits for. */
+    /* venus's fences are its worker's, which its context's end waits for. Not mergeable:
+     * virglrenderer may drop a mergeable fence followed by another without calling back, and
+     * the count needs one completion per fence (neep's timelines complete in order anyway). */
     bool gl = ctx->capset_id != NEEP_CAPSET_VENUS;
     if (gl) {
         virgl_instance_count_gl_fence(ctx);
     }
     venus_call_begin(ctx->capset_id);
-    int ret = virgl_as_errno(virgl_renderer_context_create_fence(
-        ctx->virgl_id, VIRGL_RENDERER_FENCE_FLAG_MERGEABLE, timeline->ring_idx, fence_id));
+    uint32_t flags = gl ? 0 : VIRGL_RENDERER_FENCE_FLAG_MERGEABLE;
+    int ret = virgl_as_errno(
+        virgl_renderer_context_create_fence(ctx->virgl_id, flags, timeline->ring_idx, fence_id));
     venus_call_end(ctx->capset_id);
     if (ret < 0 && gl) {
         virgl_instance_uncount_gl_fence(ctx);
