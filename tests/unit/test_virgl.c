@@ -365,6 +365,27 @@ static size_t encode_scaled_blit(uint32_t *words, uint32_t dst, uint32_t src, ui
     return n;
 }
 
+/* Textures `first` and first + 1, side_px square, attached to context `ctx_id`. */
+static void make_blit_pair(struct neep_renderer *renderer, uint32_t ctx_id, uint32_t first,
+                           uint32_t side_px)
+{
+    for (uint32_t id = first; id <= first + 1; id++) {
+        create_texture(renderer, id, side_px, side_px);
+        CHECK_EQ(neep_context_attach_resource(renderer, ctx_id, id), 0);
+    }
+}
+
+/* `count` scaled blits back and forth between the pair (22 words each). */
+static size_t encode_blits(uint32_t *words, int count, uint32_t first, uint32_t side_px)
+{
+    size_t n = 0;
+    for (int i = 0; i < count; i++) {
+        uint32_t from = first + (uint32_t)(i % 2);
+        n += encode_scaled_blit(words + n, from == first ? first + 1 : first, from, side_px);
+    }
+    return n;
+}
+
 static void fence_ring0(struct neep_renderer *renderer, uint32_t ctx_id, uint64_t fence_id)
 {
     struct neep_fence fence = {.flags = NEEP_FENCE_FLAG_FENCE | NEEP_FENCE_FLAG_RING_IDX,
@@ -384,17 +405,10 @@ TEST(virgl_context_destroyed_with_fences_in_flight_goes_once_they_complete)
     uint64_t idle_bytes = neep_renderer_memory_used_bytes(renderer);
     CHECK_EQ(neep_context_create(renderer, 1, 0, "busy", 4), 0);
     CHECK_EQ(neep_context_create(renderer, 2, 0, "exiting", 7), 0);
-    const uint32_t side_px = 1024;
-    create_texture(renderer, 5, side_px, side_px);
-    create_texture(renderer, 6, side_px, side_px);
-    CHECK_EQ(neep_context_attach_resource(renderer, 1, 5), 0);
-    CHECK_EQ(neep_context_attach_resource(renderer, 1, 6), 0);
+    make_blit_pair(renderer, 1, 5, 1024);
     enum { BLITS = 160 };
     uint32_t *words = calloc(BLITS, 22 * sizeof(uint32_t));
-    size_t n = 0;
-    for (int i = 0; i < BLITS; i++) {
-        n += encode_scaled_blit(words + n, i % 2 ? 5 : 6, i % 2 ? 6 : 5, side_px);
-    }
+    size_t n = encode_blits(words, BLITS, 5, 1024);
 
     /* Context 1's second fence is waited for after its first, with context 2's queued behind. */
     CHECK_EQ(neep_context_submit(renderer, 1, words, n * 4), 0);
@@ -431,9 +445,7 @@ TEST(virgl_fences_complete_while_a_query_result_is_pending)
     struct log_capture log = {0};
     struct neep_renderer *renderer = virgl_renderer(&log);
     CHECK_EQ(neep_context_create(renderer, 1, 0, NULL, 0), 0);
-    const uint32_t side_px = 1024;
-    create_texture(renderer, 5, side_px, side_px);
-    create_texture(renderer, 6, side_px, side_px);
+    make_blit_pair(renderer, 1, 5, 1024);
     struct neep_resource_create_3d result_buffer = {.target = 0 /* PIPE_BUFFER */,
                                                     .format = VIRGL_FORMAT_R8_UNORM,
                                                     .bind = VIRGL_BIND_CUSTOM,
@@ -442,9 +454,7 @@ TEST(virgl_fences_complete_while_a_query_result_is_pending)
                                                     .depth = 1,
                                                     .array_size = 1};
     CHECK_EQ(neep_resource_create_3d(renderer, 7, &result_buffer), 0);
-    for (uint32_t id = 5; id <= 7; id++) {
-        CHECK_EQ(neep_context_attach_resource(renderer, 1, id), 0);
-    }
+    CHECK_EQ(neep_context_attach_resource(renderer, 1, 7), 0);
     enum { BLITS = 100 };
     uint32_t *words = calloc(BLITS * 22 + 16, sizeof(uint32_t));
     size_t n = 0;
@@ -456,9 +466,7 @@ TEST(virgl_fences_complete_while_a_query_result_is_pending)
     words[n++] = 7; /* the result buffer */
     words[n++] = VIRGL_CMD(VIRGL_CCMD_BEGIN_QUERY, 0, 1);
     words[n++] = query;
-    for (int i = 0; i < BLITS; i++) {
-        n += encode_scaled_blit(words + n, i % 2 ? 5 : 6, i % 2 ? 6 : 5, side_px);
-    }
+    n += encode_blits(words + n, BLITS, 5, 1024);
     words[n++] = VIRGL_CMD(VIRGL_CCMD_END_QUERY, 0, 1);
     words[n++] = query;
     words[n++] = VIRGL_CMD(VIRGL_CCMD_GET_QUERY_RESULT, 0, 2);
@@ -482,15 +490,9 @@ TEST(virgl_renderer_destroyed_while_a_context_retires_frees_it)
     struct log_capture log = {0};
     struct neep_renderer *renderer = virgl_renderer(&log);
     CHECK_EQ(neep_context_create(renderer, 1, 0, NULL, 0), 0);
-    create_texture(renderer, 5, 512, 512);
-    create_texture(renderer, 6, 512, 512);
-    CHECK_EQ(neep_context_attach_resource(renderer, 1, 5), 0);
-    CHECK_EQ(neep_context_attach_resource(renderer, 1, 6), 0);
+    make_blit_pair(renderer, 1, 5, 512);
     uint32_t words[8 * 22];
-    size_t n = 0;
-    for (int i = 0; i < 8; i++) {
-        n += encode_scaled_blit(words + n, 6, 5, 512);
-    }
+    size_t n = encode_blits(words, 8, 5, 512);
     CHECK_EQ(neep_context_submit(renderer, 1, words, n * 4), 0);
     fence_ring0(renderer, 1, 1);
     CHECK_EQ(neep_context_destroy(renderer, 1), 0);
