@@ -375,6 +375,7 @@ int virgl_instance_acquire(struct neep_renderer *renderer)
             if (ret < 0) {
                 virgl_renderer_cleanup(&instance);
                 virgl_server_stop();
+                instance.has_gl = instance.has_venus = false;
             }
         }
         if (ret < 0) {
