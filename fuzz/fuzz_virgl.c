@@ -117,8 +117,9 @@ static void start_renderer(void)
     idle_memory_bytes = fuzz_idle_memory_bytes(renderer);
 }
 
-/* Contexts destroyed with OpenGL fences in flight stay (and stay charged) until virglrenderer's
- * thread completes those: microseconds on the no-op driver, so waited for in 50 us steps. */
+/* Contexts destroyed while OpenGL fences are in flight stay (and stay charged) until
+ * virglrenderer's thread has completed them all: microseconds on the no-op driver, so waited
+ * for in 50 us steps. */
 static void end_input(void)
 {
     for (uint32_t i = 0; i <= MAX_ID; i++) {

@@ -174,7 +174,7 @@ static int virgl_context_create_fence(struct neep_context *base, struct neep_tim
      * the count needs one completion per fence (neep's timelines complete in order anyway). */
     bool gl = ctx->capset_id != NEEP_CAPSET_VENUS;
     if (gl) {
-        virgl_instance_count_gl_fence(ctx);
+        virgl_instance_count_gl_fence();
     }
     venus_call_begin(ctx->capset_id);
     uint32_t flags = gl ? 0 : VIRGL_RENDERER_FENCE_FLAG_MERGEABLE;
@@ -182,7 +182,7 @@ static int virgl_context_create_fence(struct neep_context *base, struct neep_tim
         virgl_renderer_context_create_fence(ctx->virgl_id, flags, timeline->ring_idx, fence_id));
     venus_call_end(ctx->capset_id);
     if (ret < 0 && gl) {
-        virgl_instance_uncount_gl_fence(ctx);
+        virgl_instance_uncount_gl_fence();
     }
     if (ret < 0) {
         context_log(base, NEEP_LOG_ERROR, "virgl: ctx %u: fence %llu on ring %u refused: %s",

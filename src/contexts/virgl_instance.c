@@ -36,6 +36,14 @@ static struct {
     pthread_mutex_t callback_lock; /* contexts, and owner as the callbacks see it */
     struct id_table contexts;      /* ctx_id -> struct virgl_context */
     struct neep_renderer *callback_owner;
+    /* Under callback_lock. OpenGL fences (contexts' and global) created and not yet completed,
+     * and the contexts the guest destroyed meanwhile. virglrenderer's sync thread waits for one
+     * fence at a time with its list unlocked, holding the next; destroying a context frees that
+     * context's queued fences under it, and marks the fence it waits for (whichever context's)
+     * as having no context, so that fence's completion is never reported. So OpenGL contexts
+     * are destroyed in virglrenderer only while no fence is in flight. */
+    uint32_t gl_fences_in_flight;
+    uint32_t retiring_contexts;
     const char *owner_render_node;  /* owner's, during virgl_renderer_init */
     bool has_gl;                    /* vrend (OpenGL) was asked for and started */
     bool has_venus;                 /* venus and its render server started */
@@ -56,10 +64,21 @@ static struct {
 
 /* ---- callbacks, on virglrenderer's sync thread (or, for the log, any thread) ------------- */
 
+/* Under callback_lock: one OpenGL fence completed. The last one in flight lets retiring
+ * contexts go: the embedder's dispatch destroys them (embedder_poll), so it is woken. */
+static void gl_fence_completed(void)
+{
+    if (instance.gl_fences_in_flight > 0 && --instance.gl_fences_in_flight == 0 &&
+        instance.retiring_contexts > 0 && instance.callback_owner) {
+        neep_renderer_wake_dispatcher(instance.callback_owner);
+    }
+}
+
 static void on_write_fence(void *cookie, uint32_t seq)
 {
     (void)cookie;
     pthread_mutex_lock(&instance.callback_lock);
+    gl_fence_completed();
     if (instance.callback_owner) {
         neep_timeline_signal_seq(&instance.callback_owner->global_timeline, seq);
     }
@@ -72,8 +91,8 @@ static void on_write_context_fence(void *cookie, uint32_t ctx_id, uint32_t ring_
     (void)cookie;
     pthread_mutex_lock(&instance.callback_lock);
     struct virgl_context *ctx = id_table_get(&instance.contexts, ctx_id);
-    if (ctx && ctx->capset_id != NEEP_CAPSET_VENUS && ctx->gl_fences_in_flight > 0) {
-        ctx->gl_fences_in_flight--;
+    if (ctx && ctx->capset_id != NEEP_CAPSET_VENUS) {
+        gl_fence_completed();
     }
     struct neep_timeline *timeline =
         ctx && ring_idx < NEEP_MAX_RINGS ? ctx->timelines[ring_idx] : NULL;
@@ -258,6 +277,7 @@ static void embedder_poll(struct neep_renderer *renderer)
 {
     (void)renderer;
     virgl_instance_poll();
+    virgl_reap_retired_contexts();
 }
 
 static int start_poll_relay(struct neep_renderer *renderer)
@@ -415,6 +435,7 @@ void virgl_instance_release(struct neep_renderer *renderer)
         pthread_mutex_lock(&instance.callback_lock);
         instance.callback_owner = NULL;
         id_table_finish(&instance.contexts);
+        instance.gl_fences_in_flight = instance.retiring_contexts = 0;
         pthread_mutex_unlock(&instance.callback_lock);
         instance.owner = NULL;
         instance.has_gl = instance.has_venus = false;
@@ -448,17 +469,17 @@ void virgl_instance_remove_context(struct virgl_context *ctx)
     pthread_mutex_unlock(&instance.callback_lock);
 }
 
-void virgl_instance_count_gl_fence(struct virgl_context *ctx)
+void virgl_instance_count_gl_fence(void)
 {
     pthread_mutex_lock(&instance.callback_lock);
-    ctx->gl_fences_in_flight++;
+    instance.gl_fences_in_flight++;
     pthread_mutex_unlock(&instance.callback_lock);
 }
 
-void virgl_instance_uncount_gl_fence(struct virgl_context *ctx)
+void virgl_instance_uncount_gl_fence(void)
 {
     pthread_mutex_lock(&instance.callback_lock);
-    ctx->gl_fences_in_flight--;
+    instance.gl_fences_in_flight--;
     pthread_mutex_unlock(&instance.callback_lock);
 }
 
@@ -466,11 +487,13 @@ bool virgl_instance_retire_context(struct virgl_context *ctx)
 {
     pthread_mutex_lock(&instance.callback_lock);
     memset(ctx->timelines, 0, sizeof(ctx->timelines));
-    bool now = ctx->gl_fences_in_flight == 0;
+    /* venus's contexts live in the render server, apart from the sync thread's fences. */
+    bool now = ctx->capset_id == NEEP_CAPSET_VENUS || instance.gl_fences_in_flight == 0;
     if (now) {
         id_table_remove(&instance.contexts, ctx->virgl_id);
     } else {
         ctx->retiring = true;
+        instance.retiring_contexts++;
     }
     pthread_mutex_unlock(&instance.callback_lock);
     return now;
@@ -481,15 +504,18 @@ size_t virgl_instance_take_retired(struct virgl_context **out, size_t max)
     size_t count = 0;
     pthread_mutex_lock(&instance.callback_lock);
     struct id_table *contexts = &instance.contexts;
-    for (size_t i = 0; i < contexts->capacity && count < max; i++) {
+    for (size_t i = 0; i < contexts->capacity && count < max && instance.retiring_contexts > 0 &&
+                       instance.gl_fences_in_flight == 0;
+         i++) {
         struct virgl_context *ctx = contexts->keys[i] ? contexts->values[i] : NULL;
-        if (ctx && ctx->retiring && ctx->gl_fences_in_flight == 0) {
+        if (ctx && ctx->retiring) {
             out[count++] = ctx;
         }
     }
     for (size_t i = 0; i < count; i++) {
         id_table_remove(contexts, out[i]->virgl_id);
     }
+    instance.retiring_contexts -= (uint32_t)count;
     pthread_mutex_unlock(&instance.callback_lock);
     return count;
 }

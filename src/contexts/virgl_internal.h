@@ -20,12 +20,9 @@ struct virgl_context {
     uint32_t virgl_id;
     /* venus: virglrenderer's side was destroyed after the render server's loss. */
     bool reaped;
-    /* Under the instance's callback lock. OpenGL fences virglrenderer's sync thread has not
-     * completed: that thread holds on to queued fences with its list unlocked, so destroying
-     * their context in virglrenderer before they complete frees them under it. `retiring`: the
-     * guest destroyed the context while some were in flight; virglrenderer's side goes when
-     * they complete (virgl_instance_reap_retired). */
-    uint32_t gl_fences_in_flight;
+    /* Under the instance's callback lock. The guest destroyed the context while OpenGL fences
+     * were in flight (see virgl_instance_retire_context); virglrenderer's side goes once none
+     * is (virgl_instance_take_retired). */
     bool retiring;
     /* The timelines the sync thread completes; set under the instance's callback lock. */
     struct neep_timeline *timelines[NEEP_MAX_RINGS];
@@ -48,16 +45,16 @@ bool virgl_instance_started(uint32_t capset_id);
 int virgl_instance_add_context(uint32_t ctx_id, struct virgl_context *ctx);
 void virgl_instance_remove_context(struct virgl_context *ctx);
 void virgl_instance_set_timeline(struct virgl_context *ctx, struct neep_timeline *timeline);
-/* Around creating an OpenGL fence: counted in flight before virglrenderer can complete it, and
- * uncounted if virglrenderer refused it. */
-void virgl_instance_count_gl_fence(struct virgl_context *ctx);
-void virgl_instance_uncount_gl_fence(struct virgl_context *ctx);
+/* Around creating an OpenGL fence, a context's or a global one: counted in flight before
+ * virglrenderer can complete it, and uncounted if virglrenderer refused it. */
+void virgl_instance_count_gl_fence(void);
+void virgl_instance_uncount_gl_fence(void);
 /* The guest destroyed `ctx`: true if virglrenderer's side may go now (the context is no longer
- * found), false if it stays, retiring, until its OpenGL fences complete. Its timelines are no
+ * found), false if it stays, retiring, until no OpenGL fence is in flight. Its timelines are no
  * longer completed either way. */
 bool virgl_instance_retire_context(struct virgl_context *ctx);
-/* On the embedder's thread: the retiring contexts whose fences completed, taken out (up to
- * `max`); the caller destroys virglrenderer's side of each. */
+/* On the embedder's thread, once no OpenGL fence is in flight: the retiring contexts, taken out
+ * (up to `max`); the caller destroys virglrenderer's side of each. */
 size_t virgl_instance_take_retired(struct virgl_context **out, size_t max);
 
 /* On the embedder's thread: calls virgl_renderer_poll() if virglrenderer asked for it (its

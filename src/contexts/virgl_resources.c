@@ -137,7 +137,11 @@ static int provider_create_global_fence(struct neep_renderer *renderer,
     /* virglrenderer fences on its own context 0; the guest's is only named (or is another
      * type's, as a guest may send a global fence with any context). */
     (void)virgl_context_id_for(renderer, fence->ctx_id, &virgl_ctx_id);
+    virgl_instance_count_gl_fence();
     int ret = virgl_as_errno(virgl_renderer_create_fence((int)seq, virgl_ctx_id));
+    if (ret < 0) {
+        virgl_instance_uncount_gl_fence();
+    }
     if (ret < 0) {
         renderer_error(renderer, "virgl: fence %llu refused: %s",
                        (unsigned long long)fence->fence_id, strerror(-ret));
