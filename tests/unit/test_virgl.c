@@ -496,8 +496,7 @@ TEST(virgl_context_ends_after_global_fences_in_flight)
     check_context_ends_after_fences_in_flight(true, 1);
 }
 
-/* virglrenderer makes global fences mergeable; were it to call back once for several (its polled
- * path merges, the async path neep uses does not), the count would never reach 0. */
+/* Several global fences in flight: virglrenderer may merge them and call back fewer times. */
 TEST(virgl_context_ends_after_several_global_fences_in_flight)
 {
     check_context_ends_after_fences_in_flight(true, 4);
