@@ -355,10 +355,6 @@ static bool pop_completed(struct neep_renderer *renderer, struct neep_fence *out
 
 int neep_renderer_dispatch_fences(struct neep_renderer *renderer, neep_fence_fn fn, void *user_data)
 {
-    /* Set and cleared on the embedder's thread only, so read here on that thread alone. */
-    if (pthread_equal(pthread_self(), renderer->embedder_thread) && renderer->embedder_poll) {
-        renderer->embedder_poll(renderer);
-    }
     pthread_mutex_lock(&renderer->dispatch_lock);
     uint64_t counter;
     ssize_t ignored = read(renderer->fence_event_fd, &counter, sizeof(counter));
@@ -379,5 +375,12 @@ int neep_renderer_dispatch_fences(struct neep_renderer *renderer, neep_fence_fn 
         delivered++;
     }
     pthread_mutex_unlock(&renderer->dispatch_lock);
+    /* After the wake-ups were read, or one that came before the read would be lost (a retiring
+     * context's last fence, a poll virglrenderer asked for); after the fences, so the dispatch
+     * that delivers a fence sees what its completion did. Set and cleared on the embedder's
+     * thread only, so read here on that thread alone. */
+    if (pthread_equal(pthread_self(), renderer->embedder_thread) && renderer->embedder_poll) {
+        renderer->embedder_poll(renderer);
+    }
     return delivered;
 }
