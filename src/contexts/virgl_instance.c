@@ -40,8 +40,9 @@ static struct {
      * and the contexts the guest destroyed meanwhile. virglrenderer's sync thread waits for one
      * fence at a time with its list unlocked, holding the next; destroying a context frees that
      * context's queued fences under it, and marks the fence it waits for (whichever context's)
-     * as having no context, so that fence's completion is never reported. So OpenGL contexts
-     * are destroyed in virglrenderer only while no fence is in flight. */
+     * as having no context: 0.10.4 then never reports that fence's completion; 1.2.0 read the
+     * context before waiting and uses it freed. So OpenGL contexts are destroyed in
+     * virglrenderer only while no fence is in flight. */
     uint32_t gl_fences_in_flight;
     uint32_t retiring_contexts;
     const char *owner_render_node;  /* owner's, during virgl_renderer_init */
